@@ -1,0 +1,36 @@
+# Thin wrappers; the scripts hold the logic.
+.PHONY: bootstrap test unit integration lint sanity build cluster-up cluster-down cluster-status demo bench
+
+VENV_BIN = $(HOME)/.cache/kubeops-node-maintenance/venv/bin
+PY = $(VENV_BIN)/python
+
+bootstrap:         ## install everything the tests need (cached)
+	bash tests/bootstrap.sh
+
+test:              ## the whole suite, as CI runs it
+	bash tests/run.sh
+
+unit:              ## unit tests only (no cluster)
+	$(PY) -m pytest tests/unit
+
+integration:       ## integration tests on the local control plane
+	$(PY) -m pytest tests/integration
+
+lint:
+	PATH=$(VENV_BIN):$$PATH bash tests/lint.sh
+
+sanity:
+	PATH=$(VENV_BIN):$$PATH bash tests/sanity.sh
+
+build:
+	$(VENV_BIN)/ansible-galaxy collection build --force --output-path build/ .
+
+cluster-up:        ## start the local control plane; prints the kubeconfig path
+	bash tests/bootstrap.sh >/dev/null
+	python3 tests/testbed/cluster.py up
+
+cluster-down:
+	python3 tests/testbed/cluster.py down
+
+cluster-status:
+	python3 tests/testbed/cluster.py status

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Install everything the tests and the demo need, on a fresh machine, idempotently:
+# Debian packages, a virtualenv with the pinned Python requirements, and the Go-built control
+# plane. All of it is cached outside the repo (~/.cache/kubeops-node-maintenance), so a warm
+# run takes seconds. Prints the virtualenv's bin directory on stdout.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/.." && pwd)
+source "$here/testbed/versions.sh"
+say() { printf '[bootstrap %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+# --- Debian packages ------------------------------------------------------------------------
+# openssl: test-bed certificates; git: ansible-test; the rest: QEMU test hosts (tests/testbed/hosts).
+apt_packages=(openssl git make rsync)
+if [[ -f "$here/testbed/hosts/apt-packages.txt" ]]; then
+  mapfile -t -O "${#apt_packages[@]}" apt_packages < <(grep -v '^#' "$here/testbed/hosts/apt-packages.txt" | grep .)
+fi
+missing=()
+for pkg in "${apt_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  say "apt-get install ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >&2
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+fi
+
+# --- Python virtualenv ----------------------------------------------------------------------
+venv="$TESTBED_CACHE/venv"
+want=$(cat "$repo/tests/requirements.txt" "$repo/requirements.txt" | sha256sum | cut -c1-16)
+have=$(cat "$venv/.requirements-hash" 2>/dev/null || true)
+if [[ "$want" != "$have" || ! -x "$venv/bin/python" ]]; then
+  say "virtualenv $venv (requirements changed or missing)"
+  # The hash is written last: an interrupted install leaves no hash and is redone next time.
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --upgrade pip >&2
+  "$venv/bin/pip" install -q -r "$repo/tests/requirements.txt" -r "$repo/requirements.txt" >&2
+  echo "$want" > "$venv/.requirements-hash"
+fi
+
+# --- Control plane binaries (Go module proxy) -------------------------------------------------
+bash "$here/testbed/build-binaries.sh"
+
+# --- QEMU test host image (if the test-host builder exists) -----------------------------------
+if [[ -x "$here/testbed/hosts/build-image.sh" ]]; then
+  bash "$here/testbed/hosts/build-image.sh" >&2
+fi
+
+echo "$venv/bin"

@@ -1,0 +1,230 @@
+"""Fixtures for integration tests: a real local control plane and kwok-simulated nodes.
+
+A pytest session starts its own cluster (``tests/testbed/cluster.py up`` with a private state
+directory and free loopback ports) and stops exactly that cluster at the end, unless
+``KUBEOPS_TEST_KUBECONFIG`` names the kubeconfig of one that is already running (``make cluster-up``),
+which is then used as it is and left running.
+"""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+
+import pytest
+
+from tests.conftest import COLLECTIONS_ROOT, REPO_ROOT
+
+TESTBED = os.path.join(REPO_ROOT, "tests", "testbed")
+KWOK_ANNOTATION = {"kwok.x-k8s.io/node": "fake"}
+TEST_NODE_LABEL = "kubeops.test/node"
+
+
+class Cluster:
+    """Handles to one running control plane."""
+
+    def __init__(self, kubeconfig, bin_dir, server):
+        from kubernetes import client, config
+
+        self.kubeconfig = kubeconfig
+        self.bin_dir = bin_dir
+        self.server = server
+        self.api_client = config.new_client_from_config(config_file=kubeconfig)
+        self.core = client.CoreV1Api(self.api_client)
+        self.apps = client.AppsV1Api(self.api_client)
+        self.policy = client.PolicyV1Api(self.api_client)
+        self.coordination = client.CoordinationV1Api(self.api_client)
+        self.rbac = client.RbacAuthorizationV1Api(self.api_client)
+
+    def kubectl(self, *args, check=True, input=None, timeout=120):
+        cmd = [os.path.join(self.bin_dir, "kubectl"), "--kubeconfig", self.kubeconfig] + list(args)
+        res = subprocess.run(cmd, capture_output=True, text=True, input=input, timeout=timeout)
+        if check and res.returncode != 0:
+            raise AssertionError("kubectl %s failed (%d): %s" % (" ".join(args), res.returncode, res.stderr))
+        return res
+
+    def metrics(self):
+        """The API server's /metrics text."""
+        return self.kubectl("get", "--raw", "/metrics").stdout
+
+
+def _testbed_paths():
+    out = subprocess.run(
+        ["bash", "-c", 'source "$1"; echo "$TESTBED_CACHE"; echo "$TESTBED_BIN"', "v",
+         os.path.join(TESTBED, "versions.sh")], check=True, capture_output=True, text=True).stdout.split()
+    return out[0], out[1]
+
+
+@pytest.fixture(scope="session")
+def cluster():
+    cache, bin_dir = _testbed_paths()
+    existing = os.environ.get("KUBEOPS_TEST_KUBECONFIG")
+    if existing:
+        with open(existing) as handle:
+            server = json.load(handle)["clusters"][0]["cluster"]["server"]
+        yield Cluster(existing, bin_dir, server)
+        return
+    if not os.path.exists(os.path.join(bin_dir, "kube-apiserver")):
+        subprocess.run(["bash", os.path.join(TESTBED, "build-binaries.sh")], check=True)
+    os.makedirs(os.path.join(cache, "run"), exist_ok=True)
+    state = tempfile.mkdtemp(prefix="pytest-%d-" % os.getpid(), dir=os.path.join(cache, "run"))
+    cluster_py = [sys.executable, os.path.join(TESTBED, "cluster.py")]
+    subprocess.run(cluster_py + ["up", "--state", state], check=True, stdout=subprocess.DEVNULL)
+    try:
+        with open(os.path.join(state, "cluster.json")) as handle:
+            env = json.load(handle)
+        yield Cluster(env["kubeconfig"], bin_dir, env["server"])
+    finally:
+        subprocess.run(cluster_py + ["down", "--state", state], check=False)
+        subprocess.run(["rm", "-rf", state], check=False)
+
+
+def _unique(prefix):
+    return "%s-%s" % (prefix, uuid.uuid4().hex[:6])
+
+
+@pytest.fixture
+def namespace(cluster, request):
+    from kubernetes import client
+
+    name = _unique("t-" + request.node.name.lower().replace("_", "-")[:40].strip("-[]"))
+    name = "".join(ch if ch.isalnum() or ch == "-" else "-" for ch in name)[:60].strip("-")
+    cluster.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    deadline = time.monotonic() + 60
+    while True:  # pods cannot be created before the controller-manager made the default ServiceAccount
+        try:
+            cluster.core.read_namespaced_service_account("default", name)
+            break
+        except client.ApiException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+    yield name
+    try:
+        cluster.core.delete_namespace(name, grace_period_seconds=0)
+    except client.ApiException:
+        pass
+
+
+def node_manifest(name, cpu="32", memory="256Gi", pods="110", labels=None, taints=None,
+                  unschedulable=False, annotations=None):
+    labels = dict(labels or {})
+    labels.setdefault("kubernetes.io/hostname", name)
+    labels.setdefault("kubernetes.io/os", "linux")
+    labels.setdefault("type", "kwok")
+    labels.setdefault(TEST_NODE_LABEL, "true")
+    capacity = {"cpu": str(cpu), "memory": str(memory), "pods": str(pods)}
+    return {
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": name, "labels": labels,
+                     "annotations": dict(KWOK_ANNOTATION, **(annotations or {}))},
+        "spec": {"unschedulable": unschedulable, "taints": list(taints or [])},
+        "status": {"capacity": capacity, "allocatable": capacity},
+    }
+
+
+@pytest.fixture
+def make_node(cluster):
+    """Create kwok-simulated nodes; each is Ready (kwok heart-beats it) before it is returned."""
+    created = []
+
+    def _make(name=None, cpu="32", memory="256Gi", pods="110", labels=None, taints=None,
+              unschedulable=False, ready=True, annotations=None):
+        name = name or _unique("kwok-node")
+        manifest = node_manifest(name, cpu, memory, pods, labels, taints, unschedulable, annotations)
+        cluster.core.create_node(manifest)
+        created.append(name)
+        if ready:
+            wait_node_ready(cluster, name)
+        return name
+
+    yield _make
+    for name in created:
+        try:
+            cluster.core.delete_node(name)
+        except Exception:  # noqa: BLE001 - a test may have deleted it already
+            pass
+
+
+def wait_node_ready(cluster, name, timeout=60, want="True"):
+    deadline = time.monotonic() + timeout
+    status = None
+    while time.monotonic() < deadline:
+        node = cluster.core.read_node(name)
+        for cond in node.status.conditions or []:
+            if cond.type == "Ready":
+                status = cond.status
+        if status == want:
+            return node
+        time.sleep(0.3)
+    raise AssertionError("node %s Ready=%s after %ss, wanted %s" % (name, status, timeout, want))
+
+
+def _ansible_env(cluster, extra=None):
+    env = dict(os.environ)
+    env.update({
+        "ANSIBLE_COLLECTIONS_PATH": COLLECTIONS_ROOT,
+        "ANSIBLE_HOST_KEY_CHECKING": "False",
+        "ANSIBLE_RETRY_FILES_ENABLED": "False",
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_DEPRECATION_WARNINGS": "False",
+        "K8S_AUTH_KUBECONFIG": cluster.kubeconfig,
+    })
+    env.update(extra or {})
+    return env
+
+
+def _localhost_inventory(tmp_path):
+    path = os.path.join(tmp_path, "localhost.ini")
+    with open(path, "w") as handle:
+        handle.write("localhost ansible_connection=local ansible_python_interpreter=%s\n" % sys.executable)
+    return path
+
+
+@pytest.fixture
+def run_module(cluster, tmp_path):
+    """Run one module of the collection through ansible-core and return its result dict."""
+
+    def _run(module, args, check=False, diff=False, env=None, auth=True):
+        fqcn = module if "." in module else "kubeops.node_maintenance." + module
+        cmd = [os.path.join(os.path.dirname(sys.executable), "ansible"), "localhost",
+               "-i", _localhost_inventory(str(tmp_path)), "-m", fqcn, "-a", json.dumps(args)]
+        if check:
+            cmd.append("--check")
+        if diff:
+            cmd.append("--diff")
+        run_env = _ansible_env(cluster, env)
+        run_env.update({"ANSIBLE_LOAD_CALLBACK_PLUGINS": "1", "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json"})
+        if not auth:
+            run_env.pop("K8S_AUTH_KUBECONFIG")
+        res = subprocess.run(cmd, capture_output=True, text=True, env=run_env, timeout=900)
+        try:
+            doc = json.loads(res.stdout)
+            result = doc["plays"][0]["tasks"][0]["hosts"]["localhost"]
+        except (ValueError, KeyError, IndexError):
+            raise AssertionError("could not read the result of %s (rc %d)\nstdout: %s\nstderr: %s"
+                                 % (fqcn, res.returncode, res.stdout[-4000:], res.stderr[-4000:]))
+        result.setdefault("failed", False)
+        result["_stderr"] = res.stderr
+        return result
+
+    return _run
+
+
+@pytest.fixture
+def run_playbook(cluster, tmp_path):
+    """Run a playbook of this collection on localhost (or a given inventory)."""
+
+    def _run(path, extra_vars=None, inventory=None, check=False, env=None, args=()):
+        cmd = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"),
+               "-i", inventory or _localhost_inventory(str(tmp_path)), path]
+        if extra_vars:
+            cmd += ["-e", json.dumps(extra_vars)]
+        if check:
+            cmd.append("--check")
+        cmd += list(args)
+        return subprocess.run(cmd, capture_output=True, text=True, env=_ansible_env(cluster, env), timeout=3600)
+
+    return _run

@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# Build and cache, by version, the real Kubernetes control plane the tests run against:
+# kube-apiserver, kube-controller-manager, kube-scheduler, kubectl (k8s.io/kubernetes),
+# etcd (go.etcd.io/etcd/server/v3) and kwok (sigs.k8s.io/kwok) plus kwok's stage configs.
+# Everything comes from the Go module proxy. Builds go into a temp dir that is renamed into
+# place only when complete, so an interrupted build never leaves a half cache.
+set -euo pipefail
+
+source "$(dirname "$0")/versions.sh"
+
+step() { printf '[testbed-build %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+fail() { printf '[testbed-build] FAILED at step: %s\n' "$CURRENT_STEP" >&2; }
+trap fail ERR
+CURRENT_STEP=start
+
+export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=mod
+
+if [[ -x "$TESTBED_BIN/kube-apiserver" && -x "$TESTBED_BIN/etcd" && -x "$TESTBED_BIN/kwok" && -d "$TESTBED_STAGES" ]]; then
+  step "cached: $TESTBED_BIN"
+  exit 0
+fi
+
+mkdir -p "$TESTBED_CACHE"
+work=$(mktemp -d "$TESTBED_CACHE/.build.XXXXXX")
+cleanup() { rm -rf "$work"; }
+trap cleanup EXIT
+mkdir -p "$work/out/bin" "$work/out/stages"
+
+# --- Kubernetes ---------------------------------------------------------------------------
+CURRENT_STEP="resolve k8s.io/kubernetes@$K8S_VERSION"
+step "$CURRENT_STEP"
+gomod=$(go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')
+staging_version="v0.${K8S_VERSION#v1.}"
+mkdir -p "$work/k8s" && cd "$work/k8s"
+cat > go.mod <<MOD
+module kubeops.local/testbed/k8s
+
+go 1.26.0
+
+require k8s.io/kubernetes $K8S_VERSION
+MOD
+# k8s.io/kubernetes requires every staging module at v0.0.0 and replaces it with a local path;
+# a consumer must replace each with the published v0.X.Y (or a stub when it is not published).
+for mod in $(sed -n 's#^[[:space:]]*\(k8s.io/[a-z0-9-]*\) => ./staging/.*#\1#p' "$gomod"); do
+  if go mod download "$mod@$staging_version" >/dev/null 2>&1; then
+    echo "replace $mod => $mod $staging_version" >> go.mod
+  else
+    stub="$work/stubs/$mod"; mkdir -p "$stub"
+    printf 'module %s\n\ngo 1.26.0\n' "$mod" > "$stub/go.mod"
+    echo "replace $mod => $stub" >> go.mod
+    step "  $mod@$staging_version is not published; replaced by an empty stub (not used by the binaries)"
+  fi
+done
+cat > tools.go <<'GO'
+//go:build tools
+
+package tools
+
+import (
+	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+	_ "k8s.io/kubernetes/cmd/kube-scheduler"
+	_ "k8s.io/kubernetes/cmd/kubectl"
+)
+GO
+CURRENT_STEP="go mod tidy (k8s.io/kubernetes@$K8S_VERSION): downloads the modules"
+step "$CURRENT_STEP"
+go mod tidy -e >/dev/null 2>&1 || true
+go mod download
+minor=${K8S_VERSION#v1.}; minor=${minor%%.*}
+build_date=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+ldflags="-s -w"
+for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+  ldflags+=" -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
+  ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=$build_date"
+done
+for cmd in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+  CURRENT_STEP="go build $cmd $K8S_VERSION"
+  step "$CURRENT_STEP"
+  go build -trimpath -ldflags "$ldflags" -o "$work/out/bin/$cmd" "k8s.io/kubernetes/cmd/$cmd"
+done
+
+# --- etcd ---------------------------------------------------------------------------------
+CURRENT_STEP="go build etcd $ETCD_VERSION"
+step "$CURRENT_STEP"
+mkdir -p "$work/etcd" && cd "$work/etcd"
+printf 'module kubeops.local/testbed/etcd\n\ngo 1.26.0\n\nrequire go.etcd.io/etcd/server/v3 %s\n' "$ETCD_VERSION" > go.mod
+printf '//go:build tools\n\npackage tools\n\nimport _ "go.etcd.io/etcd/server/v3"\n' > tools.go
+go mod tidy -e >/dev/null 2>&1 || true
+go build -trimpath -ldflags "-s -w" -o "$work/out/bin/etcd" go.etcd.io/etcd/server/v3
+
+# --- kwok ---------------------------------------------------------------------------------
+CURRENT_STEP="go build kwok $KWOK_VERSION"
+step "$CURRENT_STEP"
+mkdir -p "$work/kwok" && cd "$work/kwok"
+printf 'module kubeops.local/testbed/kwok\n\ngo 1.26.0\n\nrequire sigs.k8s.io/kwok %s\n' "$KWOK_VERSION" > go.mod
+printf '//go:build tools\n\npackage tools\n\nimport _ "sigs.k8s.io/kwok/cmd/kwok"\n' > tools.go
+go mod tidy -e >/dev/null 2>&1 || true
+go build -trimpath -ldflags "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION" -o "$work/out/bin/kwok" sigs.k8s.io/kwok/cmd/kwok
+CURRENT_STEP="copy kwok stage configs"
+kwok_dir=$(go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)
+cp -r "$kwok_dir/kustomize/stage/." "$work/out/stages/"
+chmod -R u+w "$work/out/stages"
+
+# --- check and publish ----------------------------------------------------------------------
+CURRENT_STEP="verify binaries"
+"$work/out/bin/kubectl" version --client | grep -q "$K8S_VERSION"
+"$work/out/bin/kube-apiserver" --version | grep -q "$K8S_VERSION"
+"$work/out/bin/etcd" --version | grep -q "${ETCD_VERSION#v}"
+CURRENT_STEP="publish $TESTBED_ROOT"
+rm -rf "$TESTBED_ROOT"
+mv "$work/out" "$TESTBED_ROOT"
+step "built into $TESTBED_ROOT"
