@@ -125,22 +125,68 @@ def node_manifest(name, cpu="32", memory="256Gi", pods="110", labels=None, taint
     }
 
 
+class Kubelet:
+    """A kwok process acting as the kubelet of exactly one node: stop it and the node stops
+    heart-beating, as when a real kubelet dies; start it and the node comes back."""
+
+    def __init__(self, cluster, node):
+        self.cluster = cluster
+        self.node = node
+        self.proc = None
+
+    def start(self):
+        import socket
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        state = os.path.dirname(self.cluster.kubeconfig)
+        self.proc = subprocess.Popen(
+            [os.path.join(self.cluster.bin_dir, "kwok"), "--kubeconfig", self.cluster.kubeconfig,
+             "--config", os.path.join(state, "kwok.yaml"), "--manage-single-node", self.node,
+             "--server-address", "127.0.0.1:%d" % port, "--node-lease-duration-seconds", "10"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+
 @pytest.fixture
 def make_node(cluster):
-    """Create kwok-simulated nodes; each is Ready (kwok heart-beats it) before it is returned."""
+    """Create kwok-simulated nodes; each is Ready (kwok heart-beats it) before it is returned.
+
+    With ``own_kubelet=True`` the node gets a kwok process of its own instead of the cluster's
+    shared one; ``make_node.kubelets[name]`` is its :class:`Kubelet`, to stop and start.
+    """
     created = []
+    kubelets = {}
 
     def _make(name=None, cpu="32", memory="256Gi", pods="110", labels=None, taints=None,
-              unschedulable=False, ready=True, annotations=None):
+              unschedulable=False, ready=True, annotations=None, own_kubelet=False):
         name = name or _unique("kwok-node")
         manifest = node_manifest(name, cpu, memory, pods, labels, taints, unschedulable, annotations)
+        if own_kubelet:
+            del manifest["metadata"]["annotations"]["kwok.x-k8s.io/node"]
         cluster.core.create_node(manifest)
         created.append(name)
+        if own_kubelet:
+            kubelets[name] = Kubelet(cluster, name)
+            kubelets[name].start()
         if ready:
             wait_node_ready(cluster, name)
         return name
 
+    _make.kubelets = kubelets
     yield _make
+    for kubelet in kubelets.values():
+        kubelet.stop()
     for name in created:
         try:
             cluster.core.delete_node(name)

@@ -109,11 +109,13 @@ def test_pdb_status_comes_from_the_disruption_controller_and_eviction_honours_it
 
 
 def test_node_that_stops_heartbeating_turns_unknown_and_gets_the_unreachable_taint(cluster, make_node):
-    name = make_node()
-    wait_node_ready(cluster, name)
-    # Remove the annotation kwok selects its nodes by: kwok stops renewing the node's Lease and
-    # status, exactly like a kubelet that died.
-    cluster.core.patch_node(name, {"metadata": {"annotations": {"kwok.x-k8s.io/node": None}}})
+    # A healthy neighbour: with every node down the controller enters "full disruption" mode
+    # and deliberately taints nothing, as it would in a real cluster.
+    make_node()
+    name = make_node(own_kubelet=True)
+    # Stop the node's kubelet (a kwok process of its own): its Lease and status stop being
+    # renewed, exactly like a kubelet that died.
+    make_node.kubelets[name].stop()
 
     def unreachable():
         node = cluster.core.read_node(name)
@@ -126,8 +128,8 @@ def test_node_that_stops_heartbeating_turns_unknown_and_gets_the_unreachable_tai
     node = wait_for("node lifecycle controller marks the node unreachable", unreachable, timeout=120, interval=1)
     assert ("node.kubernetes.io/unreachable", "NoSchedule") in {(t.key, t.effect) for t in node.spec.taints}
 
-    # Heartbeats resume: the controller removes the taints again.
-    cluster.core.patch_node(name, {"metadata": {"annotations": {"kwok.x-k8s.io/node": "fake"}}})
+    # The kubelet comes back: the controller marks the node Ready and removes the taints.
+    make_node.kubelets[name].start()
     wait_node_ready(cluster, name, timeout=120)
     wait_for("unreachable taints removed", lambda: not any(
         t.key == "node.kubernetes.io/unreachable" for t in cluster.core.read_node(name).spec.taints or []),

@@ -122,6 +122,11 @@ def write_kwok_config(path, stages_dir):
     parts = [
         "apiVersion: config.kwok.x-k8s.io/v1alpha1\nkind: KwokConfiguration\noptions:\n"
         f"  nodeLeaseDurationSeconds: {KWOK_LEASE_SECONDS}\n"
+        # kwok only applies its defaults when no configuration file is given: spell them out.
+        "  nodeLeaseParallelism: 8\n  podPlayStageParallelism: 8\n  nodePlayStageParallelism: 4\n"
+        "  podsOnNodeSyncParallelism: 2\n  enablePodsOnNodeSyncListPager: true\n"
+        "  enablePodsOnNodeSyncStreamWatch: false\n  enableDebuggingHandlers: false\n"
+        "  enableProfilingHandler: false\n  enableContentionProfiling: false\n"
     ]
     for rel in ("node/fast/node-initialize.yaml",
                 "node/heartbeat-with-lease/node-heartbeat-with-lease.yaml",
