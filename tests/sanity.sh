@@ -12,5 +12,10 @@ cd "$repo"
 git ls-files -z --cached --others --exclude-standard | rsync -a --from0 --files-from=- ./ "$dest/"
 cd "$dest"
 git init -q . && git add -A >/dev/null
+# ansible-test seeds pip into its virtualenvs with a get-pip.py from a host we cannot reach:
+# put our offline stand-in where it looks for a cached copy.
+pip_version=$(python -c 'from ansible_test._internal.python_requirements import get_venv_packages as g; from ansible_test._internal.host_configs import NativePythonConfig as P; import sys; print(g(P(version="%d.%d" % sys.version_info[:2], path=sys.executable))["pip"])' 2>/dev/null || echo 24.2)
+mkdir -p "$HOME/.ansible/test/cache"
+cp "$repo/tests/testbed/get_pip_offline.py" "$HOME/.ansible/test/cache/get_pip_${pip_version//./_}.py"
 python_version=$(python -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 ansible-test sanity --requirements --python "$python_version" --color no "$@"

@@ -69,8 +69,8 @@ def test_deployment_pods_are_scheduled_onto_kwok_nodes_and_become_ready(cluster,
     assert dep.status.available_replicas == 4
 
 
-def test_pdb_status_comes_from_the_disruption_controller_and_eviction_honours_it(cluster, namespace,
-                                                                                   make_node):
+def test_pdb_status_comes_from_the_disruption_controller_and_eviction_honours_it(
+        cluster, namespace, make_node):
     pool = namespace
     make_node(labels={"kubeops.test/pool": pool})
     cluster.apps.create_namespaced_deployment(namespace, deployment("db", 3, pool))
