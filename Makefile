@@ -34,3 +34,7 @@ cluster-down:
 
 cluster-status:
 	python3 tests/testbed/cluster.py status
+
+demo:              ## the demo rollout on the built-in local cluster
+	bash tests/bootstrap.sh >/dev/null
+	$(PY) tests/testbed/demo.py
