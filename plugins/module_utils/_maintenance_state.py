@@ -1,0 +1,293 @@
+# -*- coding: utf-8 -*-
+# Copyright: kubeops.node_maintenance contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The per-node maintenance record kept in one node annotation (pure: data in, data out).
+
+The record is a JSON object in ``maintenance.kubeops.io/state`` (see the module
+``k8s_node_maintenance_state`` for its fields). ``merge_record`` applies what a task reports (a new
+phase, a status, a message, the node's prior state) and keeps the phase timings; the module only
+reads the node, calls these functions and patches the one annotation.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import json
+
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._lease import parse_time
+
+ANNOTATION = "maintenance.kubeops.io/state"
+SCHEMA_VERSION = 1
+
+IN_PROGRESS = "in_progress"
+DONE = "done"
+FAILED = "failed"
+STATUSES = (IN_PROGRESS, DONE, FAILED)
+TERMINAL = (DONE, FAILED)
+
+# The fields a task may set (module options of the same names, but ``message`` is the option ``msg``).
+UPDATABLE = ("rollout", "phase", "status", "message", "cordoned_before", "taints_added")
+
+MESSAGE_LIMIT = 4096
+EVENT_NAMESPACE = "default"  # where the kubelet writes events about nodes
+EVENT_COMPONENT = "kubeops-node-maintenance"
+EVENT_MESSAGE_LIMIT = 1024  # the kubelet's limit; longer messages only clutter `kubectl describe`
+
+UTC = datetime.timezone.utc
+
+
+# ------------------------------------------------------------------------------------------------
+# Time
+# ------------------------------------------------------------------------------------------------
+
+def utc_now():
+    return datetime.datetime.now(UTC)
+
+
+def format_timestamp(moment):
+    """RFC 3339, UTC, milliseconds: ``2024-05-01T10:00:00.123Z`` (short phases still get a duration)."""
+    moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + "%03dZ" % (moment.microsecond // 1000)
+
+
+def phase_seconds(started, finished):
+    """Seconds between two recorded times, never negative (the machines that wrote them may
+    disagree about the time); None when either cannot be read."""
+    start, end = parse_time(started), parse_time(finished)
+    if start is None or end is None:
+        return None
+    return round(max(0.0, (end - start).total_seconds()), 3)
+
+
+def cut(text, limit):
+    text = text or ""
+    if len(text) <= limit:
+        return text
+    marker = " ... (cut)"
+    return text[:limit - len(marker)] + marker
+
+
+# ------------------------------------------------------------------------------------------------
+# Reading and writing the annotation
+# ------------------------------------------------------------------------------------------------
+
+def parse_record(text):
+    """``(record, warnings)`` from the annotation's value; ``{}`` when there is none or it is unreadable."""
+    if text is None:
+        return {}, []
+    try:
+        record = json.loads(text)
+    except ValueError as exc:
+        return {}, ["annotation %s is not JSON (%s); it is treated as no record and replaced on the "
+                    "next write" % (ANNOTATION, exc)]
+    if not isinstance(record, dict):
+        return {}, ["annotation %s holds a JSON %s, not an object; it is treated as no record and "
+                    "replaced on the next write" % (ANNOTATION, type(record).__name__)]
+    return record, []
+
+
+def render_record(record):
+    return json.dumps(record, separators=(",", ":"), ensure_ascii=False)
+
+
+def record_patch(node, record):
+    """JSON merge patch that sets the annotation and nothing else.
+
+    ``resourceVersion`` makes the API server refuse (409) a write based on a stale read, so two
+    writers cannot lose each other's phase.
+    """
+    metadata = {"annotations": {ANNOTATION: render_record(record)}}
+    version = (node.get("metadata") or {}).get("resourceVersion")
+    if version:
+        metadata["resourceVersion"] = version
+    return {"metadata": metadata}
+
+
+def removal_patch(node):
+    """JSON merge patch that removes the annotation (null deletes a key)."""
+    metadata = {"annotations": {ANNOTATION: None}}
+    version = (node.get("metadata") or {}).get("resourceVersion")
+    if version:
+        metadata["resourceVersion"] = version
+    return {"metadata": metadata}
+
+
+# ------------------------------------------------------------------------------------------------
+# Merging
+# ------------------------------------------------------------------------------------------------
+
+def validate_updates(updates):
+    """Errors in what a task wants to record (the argument spec has checked the types)."""
+    errors = []
+    rollout = updates.get("rollout")
+    if rollout is not None and not rollout.strip():
+        errors.append("rollout must not be empty")
+    phase = updates.get("phase")
+    if phase is not None and not phase.strip():
+        errors.append("phase must not be empty")
+    if updates.get("status") is not None and updates["status"] not in STATUSES:
+        errors.append("status must be one of %s, not %r" % (", ".join(STATUSES), updates["status"]))
+    for index, taint in enumerate(updates.get("taints_added") or ()):
+        if not isinstance(taint, dict) or not taint.get("key") or not taint.get("effect"):
+            errors.append("taints_added[%d] needs a key and an effect" % index)
+    return errors
+
+
+def normalize_taints(taints):
+    """``[{key, value, effect}]`` with an empty value instead of none, each (key, effect) once."""
+    out = []
+    seen = set()
+    for taint in taints or ():
+        identity = (taint.get("key") or "", taint.get("effect") or "")
+        if identity in seen:
+            continue
+        seen.add(identity)
+        out.append({"key": identity[0], "value": taint.get("value") or "", "effect": identity[1]})
+    return out
+
+
+def new_record(rollout, stamp):
+    return {
+        "version": SCHEMA_VERSION,
+        "rollout": rollout,
+        "phase": None,
+        "status": IN_PROGRESS,
+        "message": "",
+        "cordoned_before": None,
+        "taints_added": [],
+        "started": stamp,
+        "updated": stamp,
+        "phases": {},
+    }
+
+
+def same_record(a, b):
+    """Equal apart from ``updated`` (which only says when the rest last changed)."""
+    def strip(record):
+        return {k: v for k, v in (record or {}).items() if k != "updated"}
+    return strip(a) == strip(b)
+
+
+def _phase_entry(phases, phase):
+    entry = phases.get(phase)
+    return entry if isinstance(entry, dict) else {}
+
+
+def _close_phase(phases, phase, stamp, status):
+    entry = dict(_phase_entry(phases, phase))
+    if "finished" not in entry:
+        entry["finished"] = stamp
+        entry["seconds"] = phase_seconds(entry.get("started"), stamp)
+    entry["status"] = status
+    phases[phase] = entry
+
+
+def _attempts(entry):
+    try:
+        return max(0, int(entry.get("attempts", 0)))
+    except (TypeError, ValueError):
+        return 0
+
+
+def merge_record(current, updates, now):
+    """The record after applying ``updates`` (option name -> value, None = not given) at ``now``.
+
+    - A rollout other than the recorded one starts a new record.
+    - A phase given without a status is entered with ``in_progress``.
+    - Entering a phase (a different one, or the same one again after it finished or failed) closes
+      the phase that was open (as done) and starts a timing entry with one more attempt.
+    - ``done`` / ``failed`` closes the current phase's timing.
+    - ``message`` is cleared when the phase or status changes without a new one.
+    - ``updated`` moves only when something else changed, so re-reporting the same state is no change.
+    ``current`` is not modified.
+    """
+    stamp = format_timestamp(now)
+    current = current or {}
+    rollout = updates.get("rollout")
+    if not current or (rollout is not None and current.get("rollout") != rollout):
+        record = new_record(rollout, stamp)
+    else:
+        record = copy.deepcopy(current)
+    if not isinstance(record.get("phases"), dict):
+        record["phases"] = {}
+    phases = record["phases"]
+
+    old_phase = record.get("phase")
+    old_status = record.get("status")
+    phase = updates.get("phase")
+    status = updates.get("status")
+    if phase is not None and status is None:
+        status = IN_PROGRESS
+    target = phase if phase is not None else old_phase
+    new_status = status if status is not None else old_status
+
+    entering = target is not None and (
+        target != old_phase or (new_status == IN_PROGRESS and old_status != IN_PROGRESS))
+    if entering:
+        if old_phase is not None and old_phase != target and old_phase in phases \
+                and "finished" not in _phase_entry(phases, old_phase):
+            _close_phase(phases, old_phase, stamp, FAILED if old_status == FAILED else DONE)
+        attempts = _attempts(_phase_entry(phases, target)) + 1
+        phases[target] = {"started": stamp, "status": IN_PROGRESS, "attempts": attempts}
+    if new_status in TERMINAL and target is not None:
+        _close_phase(phases, target, stamp, new_status)
+
+    record["phase"] = target
+    record["status"] = new_status if new_status in STATUSES else IN_PROGRESS
+    if updates.get("message") is not None:
+        record["message"] = cut(updates["message"], MESSAGE_LIMIT)
+    elif entering or new_status != old_status:
+        record["message"] = ""
+    if updates.get("cordoned_before") is not None:
+        record["cordoned_before"] = bool(updates["cordoned_before"])
+    if updates.get("taints_added") is not None:
+        record["taints_added"] = normalize_taints(updates["taints_added"])
+    if not isinstance(record.get("version"), int) or record["version"] < SCHEMA_VERSION:
+        record["version"] = SCHEMA_VERSION
+
+    if same_record(current, record):
+        return copy.deepcopy(current)
+    record["updated"] = stamp
+    return record
+
+
+def resume_info(record, rollout):
+    """What a re-run of ``rollout`` does with this node: skip it, or pick it up at a phase."""
+    ours = bool(rollout) and bool(record) and record.get("rollout") == rollout
+    done = ours and record.get("status") == DONE
+    return {
+        "done_in_rollout": done,
+        "resume_phase": record.get("phase") if ours and not done else None,
+    }
+
+
+# ------------------------------------------------------------------------------------------------
+# Events
+# ------------------------------------------------------------------------------------------------
+
+def event_body(node, event, now, host):
+    """A core/v1 Event about ``node``, as the kubelet writes its own node events.
+
+    ``event`` is the module's option: ``reason``, ``msg``, ``type``.
+    """
+    metadata = node.get("metadata") or {}
+    node_name = metadata.get("name") or ""
+    stamp = now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    nanos = int(now.timestamp() * 1e9)
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": "%s.%x" % (node_name[:200], nanos), "namespace": EVENT_NAMESPACE},
+        "involvedObject": {"apiVersion": "v1", "kind": "Node", "name": node_name,
+                           "uid": metadata.get("uid") or node_name},
+        "reason": event["reason"],
+        "message": cut(event.get("msg"), EVENT_MESSAGE_LIMIT),
+        "type": event.get("type") or "Normal",
+        "source": {"component": EVENT_COMPONENT, "host": host},
+        "reportingComponent": EVENT_COMPONENT,
+        "reportingInstance": host,
+        "firstTimestamp": stamp,
+        "lastTimestamp": stamp,
+        "count": 1,
+    }

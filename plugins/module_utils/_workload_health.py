@@ -1,0 +1,297 @@
+# -*- coding: utf-8 -*-
+# Copyright: kubeops.node_maintenance contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Is a controller back to full strength, and does its PodDisruptionBudget hold? (pure)
+
+Functions take the API objects as plain dicts (``sanitize_for_serialization`` output) and return
+plain dicts; ``k8s_workloads_healthy`` lists the objects and polls. The rules follow what
+``kubectl rollout status`` waits for, plus the ready counts a maintenance needs.
+"""
+
+from __future__ import annotations
+
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._preflight import label_selector_matches
+
+DEPLOYMENT = "Deployment"
+STATEFULSET = "StatefulSet"
+REPLICASET = "ReplicaSet"
+DAEMONSET = "DaemonSet"
+KINDS = (DEPLOYMENT, STATEFULSET, REPLICASET, DAEMONSET)
+PDB = "PodDisruptionBudget"
+
+
+def kind_ref(kind):
+    """How a kind is written in messages: ``deployment``, ``pdb``."""
+    return "pdb" if kind == PDB else kind.lower()
+
+
+def ref_key(ref):
+    return ref["kind"], ref["namespace"], ref["name"]
+
+
+def ref_text(ref):
+    return "%s %s/%s" % (kind_ref(ref["kind"]), ref["namespace"], ref["name"])
+
+
+# ------------------------------------------------------------------------------------------------
+# What to check
+# ------------------------------------------------------------------------------------------------
+
+def dedupe_refs(refs):
+    """``[{kind, namespace, name}]`` in the order given, each once."""
+    out = []
+    seen = set()
+    for ref in refs or ():
+        clean = {"kind": ref["kind"], "namespace": ref["namespace"], "name": ref["name"]}
+        if ref.get("resolved_from"):
+            clean["resolved_from"] = ref["resolved_from"]
+        if ref_key(clean) not in seen:
+            seen.add(ref_key(clean))
+            out.append(clean)
+    return out
+
+
+def dedupe_pdb_refs(refs):
+    out = []
+    seen = set()
+    for ref in refs or ():
+        key = (ref["namespace"], ref["name"])
+        if key not in seen:
+            seen.add(key)
+            out.append({"namespace": key[0], "name": key[1]})
+    return out
+
+
+def group_refs(refs):
+    """``{(kind, namespace): {names}}``: one list call per group."""
+    groups = {}
+    for ref in refs:
+        groups.setdefault((ref["kind"], ref["namespace"]), set()).add(ref["name"])
+    return groups
+
+
+def group_pdb_refs(refs):
+    groups = {}
+    for ref in refs:
+        groups.setdefault(ref["namespace"], set()).add(ref["name"])
+    return groups
+
+
+def controller_owner(obj):
+    """The ownerReference with ``controller: true``, or None."""
+    for owner in (obj.get("metadata") or {}).get("ownerReferences") or ():
+        if owner.get("controller"):
+            return owner
+    return None
+
+
+def resolve_refs(refs, replicasets):
+    """Replace each ReplicaSet that a Deployment controls by that Deployment.
+
+    ``replicasets`` maps ``(namespace, name)`` to the ReplicaSet objects that exist. A ReplicaSet
+    that does not exist, or that no Deployment controls, is kept as it is.
+    """
+    out = []
+    for ref in refs:
+        if ref["kind"] == REPLICASET:
+            owner = controller_owner(replicasets.get((ref["namespace"], ref["name"])) or {})
+            if owner and owner.get("kind") == DEPLOYMENT and owner.get("name"):
+                ref = {"kind": DEPLOYMENT, "namespace": ref["namespace"], "name": owner["name"],
+                       "resolved_from": "ReplicaSet %s/%s" % (ref["namespace"], ref["name"])}
+        out.append(ref)
+    return dedupe_refs(out)
+
+
+def refs_from_pods(pods):
+    """Workload refs from pod results (``namespace``, ``owner_kind``, ``owner_name``), as
+    ``k8s_node_drain`` returns them; pods whose owner is not a workload kind are left out."""
+    return dedupe_refs(
+        {"kind": pod.get("owner_kind"), "namespace": pod.get("namespace"), "name": pod.get("owner_name")}
+        for pod in pods or ()
+        if pod.get("owner_kind") in KINDS and pod.get("owner_name") and pod.get("namespace"))
+
+
+# ------------------------------------------------------------------------------------------------
+# Health
+# ------------------------------------------------------------------------------------------------
+
+def _int(value, default=0):
+    """API integer fields are omitted when zero."""
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def _generation_gap(obj):
+    """Text when the controller has not yet observed the latest spec, else None."""
+    generation = (obj.get("metadata") or {}).get("generation")
+    observed = (obj.get("status") or {}).get("observedGeneration")
+    if generation is None or _int(observed, -1) >= _int(generation):
+        return None
+    return "generation %s not observed yet (observed %s)" % (generation, observed if observed is not None else "none")
+
+
+def _gap(have, want, what):
+    return None if have == want else "%d/%d %s" % (have, want, what)
+
+
+def _condition(obj, cond_type):
+    for condition in (obj.get("status") or {}).get("conditions") or ():
+        if condition.get("type") == cond_type:
+            return condition
+    return None
+
+
+def workload_counts(kind, obj):
+    """``(desired, ready, available, updated, total)`` of a controller."""
+    spec = obj.get("spec") or {}
+    status = obj.get("status") or {}
+    if kind == DAEMONSET:
+        desired = _int(status.get("desiredNumberScheduled"))
+        return (desired, _int(status.get("numberReady")), _int(status.get("numberAvailable")),
+                _int(status.get("updatedNumberScheduled")), _int(status.get("currentNumberScheduled")))
+    desired = _int(spec.get("replicas"), 1)  # the API defaults replicas to 1
+    return (desired, _int(status.get("readyReplicas")), _int(status.get("availableReplicas")),
+            _int(status.get("updatedReplicas")), _int(status.get("replicas")))
+
+
+def _statefulset_updated_needed(obj, desired):
+    """Replicas a StatefulSet's update strategy must have updated; None when it does not update them (OnDelete)."""
+    strategy = (obj.get("spec") or {}).get("updateStrategy") or {}
+    if strategy.get("type", "RollingUpdate") != "RollingUpdate":
+        return None
+    partition = _int((strategy.get("rollingUpdate") or {}).get("partition"))
+    return max(0, desired - partition)
+
+
+def workload_missing(kind, obj):
+    """What keeps a controller from being healthy (empty list: healthy)."""
+    desired, ready, available, updated, total = workload_counts(kind, obj)
+    missing = [_generation_gap(obj), _gap(ready, desired, "ready"), _gap(available, desired, "available")]
+    if kind == DEPLOYMENT:
+        missing.append(_gap(updated, desired, "updated"))
+    elif kind == STATEFULSET:
+        needed = _statefulset_updated_needed(obj, desired)
+        if needed is not None and updated < needed:
+            missing.append("%d/%d updated" % (updated, needed))
+    if kind != DAEMONSET and total > desired:
+        missing.append("%d replicas where %d are wanted (old ones not gone yet)" % (total, desired))
+    elif kind != DAEMONSET and total < desired and ready == desired:
+        missing.append("%d/%d replicas" % (total, desired))
+    if kind == DEPLOYMENT:
+        progressing = _condition(obj, "Progressing")
+        if progressing and progressing.get("reason") == "ProgressDeadlineExceeded":
+            missing.append("progress deadline exceeded: %s" % (progressing.get("message") or "no message"))
+    if kind == DEPLOYMENT or kind == REPLICASET:
+        failure = _condition(obj, "ReplicaFailure")
+        if failure and failure.get("status") == "True":
+            missing.append("replica failure: %s" % (failure.get("message") or failure.get("reason") or ""))
+    return [text for text in missing if text]
+
+
+def workload_health(ref, obj):
+    """The result entry of one workload; ``obj`` is None when it does not exist."""
+    entry = {"kind": ref["kind"], "namespace": ref["namespace"], "name": ref["name"]}
+    if ref.get("resolved_from"):
+        entry["resolved_from"] = ref["resolved_from"]
+    if obj is None:
+        entry.update(exists=False, healthy=None, desired=None, ready=None, available=None, updated=None,
+                     missing=[], summary="%s: not found, not waited for (deleted or renamed since the drain?)"
+                     % ref_text(ref))
+        return entry
+    desired, ready, available, updated, _total = workload_counts(ref["kind"], obj)
+    missing = workload_missing(ref["kind"], obj)
+    summary = "%s: %s" % (ref_text(ref), ", ".join(missing) if missing else "%d/%d ready" % (ready, desired))
+    entry.update(exists=True, healthy=not missing, desired=desired, ready=ready, available=available,
+                 updated=updated, missing=missing, summary=summary)
+    return entry
+
+
+def pdb_health(pdb, matched_workloads=None):
+    """The result entry of one PodDisruptionBudget object."""
+    metadata = pdb.get("metadata") or {}
+    status = pdb.get("status") or {}
+    current = _int(status.get("currentHealthy"))
+    desired = _int(status.get("desiredHealthy"))
+    allowed = _int(status.get("disruptionsAllowed"))
+    ref = {"kind": PDB, "namespace": metadata.get("namespace"), "name": metadata.get("name")}
+    missing = []
+    generation = metadata.get("generation")
+    observed = status.get("observedGeneration")
+    if generation is not None and _int(observed, -1) < _int(generation):
+        missing.append("status not computed yet for generation %s (observed %s); is the disruption "
+                       "controller of kube-controller-manager running?"
+                       % (generation, observed if observed is not None else "none"))
+    if current < desired:
+        missing.append("%d healthy of %d required" % (current, desired))
+    if missing:
+        summary = "%s: %s" % (ref_text(ref), ", ".join(missing))
+    else:
+        summary = "%s: %d healthy of %d required, %d disruption%s allowed" % (
+            ref_text(ref), current, desired, allowed, "" if allowed == 1 else "s")
+    return {
+        "namespace": ref["namespace"], "name": ref["name"], "exists": True, "healthy": not missing,
+        "current_healthy": current, "desired_healthy": desired, "disruptions_allowed": allowed,
+        "expected_pods": _int(status.get("expectedPods")), "matched_workloads": list(matched_workloads or []),
+        "missing": missing, "summary": summary,
+    }
+
+
+def _missing_pdb(ref):
+    return {
+        "namespace": ref["namespace"], "name": ref["name"], "exists": False, "healthy": None,
+        "current_healthy": None, "desired_healthy": None, "disruptions_allowed": None, "expected_pods": None,
+        "matched_workloads": [], "missing": [],
+        "summary": "pdb %s/%s: not found, not waited for" % (ref["namespace"], ref["name"]),
+    }
+
+
+def template_labels(obj):
+    return ((((obj.get("spec") or {}).get("template") or {}).get("metadata") or {}).get("labels")) or {}
+
+
+def pdbs_health(pdb_refs, pdb_objects, workloads=None):
+    """Entries for the named budgets, then for the budgets that select a workload's pods.
+
+    ``workloads`` maps ``(kind, namespace, name)`` to the workload objects whose budgets are wanted
+    (None: only the named ones). A budget selects a workload when its selector selects the labels
+    of the workload's pod template, in the same namespace.
+    """
+    by_key = {}
+    for pdb in pdb_objects:
+        metadata = pdb.get("metadata") or {}
+        by_key[(metadata.get("namespace"), metadata.get("name"))] = pdb
+    matches = {}
+    for key, pdb in by_key.items():
+        selector = (pdb.get("spec") or {}).get("selector")
+        for (kind, namespace, name), obj in sorted((workloads or {}).items()):
+            if namespace == key[0] and label_selector_matches(selector, template_labels(obj)):
+                matches.setdefault(key, []).append("%s %s/%s" % (kind_ref(kind), namespace, name))
+    out = []
+    wanted = [(ref["namespace"], ref["name"]) for ref in pdb_refs]
+    wanted += sorted(key for key in matches if key not in set(wanted))
+    for key in wanted:
+        if key in by_key:
+            out.append(pdb_health(by_key[key], matches.get(key)))
+        else:
+            out.append(_missing_pdb({"namespace": key[0], "name": key[1]}))
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# Reporting
+# ------------------------------------------------------------------------------------------------
+
+def unhealthy_lines(workloads, pdbs):
+    """One line per existing workload or budget that is not healthy."""
+    return [entry["summary"] for entry in list(workloads) + list(pdbs) if entry["exists"] and not entry["healthy"]]
+
+
+def absent_lines(workloads, pdbs):
+    return [entry["summary"] for entry in list(workloads) + list(pdbs) if not entry["exists"]]
+
+
+def timeout_message(lines, seconds):
+    """The failure message: every line, in one message (``unhealthy`` has them as a list)."""
+    return "not healthy after %.0fs: %s" % (seconds, "; ".join(lines))

@@ -1,0 +1,469 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: kubeops.node_maintenance contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: k8s_node_maintenance_state
+short_description: Read, record or clear the maintenance record kept on a Kubernetes node
+version_added: 0.1.0
+author:
+  - kubeops maintainers (@kubeops)
+description:
+  - Keeps one JSON document in the node annotation C(maintenance.kubeops.io/state), saying which
+    rollout touched the node, the phase it is in, how that phase went, what the node looked like before
+    (cordoned already? which taints we added), and how long each phase took. A rollout that stops
+    anywhere can be re-run and resume from it, and a person can read it with
+    C(kubectl get node NAME -o jsonpath='{.metadata.annotations.maintenance\.kubeops\.io/state}').
+  - Only that annotation is written, with a JSON merge patch of C(metadata.annotations) guarded by the
+    node's C(resourceVersion) (re-read and recomputed on a conflict). Labels, taints, other
+    annotations and C(spec) are never sent.
+  - "The record, with O(state=present):"
+  - "C(version): schema version, V(1)."
+  - "C(rollout): the rollout id. Setting a different rollout than the one recorded starts a new
+    record; nothing of the old one is kept (it is returned in RV(previous))."
+  - "C(phase): the phase the node is in (free text, for example V(drain)). C(status): V(in_progress),
+    V(done) or V(failed), for that phase; the node is finished with a rollout when C(status=done)."
+  - "C(message): what happened, for example the error of a failed phase. Cleared when the phase or
+    the status changes and no new O(msg) is given, so an old error never sticks to a new phase."
+  - "C(cordoned_before): whether the node was already unschedulable before the rollout touched it
+    (so the rollout knows not to uncordon it); V(null) until given."
+  - "C(taints_added): the taints the rollout added, C([{key, value, effect}]), to be removed at the end."
+  - "C(started), C(updated): RFC 3339 UTC times, milliseconds, of the record's creation and of the
+    last change. C(updated) moves only when something else in the record changed."
+  - "C(phases): one entry per phase, in the order they were entered:
+    C({started, finished, seconds, status, attempts}). Entering a new phase closes the previous one
+    (C(finished), C(seconds), C(status=done) unless it had failed); O(status=done) or V(failed) closes
+    the current one. Entering a phase again after it failed or finished starts a new attempt:
+    C(attempts) counts them, C(started) is the new attempt's. C(seconds) is never negative, even when
+    the clocks of the machines that ran the rollout disagree."
+  - Keys this version does not know are kept as they are, so a newer writer's fields survive.
+  - O(event) writes a core/v1 Event about the node (C(kubectl describe node) and
+    C(kubectl get events --field-selector involvedObject.kind=Node) show it), with any O(state).
+extends_documentation_fragment:
+  - kubeops.node_maintenance.k8s_auth
+options:
+  name:
+    description:
+      - Name of the node, as C(kubectl get nodes) lists it.
+    type: str
+    required: true
+    aliases: [node]
+  state:
+    description:
+      - V(query) reads the record and changes nothing. A node that does not exist is not an error
+        (RV(node_exists=false)), so a rollout can ask about a node that was deleted for a reimage.
+      - V(present) merges the given O(rollout), O(phase), O(status), O(msg), O(cordoned_before) and
+        O(taints_added) into the record (creating it) and writes it when it differs. Fails if the
+        node does not exist.
+      - V(absent) removes the annotation. A node that does not exist has none, so that is no change.
+    type: str
+    choices: [query, present, absent]
+    default: query
+  rollout:
+    description:
+      - The rollout id. Required with O(state=present).
+      - With O(state=query), RV(done_in_rollout) and RV(resume_phase) are computed against it.
+    type: str
+  phase:
+    description:
+      - The phase the node enters or is in. Giving a phase without O(status) means O(status=in_progress).
+    type: str
+  status:
+    description:
+      - How the current phase (O(phase), or the recorded one) stands.
+      - V(done) on the last phase marks the node finished for O(rollout); RV(done_in_rollout) is then
+        V(true), and a re-run can skip it.
+    type: str
+    choices: [in_progress, done, failed]
+  msg:
+    description:
+      - Free text kept in the record as C(message), for example the error that failed the phase. Cut
+        at 4096 characters.
+      - (Ansible reserves the option name C(message), hence C(msg).)
+    type: str
+  cordoned_before:
+    description:
+      - Whether the node was unschedulable before the rollout cordoned it. Set it once, before cordoning;
+        leave it out afterwards so a re-run does not overwrite it with the rollout's own cordon.
+    type: bool
+  taints_added:
+    description:
+      - The taints the rollout added to the node. Replaces the recorded list.
+    type: list
+    elements: dict
+    suboptions:
+      key:
+        description: Taint key.
+        type: str
+        required: true
+      value:
+        description: Taint value; empty when not given.
+        type: str
+      effect:
+        description: Taint effect.
+        type: str
+        required: true
+        choices: [NoSchedule, PreferNoSchedule, NoExecute]
+  event:
+    description:
+      - Write a core/v1 Event about the node, every time the task runs (in check mode it is only
+        shown, not written). It goes to namespace C(default), where the kubelet writes node events,
+        with C(involvedObject) the node (kind, name and uid) and source component
+        C(kubeops-node-maintenance).
+      - Writing an event does not make the task changed; C(changed) is about the record only, so a
+        re-run that only writes an event again still reports no change.
+        RV(event.created) says whether one was written.
+      - Skipped, with a warning, when the node does not exist.
+    type: dict
+    suboptions:
+      reason:
+        description: Short CamelCase reason, for example V(MaintenanceDrainStarted).
+        type: str
+        required: true
+      msg:
+        description:
+          - What happened, for a person; the event's C(message). Cut at 1024 characters as the kubelet does.
+        type: str
+        required: true
+      type:
+        description: Event type.
+        type: str
+        choices: [Normal, Warning]
+        default: Normal
+  timeout:
+    description:
+      - Seconds to keep retrying when the API server is unreachable, answers with HTTP 5xx or 429, or the
+        node changed between our read and our write (HTTP 409).
+    type: int
+    default: 60
+attributes:
+  check_mode:
+    support: full
+    description: Reads the node and returns the record as it would be; writes neither the annotation nor the event.
+  diff_mode:
+    support: full
+    description: Shows the record before and after.
+notes:
+  - Times come from the clock of the host that runs the module (normally the controller, with
+    C(delegate_to=localhost)).
+seealso:
+  - module: kubeops.node_maintenance.k8s_node_cordon
+  - module: kubeops.node_maintenance.k8s_node_taint
+  - module: kubeops.node_maintenance.k8s_workloads_healthy
+  - name: Kubernetes annotations
+    description: Annotation keys, values and size limits.
+    link: https://kubernetes.io/docs/concepts/overview/working-with-objects/annotations/
+"""
+
+EXAMPLES = r"""
+- name: Read the record, to skip nodes this rollout already finished
+  kubeops.node_maintenance.k8s_node_maintenance_state:
+    name: worker-3
+    rollout: "{{ rollout_id }}"
+  register: __state
+  delegate_to: localhost
+
+- name: Remember what the node looked like before we touched it, entering the first phase
+  kubeops.node_maintenance.k8s_node_maintenance_state:
+    name: worker-3
+    state: present
+    rollout: "{{ rollout_id }}"
+    phase: drain
+    cordoned_before: "{{ __node.unschedulable }}"
+    event:
+      reason: MaintenanceDrainStarted
+      msg: "Rollout {{ rollout_id }}: draining worker-3"
+  when: not __state.done_in_rollout
+  delegate_to: localhost
+
+- name: Record the failure and tell whoever looks at the node
+  kubeops.node_maintenance.k8s_node_maintenance_state:
+    name: worker-3
+    state: present
+    rollout: "{{ rollout_id }}"
+    status: failed
+    msg: "{{ ansible_failed_result.msg | default('unknown error') }}"
+    event:
+      reason: MaintenanceFailed
+      type: Warning
+      msg: "Rollout {{ rollout_id }} stopped at {{ __state.record.phase }}: {{ ansible_failed_result.msg | default('') }}"
+  delegate_to: localhost
+
+- name: Finish the node
+  kubeops.node_maintenance.k8s_node_maintenance_state:
+    name: worker-3
+    state: present
+    rollout: "{{ rollout_id }}"
+    phase: verify
+    status: done
+  delegate_to: localhost
+
+- name: Forget the record
+  kubeops.node_maintenance.k8s_node_maintenance_state:
+    name: worker-3
+    state: absent
+  delegate_to: localhost
+"""
+
+RETURN = r"""
+name:
+  description: Name of the node.
+  returned: always
+  type: str
+  sample: worker-3
+node_exists:
+  description: Whether the node exists. V(false) only with O(state=query) or O(state=absent).
+  returned: success
+  type: bool
+  sample: true
+annotation:
+  description: The annotation key the record is kept in.
+  returned: success
+  type: str
+  sample: maintenance.kubeops.io/state
+record:
+  description:
+    - The record after the task (in check mode, as it would be), V({}) when there is none.
+    - See the description for its fields.
+  returned: success
+  type: dict
+  sample:
+    version: 1
+    rollout: "2024-05-01-kernel"
+    phase: reboot
+    status: in_progress
+    message: ""
+    cordoned_before: false
+    taints_added: [{"key": "maintenance.kubeops.io/draining", "value": "", "effect": "NoSchedule"}]
+    started: "2024-05-01T10:00:00.120Z"
+    updated: "2024-05-01T10:03:12.480Z"
+    phases:
+      drain: {"started": "2024-05-01T10:00:00.120Z", "finished": "2024-05-01T10:02:41.005Z",
+              "seconds": 160.885, "status": "done", "attempts": 1}
+      reboot: {"started": "2024-05-01T10:02:41.005Z", "status": "in_progress", "attempts": 1}
+previous:
+  description: The record before the task, V({}) when there was none.
+  returned: success
+  type: dict
+  sample: {}
+done_in_rollout:
+  description:
+    - V(true) when the record belongs to O(rollout) and its status is V(done), that is, the node was finished
+      by this rollout and a re-run can skip it. V(false) without O(rollout).
+  returned: success
+  type: bool
+  sample: false
+resume_phase:
+  description:
+    - The recorded phase when the record belongs to O(rollout) and is not done (the phase a re-run
+      picks the node up at), else V(null).
+  returned: success
+  type: str
+  sample: reboot
+event:
+  description: The event written (or, in check mode, that would have been), when O(event) was given.
+  returned: when O(event) was given
+  type: dict
+  contains:
+    created:
+      description: Whether the event was written.
+      type: bool
+    name:
+      description: Name of the event (namespace C(default)), when written.
+      type: str
+    namespace:
+      description: V(default).
+      type: str
+    reason:
+      description: As given.
+      type: str
+    type:
+      description: As given.
+      type: str
+    message:
+      description: As written (possibly cut).
+      type: str
+  sample: {"created": true, "name": "worker-3.17c9a1f0b2d4e6a8", "namespace": "default",
+           "reason": "MaintenanceDrainStarted", "type": "Normal", "message": "draining"}
+"""
+
+import copy
+import socket
+import time
+import traceback
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_client import (
+    K8S_AUTH_ARG_SPEC,
+    ApiException,
+    K8sAccessError,
+    build_api_client,
+    describe_api_error,
+    request_timeout,
+    retry_transient,
+)
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils import _maintenance_state as ms
+
+
+def argument_spec():
+    spec = copy.deepcopy(K8S_AUTH_ARG_SPEC)
+    spec.update(
+        name={"type": "str", "required": True, "aliases": ["node"]},
+        state={"type": "str", "choices": ["query", "present", "absent"], "default": "query"},
+        rollout={"type": "str"},
+        phase={"type": "str"},
+        status={"type": "str", "choices": list(ms.STATUSES)},
+        msg={"type": "str"},
+        cordoned_before={"type": "bool"},
+        taints_added={"type": "list", "elements": "dict", "options": {
+            "key": {"type": "str", "required": True, "no_log": False},
+            "value": {"type": "str"},
+            "effect": {"type": "str", "required": True,
+                       "choices": ["NoSchedule", "PreferNoSchedule", "NoExecute"]},
+        }},
+        event={"type": "dict", "options": {
+            "reason": {"type": "str", "required": True},
+            "msg": {"type": "str", "required": True},
+            "type": {"type": "str", "choices": ["Normal", "Warning"], "default": "Normal"},
+        }},
+        timeout={"type": "int", "default": 60},
+    )
+    return spec
+
+
+def read_node(core, api_client, name, deadline):
+    """The node as a dict, or None when it does not exist."""
+    try:
+        node = retry_transient(
+            lambda: core.read_node(name, _request_timeout=request_timeout(deadline)),
+            deadline=deadline, describe="node/%s" % name)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return api_client.sanitize_for_serialization(node)
+
+
+def write_record(core, api_client, name, compute, check_mode, deadline, sleep=time.sleep):
+    """Read the node, ``compute(node) -> (before, after, annotation patch or None)``, patch it.
+
+    The patch carries the resourceVersion read, so a write racing with another one gets HTTP 409;
+    then the node is read again and the record recomputed, until ``deadline``.
+    Returns ``(node or None, before, after, changed, warnings)``; ``changed`` is whether a write
+    was (or, in check mode, would be) needed.
+    """
+    while True:
+        node = read_node(core, api_client, name, deadline)
+        if node is None:
+            return None, {}, {}, False, []
+        before, after, patch, warnings = compute(node)
+        if patch is None or check_mode:
+            return node, before, after, patch is not None, warnings
+        try:
+            retry_transient(
+                lambda: core.patch_node(name, patch, _content_type="application/merge-patch+json",
+                                        _request_timeout=request_timeout(deadline)),
+                deadline=deadline, describe="node/%s" % name)
+            return node, before, after, True, warnings
+        except ApiException as exc:
+            if exc.status != 409 or time.monotonic() >= deadline:
+                raise
+            sleep(0.2)
+
+
+def create_event(core, node, event, deadline):
+    body = ms.event_body(node, event, ms.utc_now(), socket.gethostname())
+    created = retry_transient(
+        lambda: core.create_namespaced_event(ms.EVENT_NAMESPACE, body,
+                                             _request_timeout=request_timeout(deadline)),
+        deadline=deadline, describe="event %s/%s" % (ms.EVENT_NAMESPACE, body["metadata"]["name"]))
+    return created.metadata.name, body["message"]
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=argument_spec(),
+        required_if=[("state", "present", ["rollout"])],
+        supports_check_mode=True,
+    )
+    params = module.params
+    name = params["name"]
+    state = params["state"]
+    updates = {key: params["msg" if key == "message" else key] for key in ms.UPDATABLE}
+    errors = ms.validate_updates(updates) if state == "present" else []
+    if params["timeout"] < 1:
+        errors.append("timeout must be at least 1")
+    if errors:
+        module.fail_json(msg="; ".join(errors), name=name)
+    deadline = time.monotonic() + params["timeout"]
+    ref = "node/%s" % name
+
+    def compute(node):
+        annotations = (node.get("metadata") or {}).get("annotations") or {}
+        before, warnings = ms.parse_record(annotations.get(ms.ANNOTATION))
+        raw_present = ms.ANNOTATION in annotations
+        if state == "query":
+            return before, before, None, warnings
+        if state == "absent":
+            return before, {}, ms.removal_patch(node) if raw_present else None, warnings
+        after = ms.merge_record(before, updates, ms.utc_now())
+        if ms.same_record(before, after) and not warnings:
+            return before, before, None, warnings
+        return before, after, ms.record_patch(node, after), warnings
+
+    event_result = None
+    try:
+        from kubernetes.client import CoreV1Api
+
+        api_client = build_api_client(params)
+        core = CoreV1Api(api_client)
+        node, before, after, changed, warnings = write_record(core, api_client, name, compute, module.check_mode, deadline)
+        for warning in warnings:
+            module.warn("%s: %s" % (ref, warning))
+        if node is None and state == "present":
+            module.fail_json(
+                msg="%s: not found (404); cannot record maintenance state on a node that does not exist. "
+                    "`kubectl get nodes` lists the names; after a reimage, wait until the node has "
+                    "re-joined (kubeops.node_maintenance.k8s_node_wait) before recording its state"
+                    % ref, name=name, node_exists=False)
+        if params["event"]:
+            event = params["event"]
+            event_result = {"created": False, "namespace": ms.EVENT_NAMESPACE, "reason": event["reason"],
+                            "type": event["type"], "message": ms.cut(event["msg"], ms.EVENT_MESSAGE_LIMIT)}
+            if node is None:
+                module.warn("%s does not exist; the %s event was not written" % (ref, event["reason"]))
+            elif not module.check_mode:
+                event_result["name"], event_result["message"] = create_event(core, node, event, deadline)
+                event_result["created"] = True
+    except K8sAccessError as exc:
+        module.fail_json(msg=exc.message, status=exc.status, name=name)
+    except ApiException as exc:
+        module.fail_json(msg=describe_api_error(exc, ref), status=exc.status, name=name)
+    except Exception as exc:  # noqa: BLE001 - anything the client raises gets the same translation
+        module.fail_json(msg=describe_api_error(exc, ref), name=name, exception=traceback.format_exc())
+
+    result = {
+        "changed": changed,
+        "name": name,
+        "node_exists": node is not None,
+        "annotation": ms.ANNOTATION,
+        "record": after,
+        "previous": before,
+    }
+    result.update(ms.resume_info(after, params["rollout"]))
+    if event_result is not None:
+        result["event"] = event_result
+    if module._diff:
+        header = "node/%s annotation %s" % (name, ms.ANNOTATION)
+        result["diff"] = {"before_header": header, "after_header": header, "before": before, "after": after}
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

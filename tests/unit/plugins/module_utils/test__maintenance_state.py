@@ -1,0 +1,317 @@
+"""The maintenance record: parsing, merging, phase timings, resume decisions, event bodies."""
+import datetime
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils import _maintenance_state as ms
+
+UTC = datetime.timezone.utc
+T0 = datetime.datetime(2024, 5, 1, 10, 0, 0, tzinfo=UTC)
+
+
+def at(seconds):
+    return T0 + datetime.timedelta(seconds=seconds)
+
+
+def merge(current, now=0, **updates):
+    full = {key: None for key in ms.UPDATABLE}
+    full.update(updates)
+    return ms.merge_record(current, full, at(now))
+
+
+# ------------------------------------------------------------------------------------------------
+# time
+# ------------------------------------------------------------------------------------------------
+
+def test_format_timestamp_has_milliseconds_and_z():
+    assert ms.format_timestamp(T0 + datetime.timedelta(microseconds=123456)) == "2024-05-01T10:00:00.123Z"
+    plus2 = datetime.timezone(datetime.timedelta(hours=2))
+    assert ms.format_timestamp(datetime.datetime(2024, 5, 1, 12, 0, tzinfo=plus2)) == "2024-05-01T10:00:00.000Z"
+
+
+def test_phase_seconds():
+    assert ms.phase_seconds("2024-05-01T10:00:00.000Z", "2024-05-01T10:01:30.250Z") == 90.25
+    # a later writer with a clock behind the first one: clamped, never negative
+    assert ms.phase_seconds("2024-05-01T10:01:00Z", "2024-05-01T10:00:00Z") == 0.0
+    assert ms.phase_seconds("yesterday", "2024-05-01T10:00:00Z") is None
+    assert ms.phase_seconds(None, "2024-05-01T10:00:00Z") is None
+
+
+def test_cut():
+    assert ms.cut("short", 10) == "short"
+    assert ms.cut(None, 10) == ""
+    text = ms.cut("x" * 5000, 100)
+    assert len(text) == 100 and text.endswith("(cut)")
+
+
+# ------------------------------------------------------------------------------------------------
+# parse / patch
+# ------------------------------------------------------------------------------------------------
+
+def test_parse_record():
+    assert ms.parse_record(None) == ({}, [])
+    assert ms.parse_record('{"rollout": "r1"}') == ({"rollout": "r1"}, [])
+    record, warnings = ms.parse_record("not json")
+    assert record == {} and "is not JSON" in warnings[0] and ms.ANNOTATION in warnings[0]
+    record, warnings = ms.parse_record("[1, 2]")
+    assert record == {} and "JSON list, not an object" in warnings[0]
+
+
+def test_record_patch_touches_only_the_annotation_and_guards_the_version():
+    node = {"metadata": {"name": "n1", "resourceVersion": "42", "labels": {"a": "b"},
+                         "annotations": {"other": "x"}}, "spec": {"unschedulable": True}}
+    record = {"rollout": "r1", "phase": "drain"}
+    patch = ms.record_patch(node, record)
+    assert patch == {"metadata": {"resourceVersion": "42",
+                                  "annotations": {ms.ANNOTATION: ms.render_record(record)}}}
+    assert json.loads(patch["metadata"]["annotations"][ms.ANNOTATION]) == record
+    assert ms.removal_patch(node) == {"metadata": {"resourceVersion": "42", "annotations": {ms.ANNOTATION: None}}}
+    assert ms.removal_patch({"metadata": {}}) == {"metadata": {"annotations": {ms.ANNOTATION: None}}}
+
+
+def test_render_keeps_non_ascii():
+    assert ms.render_record({"message": "Knoten für Wartung"}) == '{"message":"Knoten für Wartung"}'
+
+
+# ------------------------------------------------------------------------------------------------
+# validation
+# ------------------------------------------------------------------------------------------------
+
+def test_validate_updates():
+    assert ms.validate_updates({"rollout": "r1", "phase": "drain", "status": "done"}) == []
+    errors = ms.validate_updates({"rollout": " ", "phase": "", "status": "paused",
+                                  "taints_added": [{"key": "k"}]})
+    assert errors == ["rollout must not be empty", "phase must not be empty",
+                      "status must be one of in_progress, done, failed, not 'paused'",
+                      "taints_added[0] needs a key and an effect"]
+
+
+def test_normalize_taints():
+    taints = [{"key": "a", "effect": "NoSchedule"}, {"key": "a", "value": "x", "effect": "NoSchedule"},
+              {"key": "a", "value": None, "effect": "NoExecute"}]
+    assert ms.normalize_taints(taints) == [{"key": "a", "value": "", "effect": "NoSchedule"},
+                                           {"key": "a", "value": "", "effect": "NoExecute"}]
+
+
+# ------------------------------------------------------------------------------------------------
+# merge
+# ------------------------------------------------------------------------------------------------
+
+def test_new_record_for_a_rollout():
+    record = merge({}, rollout="r1", phase="drain", cordoned_before=False)
+    assert record == {
+        "version": 1, "rollout": "r1", "phase": "drain", "status": "in_progress", "message": "",
+        "cordoned_before": False, "taints_added": [], "started": "2024-05-01T10:00:00.000Z",
+        "updated": "2024-05-01T10:00:00.000Z",
+        "phases": {"drain": {"started": "2024-05-01T10:00:00.000Z", "status": "in_progress", "attempts": 1}},
+    }
+
+
+def test_only_a_rollout_gives_a_record_without_phase():
+    record = merge({}, rollout="r1")
+    assert record["phase"] is None and record["phases"] == {} and record["status"] == "in_progress"
+    assert record["cordoned_before"] is None
+    assert merge(record, now=5, rollout="r1") == record
+
+
+def test_a_full_rollout_of_one_node_with_timings():
+    record = merge({}, 0, rollout="r1", phase="drain", cordoned_before=True,
+                   taints_added=[{"key": "m", "effect": "NoSchedule"}])
+    record = merge(record, 30, rollout="r1", phase="reboot")
+    assert record["phases"]["drain"] == {"started": "2024-05-01T10:00:00.000Z", "status": "done", "attempts": 1,
+                                         "finished": "2024-05-01T10:00:30.000Z", "seconds": 30.0}
+    record = merge(record, 100.5, rollout="r1", phase="verify", status="done")
+    assert record["phases"]["reboot"]["seconds"] == 70.5
+    assert record["phases"]["verify"] == {"started": "2024-05-01T10:01:40.500Z", "status": "done", "attempts": 1,
+                                          "finished": "2024-05-01T10:01:40.500Z", "seconds": 0.0}
+    assert list(record["phases"]) == ["drain", "reboot", "verify"]
+    assert record["status"] == "done" and record["phase"] == "verify"
+    # prior state survives the phases
+    assert record["cordoned_before"] is True
+    assert record["taints_added"] == [{"key": "m", "value": "", "effect": "NoSchedule"}]
+    assert record["started"] == "2024-05-01T10:00:00.000Z"
+    assert record["updated"] == "2024-05-01T10:01:40.500Z"
+    assert ms.resume_info(record, "r1") == {"done_in_rollout": True, "resume_phase": None}
+
+
+def test_same_fields_again_is_no_change_and_keeps_updated():
+    record = merge({}, 0, rollout="r1", phase="drain", message="draining")
+    again = merge(record, 60, rollout="r1", phase="drain", message="draining")
+    assert again == record
+    assert again is not record
+    assert merge(record, 60, rollout="r1", phase="drain", status="in_progress") == record
+    assert merge(record, 60, rollout="r1") == record
+
+
+def test_status_without_phase_applies_to_the_current_phase():
+    record = merge({}, 0, rollout="r1", phase="reboot")
+    failed = merge(record, 12, rollout="r1", status="failed", message="host did not come back")
+    assert failed["phase"] == "reboot" and failed["status"] == "failed"
+    assert failed["message"] == "host did not come back"
+    assert failed["phases"]["reboot"]["status"] == "failed"
+    assert failed["phases"]["reboot"]["seconds"] == 12.0
+    assert ms.resume_info(failed, "r1") == {"done_in_rollout": False, "resume_phase": "reboot"}
+    # failing again is no change: the timing is not re-closed
+    assert merge(failed, 50, rollout="r1", status="failed", message="host did not come back") == failed
+
+
+def test_resuming_a_failed_phase_is_a_new_attempt_and_clears_the_error():
+    record = merge({}, 0, rollout="r1", phase="reboot")
+    record = merge(record, 10, rollout="r1", status="failed", message="timeout")
+    resumed = merge(record, 100, rollout="r1", phase="reboot")
+    assert resumed["status"] == "in_progress" and resumed["message"] == ""
+    assert resumed["phases"]["reboot"] == {"started": "2024-05-01T10:01:40.000Z", "status": "in_progress",
+                                           "attempts": 2}
+
+
+def test_moving_on_from_a_failed_phase_keeps_it_failed():
+    record = merge({}, 0, rollout="r1", phase="drain")
+    record = merge(record, 10, rollout="r1", status="failed")
+    record = merge(record, 20, rollout="r1", phase="reboot")
+    assert record["phases"]["drain"]["status"] == "failed"
+    assert record["phases"]["drain"]["seconds"] == 10.0
+
+
+def test_message_is_cleared_on_phase_change_unless_given():
+    record = merge({}, 0, rollout="r1", phase="drain", message="evicting 12 pods")
+    assert merge(record, 1, rollout="r1", phase="reboot")["message"] == ""
+    assert merge(record, 1, rollout="r1", phase="reboot", message="rebooting")["message"] == "rebooting"
+    # a message alone changes only the message
+    updated = merge(record, 1, rollout="r1", message="evicted 6 of 12")
+    assert updated["message"] == "evicted 6 of 12" and updated["phases"] == record["phases"]
+    assert len(merge(record, 1, rollout="r1", message="x" * 10000)["message"]) == ms.MESSAGE_LIMIT
+
+
+def test_a_new_rollout_starts_a_new_record():
+    old = merge({}, 0, rollout="r1", phase="verify", status="done", cordoned_before=True)
+    new = merge(old, 1000, rollout="r2", phase="drain")
+    assert new["rollout"] == "r2" and new["cordoned_before"] is None
+    assert list(new["phases"]) == ["drain"] and new["started"] == "2024-05-01T10:16:40.000Z"
+    assert ms.resume_info(old, "r2") == {"done_in_rollout": False, "resume_phase": None}
+
+
+def test_unknown_keys_survive():
+    record = dict(merge({}, 0, rollout="r1", phase="drain"), future_field={"a": 1}, version=2)
+    updated = merge(record, 5, rollout="r1", phase="reboot")
+    assert updated["future_field"] == {"a": 1} and updated["version"] == 2
+
+
+def test_broken_fields_in_a_stored_record_are_repaired():
+    stored = {"rollout": "r1", "phase": "drain", "status": "weird", "phases": "not a dict"}
+    updated = merge(stored, 5, rollout="r1", phase="reboot")
+    assert updated["phases"]["reboot"]["attempts"] == 1
+    assert updated["status"] == "in_progress"
+    stored = {"rollout": "r1", "phase": "drain", "status": "in_progress",
+              "phases": {"drain": {"started": "garbage", "attempts": "x"}}}
+    updated = merge(stored, 5, rollout="r1", phase="reboot")
+    assert updated["phases"]["drain"]["seconds"] is None
+
+
+def test_merge_does_not_modify_its_input():
+    record = merge({}, 0, rollout="r1", phase="drain")
+    snapshot = json.loads(json.dumps(record))
+    merge(record, 5, rollout="r1", phase="reboot", taints_added=[{"key": "k", "effect": "NoSchedule"}])
+    assert record == snapshot
+
+
+def test_resume_info_without_rollout():
+    record = merge({}, 0, rollout="r1", phase="verify", status="done")
+    assert ms.resume_info(record, None) == {"done_in_rollout": False, "resume_phase": None}
+    assert ms.resume_info({}, "r1") == {"done_in_rollout": False, "resume_phase": None}
+
+
+def test_same_record_ignores_only_updated():
+    assert ms.same_record({"a": 1, "updated": "x"}, {"a": 1, "updated": "y"})
+    assert not ms.same_record({"a": 1}, {"a": 2})
+    assert ms.same_record({}, None)
+
+
+# ------------------------------------------------------------------------------------------------
+# properties
+# ------------------------------------------------------------------------------------------------
+
+PHASES = st.sampled_from(["lock", "drain", "reboot", "data_disk", "verify"])
+STEP = st.fixed_dictionaries({
+    "phase": st.one_of(st.none(), PHASES),
+    "status": st.one_of(st.none(), st.sampled_from(ms.STATUSES)),
+    "message": st.one_of(st.none(), st.text(max_size=20)),
+    "cordoned_before": st.one_of(st.none(), st.booleans()),
+    "taints_added": st.one_of(st.none(), st.lists(st.fixed_dictionaries({
+        "key": st.sampled_from(["a", "b"]), "value": st.one_of(st.none(), st.text(max_size=3)),
+        "effect": st.sampled_from(["NoSchedule", "NoExecute"])}), max_size=3)),
+    # time may go backwards: the next task can run on a host whose clock is behind
+    "dt": st.floats(min_value=-120, max_value=3600, allow_nan=False),
+})
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(STEP, min_size=1, max_size=12))
+def test_property_sequences_keep_the_record_consistent(steps):
+    record = {}
+    clock = 0.0
+    for step in steps:
+        clock += step.pop("dt")
+        before = json.loads(json.dumps(record))
+        updates = dict(step, rollout="r1")
+        after = ms.merge_record(record, updates, at(clock))
+        assert record == before  # input untouched
+        # idempotent: the same report again changes nothing
+        assert ms.merge_record(after, updates, at(clock + 10)) == after
+        # updated moves only with a change
+        if ms.same_record(record, after):
+            assert after.get("updated") == record.get("updated")
+        # JSON round trip
+        assert json.loads(ms.render_record(after)) == after
+        assert after["status"] in ms.STATUSES
+        for name, entry in after["phases"].items():
+            assert entry["attempts"] >= 1
+            if "finished" in entry:
+                assert entry["seconds"] is None or entry["seconds"] >= 0.0
+                assert entry["status"] in ms.TERMINAL
+            else:
+                assert entry["status"] == "in_progress"
+        # at most one phase is open, and it is the current one
+        open_phases = [name for name, entry in after["phases"].items() if "finished" not in entry]
+        assert open_phases in ([], [after["phase"]])
+        if after["status"] in ms.TERMINAL and after["phase"] is not None:
+            assert open_phases == []
+        if after["phase"] is not None:
+            assert after["phase"] in after["phases"]
+        keys = {(t["key"], t["effect"]) for t in after["taints_added"]}
+        assert len(keys) == len(after["taints_added"])
+        record = after
+
+
+@given(st.text(max_size=200))
+def test_property_parse_never_raises(text):
+    record, warnings = ms.parse_record(text)
+    assert isinstance(record, dict)
+    assert bool(warnings) or isinstance(json.loads(text), dict)
+
+
+# ------------------------------------------------------------------------------------------------
+# events
+# ------------------------------------------------------------------------------------------------
+
+def test_event_body():
+    node = {"metadata": {"name": "worker-3", "uid": "1234-abcd"}}
+    body = ms.event_body(node, {"reason": "MaintenanceFailed", "msg": "m" * 2000, "type": "Warning"},
+                         T0, "ctl-1")
+    assert body["metadata"]["namespace"] == "default"
+    assert body["metadata"]["name"].startswith("worker-3.")
+    assert body["involvedObject"] == {"apiVersion": "v1", "kind": "Node", "name": "worker-3", "uid": "1234-abcd"}
+    assert body["source"] == {"component": "kubeops-node-maintenance", "host": "ctl-1"}
+    assert body["type"] == "Warning" and body["reason"] == "MaintenanceFailed"
+    assert len(body["message"]) == ms.EVENT_MESSAGE_LIMIT
+    assert body["firstTimestamp"] == body["lastTimestamp"] == "2024-05-01T10:00:00Z"
+    assert body["count"] == 1
+
+
+@pytest.mark.parametrize("name", ["n", "x" * 253])
+def test_event_name_is_a_valid_length(name):
+    body = ms.event_body({"metadata": {"name": name}}, {"reason": "R", "msg": "m"}, T0, "h")
+    assert len(body["metadata"]["name"]) <= 253
+    assert body["type"] == "Normal"
