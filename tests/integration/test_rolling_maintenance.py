@@ -130,21 +130,33 @@ def test_rollout_keeps_workloads_within_their_pdbs_and_a_second_run_does_nothing
     again = rollout("r1")
     assert again.returncode == 0, again.stdout[-4000:]
     assert [n["status"] for n in rollout.report("r1")["nodes"]] == ["skipped", "skipped"]
-    assert "Cordon and drain" not in again.stdout
+    for name in rollout.nodes[:2]:
+        assert "%s : ok=" % name in again.stdout
+        recap = again.stdout.split("%s " % name)[-1].split("\n")[0]
+        assert "changed=0" in recap, "a re-run of a finished rollout changes nothing: %s" % recap
 
 
 def test_a_pdb_that_never_allows_eviction_stops_the_rollout_and_a_rerun_resumes(cluster, namespace, rollout):
-    first = rollout.nodes[0]
-    # A single replica pinned to the first node, behind a PDB that allows no disruption.
+    spare = rollout.nodes[2]
+    # A single replica behind a PDB that allows no disruption, on one of the two nodes the
+    # rollout maintains (the spare is cordoned while it is scheduled).
+    cluster.core.patch_node(spare, {"spec": {"unschedulable": True}})
     cluster.apps.create_namespaced_deployment(namespace, deployment("db", 1, rollout.pool))
     cluster.policy.create_namespaced_pod_disruption_budget(namespace, pdb("db", minAvailable=1))
     wait_ready(cluster, namespace, "db", 1)
+    cluster.core.patch_node(spare, {"spec": {"unschedulable": False}})
     db_node = cluster.core.list_namespaced_pod(namespace, label_selector="app=db").items[0].spec.node_name
-    if db_node != first:
-        pytest.fail("precondition: the scheduler placed db on %s; this test needs it on %s" % (db_node, first)) \
-            if db_node not in rollout.nodes[:2] else None
+    assert db_node in rollout.nodes[:2]
 
-    res = rollout("r2", node_maintenance_drain_timeout=15)
+    # The pre-drain checks see that all of db's ready pods sit on the node and refuse before
+    # anything changes.
+    refused = rollout("r2")
+    assert refused.returncode != 0
+    assert "single_node_workloads" in refused.stdout and "Nothing was changed on the node" in refused.stdout
+    assert not cluster.core.read_node(db_node).spec.unschedulable
+
+    # The operator accepts that finding; now the drain meets a PDB that allows no eviction.
+    res = rollout("r2", node_maintenance_drain_timeout=15, node_maintenance_preflight_fail_on=["capacity"])
     assert res.returncode != 0
     assert "db" in res.stdout and "stopped" in res.stdout
     stuck = db_node
@@ -162,7 +174,7 @@ def test_a_pdb_that_never_allows_eviction_stops_the_rollout_and_a_rerun_resumes(
 
     # The operator fixes the cause (here: relaxes the budget) and re-runs r2: it resumes.
     cluster.policy.delete_namespaced_pod_disruption_budget("db", namespace)
-    resumed = rollout("r2")
+    resumed = rollout("r2", node_maintenance_preflight_fail_on=["capacity"])
     assert resumed.returncode == 0, resumed.stdout[-6000:]
     nodes = {n["node"]: n for n in rollout.report("r2")["nodes"]}
     assert nodes[stuck]["status"] == "done" and nodes[stuck]["resumed_from"] == "drain"
