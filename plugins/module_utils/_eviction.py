@@ -1,0 +1,699 @@
+# -*- coding: utf-8 -*-
+# Copyright: kubeops maintainers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Evict (or delete) the pods of a node with bounded concurrency and wait until they are gone.
+
+The engine (``Drainer``) works on ``PodTask`` objects and talks to the cluster only through a small
+API object (``DrainApi``); the request outcomes it acts on are plain values (``Outcome``), so the
+scheduling rules are tested without a cluster and without imitating the Kubernetes API.
+
+What it does, compared with ``kubectl drain`` (k8s.io/kubectl/pkg/drain/drain.go):
+
+- at most ``max_concurrency`` requests in flight (kubectl starts one goroutine per pod);
+- a pod refused with 429 (PodDisruptionBudget) gives its worker back and is tried again as soon as
+  the budget it waits for shows room in a fresh PDB list (polled every half second while pods
+  wait), until the drain's deadline; pods whose budget is spent are held back before they collect
+  a 429 at all. Without PDB information (no RBAC to list them) a 429 is retried every 5 s, as
+  kubectl does from a goroutine that holds on to the pod;
+- 500 "more than one PodDisruptionBudget" fails that pod with the PDBs named; 404 means gone;
+  403 "namespace terminating" falls back to a delete, since an eviction there can never succeed;
+- each eviction carries ``preconditions.uid``, so a retry never evicts a StatefulSet's replacement
+  pod that took the old name;
+- waiting for deletion costs one list call per poll for the whole node (field selector
+  ``spec.nodeName``, metadata only), where kubectl GETs every pod every second; a pod is gone
+  when its UID is no longer listed on the node;
+- every pod ends with a result: action, reason, attempts, seconds, and for pods a budget held up,
+  the PDB with ``disruptionsAllowed`` and healthy/desired counts.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from urllib.parse import quote, urlencode
+
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils import _pods
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_client import (
+    ApiException,
+    request_timeout,
+)
+
+# Outcome kinds of one eviction or delete request.
+OK = "ok"                       # accepted; the pod is terminating (or gone already)
+GONE = "gone"                   # 404, or the UID precondition failed: the pod we meant is gone
+BUDGET = "budget"               # 429: a PodDisruptionBudget (or server throttling) says not now
+MULTIPLE_PDBS = "multiple_pdbs"  # 500: the eviction API refuses pods under more than one PDB
+NAMESPACE_TERMINATING = "namespace_terminating"  # 403: evictions never succeed there
+TRANSIENT = "transient"         # connection error, timeout, 5xx, conflicts: try again
+ERROR = "error"                 # anything else (RBAC, validation): this pod fails
+
+ACTION_EVICTED = "evicted"
+ACTION_DELETED = "deleted"
+ACTION_SKIPPED = "skipped"
+ACTION_WAITED = "waited"
+ACTION_FAILED = "failed"
+ACTION_NONE = "none"            # nothing done: check mode, or the drain was refused before it began
+ACTIONS = (ACTION_EVICTED, ACTION_DELETED, ACTION_SKIPPED, ACTION_WAITED, ACTION_FAILED, ACTION_NONE)
+
+# Poll the node's pods quickly while evictions are landing, then back off: kubelets take seconds
+# (the grace period) to stop containers, and a list every 2 s costs the API server little.
+POLL_MIN_SECONDS = 0.25
+POLL_MAX_SECONDS = 2.0
+BUDGET_POLL_SECONDS = 0.5       # poll cap while pods wait for a budget: that wait is the drain's pace
+POLL_GROWTH = 1.5
+DEFAULT_RETRY_DELAY = 5.0       # same as kubectl's EvictErrorRetryDelay
+# A pod held back by a budget our snapshot says is spent is still tried this often: the server
+# decides with the same PDB status, so this only guards against a snapshot we misread.
+HELD_FALLBACK_SECONDS = 30.0
+MIN_RETRY_SPACING = 0.5         # a pod refused by a budget is never retried sooner than this
+TRANSIENT_BACKOFF_MAX = 5.0
+LIST_PAGE_SIZE = 500            # kubectl's default --chunk-size
+METADATA_ONLY = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
+
+
+class Outcome:
+    """What one request came back with, reduced to what the engine acts on."""
+
+    __slots__ = ("kind", "status", "message", "retry_after")
+
+    def __init__(self, kind, status=None, message="", retry_after=None):
+        self.kind = kind
+        self.status = status
+        self.message = message
+        self.retry_after = retry_after
+
+    def __repr__(self):
+        return "Outcome(%s, %s, %r)" % (self.kind, self.status, self.message)
+
+
+# --- pure helpers -----------------------------------------------------------------------------
+
+def delete_options(grace_period=-1, dry_run=False, uid=None):
+    """DeleteOptions as kubectl builds them: a negative grace period means "the pod's own"."""
+    options = {}
+    if grace_period is not None and grace_period >= 0:
+        # 0 is honoured and sent as is (immediate deletion), as kubectl drain does.
+        options["gracePeriodSeconds"] = int(grace_period)
+    if dry_run:
+        options["dryRun"] = ["All"]
+    if uid:
+        options["preconditions"] = {"uid": uid}
+    return options
+
+
+def eviction_body(namespace, name, grace_period=-1, dry_run=False, uid=None):
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "Eviction",
+        "metadata": {"name": name, "namespace": namespace},
+        "deleteOptions": delete_options(grace_period, dry_run, uid),
+    }
+
+
+def _status_causes(body):
+    return ((body or {}).get("details") or {}).get("causes") or []
+
+
+def classify_response(status, body):
+    """Turn an HTTP status and its decoded body (a ``Status`` or None) into an ``Outcome``."""
+    body = body if isinstance(body, dict) else {}
+    message = body.get("message") or ""
+    causes = _status_causes(body)
+    cause_text = "; ".join(cause.get("message") for cause in causes if cause.get("message"))
+    text = message + (" (%s)" % cause_text if cause_text and cause_text not in message else "")
+    # The eviction handler answers "more than one PDB" with a Status of code 500, which may come
+    # back with a 2xx transport status on some versions; look at the body as well.
+    if body.get("kind") == "Status" and body.get("status") == "Failure" and body.get("code"):
+        status = body["code"] if not status or 200 <= status < 300 else status
+    if status is None:
+        return Outcome(TRANSIENT, None, text or "no response")
+    if 200 <= status < 300:
+        return Outcome(OK, status, text)
+    if status == 404:
+        return Outcome(GONE, status, text)
+    if status == 409 and "precondition" in message.lower():
+        return Outcome(GONE, status, text)
+    if status == 429:
+        retry_after = (body.get("details") or {}).get("retryAfterSeconds")
+        return Outcome(BUDGET, status, text, retry_after)
+    if status == 500 and "more than one poddisruptionbudget" in message.lower():
+        return Outcome(MULTIPLE_PDBS, status, text)
+    if status == 403 and any(cause.get("reason") == "NamespaceTerminating" for cause in causes):
+        return Outcome(NAMESPACE_TERMINATING, status, text)
+    if status in (409, 408) or status >= 500:
+        return Outcome(TRANSIENT, status, text)
+    return Outcome(ERROR, status, text)
+
+
+def _requirement_matches(requirement, labels):
+    key = requirement.get("key")
+    operator = requirement.get("operator")
+    values = requirement.get("values") or []
+    if operator == "In":
+        return key in labels and labels[key] in values
+    if operator == "NotIn":
+        return key not in labels or labels[key] not in values
+    if operator == "Exists":
+        return key in labels
+    if operator == "DoesNotExist":
+        return key not in labels
+    return False
+
+
+def selector_matches(selector, labels):
+    """metav1.LabelSelector semantics for a PDB: null selects nothing, empty ``{}`` selects all."""
+    if selector is None:
+        return False
+    labels = labels or {}
+    for key, value in (selector.get("matchLabels") or {}).items():
+        if labels.get(key) != value:
+            return False
+    return all(_requirement_matches(req, labels) for req in selector.get("matchExpressions") or ())
+
+
+def pdb_key(pdb):
+    meta = pdb.get("metadata") or {}
+    return meta.get("namespace") or "", meta.get("name") or ""
+
+
+def pdbs_covering(pod, pdbs):
+    """Keys of the PDBs in the pod's namespace whose selector selects the pod."""
+    namespace = _pods.pod_key(pod)[0]
+    labels = (pod.get("metadata") or {}).get("labels") or {}
+    return [pdb_key(pdb) for pdb in pdbs
+            if pdb_key(pdb)[0] == namespace and selector_matches((pdb.get("spec") or {}).get("selector"), labels)]
+
+
+def describe_pdb(pdb):
+    """What a user needs to see about a budget that holds a pod up."""
+    spec = pdb.get("spec") or {}
+    status = pdb.get("status") or {}
+    namespace, name = pdb_key(pdb)
+    info = {
+        "namespace": namespace,
+        "name": name,
+        "disruptions_allowed": status.get("disruptionsAllowed", 0),
+        "current_healthy": status.get("currentHealthy", 0),
+        "desired_healthy": status.get("desiredHealthy", 0),
+        "expected_pods": status.get("expectedPods", 0),
+    }
+    for field in ("minAvailable", "maxUnavailable"):
+        if field in spec:
+            info["min_available" if field == "minAvailable" else "max_unavailable"] = spec[field]
+    return info
+
+
+def pdb_text(info):
+    """``pdb ns/name (disruptionsAllowed 0, healthy 2/3)``."""
+    return "pdb %s/%s (disruptionsAllowed %s, healthy %s/%s)" % (
+        info["namespace"], info["name"], info["disruptions_allowed"], info["current_healthy"],
+        info["desired_healthy"])
+
+
+def is_pod_ready(pod):
+    for condition in (pod.get("status") or {}).get("conditions") or ():
+        if condition.get("type") == "Ready":
+            return condition.get("status") == "True"
+    return False
+
+
+def next_poll_interval(current, progressed, cap=POLL_MAX_SECONDS):
+    if progressed or current is None:
+        return POLL_MIN_SECONDS
+    return min(cap, current * POLL_GROWTH)
+
+
+def transient_backoff(attempts):
+    return min(TRANSIENT_BACKOFF_MAX, 0.2 * (2 ** max(0, attempts - 1)))
+
+
+def count_actions(results):
+    counts = dict((action, 0) for action in ACTIONS)
+    for result in results:
+        counts[result["action"]] = counts.get(result["action"], 0) + 1
+    counts["total"] = len(results)
+    return counts
+
+
+# --- the engine -------------------------------------------------------------------------------
+
+class PodTask:
+    """One pod the drain has to get off the node, and what happened to it so far."""
+
+    QUEUED, INFLIGHT, WAITING, DONE = "queued", "inflight", "waiting", "done"
+
+    def __init__(self, entry, method, ready=True, pdbs=()):
+        self.entry = entry              # describe_pod() fields + plan/reason/warnings
+        self.method = method            # "evict", "delete" or "wait"
+        self.ready = ready
+        self.pdbs = list(pdbs)          # keys of the PDBs that cover it
+        self.state = self.QUEUED
+        self.attempts = 0
+        self.started = None
+        self.finished = None
+        self.not_before = 0.0
+        self.last = None                # last Outcome
+        self.last_attempt = None
+        self.accepted_at = None         # when the eviction/delete was accepted
+        self.budget_blocked = False     # last refused by a budget (429)
+        self.fallback_delete = False    # eviction impossible (terminating namespace): delete
+        self.action = None
+        self.reason = None
+        self.detail = {}
+
+    @property
+    def key(self):
+        return self.entry["namespace"], self.entry["name"]
+
+    @property
+    def uid(self):
+        return self.entry.get("uid")
+
+    def result(self, now):
+        out = dict(self.entry)
+        out.pop("blockers", None)
+        out.update({
+            "action": self.action or ACTION_NONE,
+            "reason": self.reason or self.entry.get("reason"),
+            "attempts": self.attempts,
+            "seconds": round(((self.finished or now) - self.started), 3) if self.started else 0.0,
+        })
+        out.update(self.detail)
+        return out
+
+
+class Drainer:
+    """Runs the evictions/deletions of one node's pods to completion or to the deadline."""
+
+    def __init__(self, api, node, deadline, max_concurrency=20, grace_period=-1, dry_run=False,
+                 skip_wait_for_delete_timeout=0, retry_delay=DEFAULT_RETRY_DELAY, pdbs=None,
+                 clock=time.monotonic, wall_clock=time.time):
+        self.api = api
+        self.node = node
+        self.deadline = deadline
+        self.max_concurrency = max(1, int(max_concurrency))
+        self.grace_period = grace_period
+        self.dry_run = dry_run
+        self.skip_wait = skip_wait_for_delete_timeout or 0
+        self.retry_delay = retry_delay
+        self.clock = clock
+        self.wall_clock = wall_clock
+        # PDBs by key (None when they could not be listed: then 429s are retried blindly).
+        self.pdbs = None if pdbs is None else dict((pdb_key(p), p) for p in pdbs)
+        self.budget = {}
+        self._reset_budget()
+        self.poll_interval = None
+        self.next_poll = None
+        self.polls = 0
+
+    # budgets -------------------------------------------------------------------------------
+    def _reset_budget(self):
+        self.budget = {} if self.pdbs is None else dict(
+            (key, (pdb.get("status") or {}).get("disruptionsAllowed", 0)) for key, pdb in self.pdbs.items())
+
+    def _budget_known(self, task):
+        """True when our PDB snapshot says something about this eviction.
+
+        Pods that are not Ready are left to the server: it may evict them with no budget left
+        (``unhealthyPodEvictionPolicy``, or enough healthy pods), which a snapshot cannot tell.
+        """
+        return (self.pdbs is not None and bool(task.pdbs) and task.ready and not self.dry_run
+                and task.method == "evict" and not task.fallback_delete)
+
+    def _budget_allows(self, task):
+        return all(self.budget.get(key, 1) > 0 for key in task.pdbs)
+
+    def _take_budget(self, task):
+        if self._budget_known(task):
+            for key in task.pdbs:
+                if key in self.budget:
+                    self.budget[key] -= 1
+
+    def _refresh_pdbs(self):
+        try:
+            pdbs = self.api.list_pdbs()
+        except Exception:  # noqa: BLE001 - budgets are an optimisation; retries still happen by time
+            return
+        self.pdbs = dict((pdb_key(p), p) for p in pdbs)
+        self._reset_budget()
+
+    # one request, run in a worker thread -----------------------------------------------------
+    def _attempt(self, task, method):
+        namespace, name = task.key
+        try:
+            if method == "evict":
+                return self.api.evict(namespace, name, eviction_body(
+                    namespace, name, self.grace_period, self.dry_run, task.uid))
+            return self.api.delete(namespace, name, delete_options(self.grace_period, self.dry_run, task.uid))
+        except Exception as exc:  # noqa: BLE001 - a worker must always hand back an outcome
+            return Outcome(TRANSIENT, None, "%s: %s" % (type(exc).__name__, exc))
+
+    # outcomes --------------------------------------------------------------------------------
+    def _finish(self, task, action, reason, now, **detail):
+        task.state = PodTask.DONE
+        task.action = action
+        task.reason = reason
+        task.finished = now
+        task.detail.update(detail)
+
+    def _done_action(self, task):
+        if task.method == "wait":
+            return ACTION_WAITED
+        return ACTION_DELETED if task.method == "delete" else ACTION_EVICTED
+
+    def _handle(self, task, method, outcome, now):
+        task.last = outcome
+        kind = outcome.kind
+        if kind == OK:
+            task.budget_blocked = False
+            task.accepted_at = now
+            if self.dry_run:
+                infos = self._pdb_infos(task)
+                self._finish(task, ACTION_NONE, "server dry run: the %s would be accepted%s" % (
+                    "eviction" if method == "evict" else "deletion",
+                    "; " + "; ".join(pdb_text(info) for info in infos) if infos else ""), now)
+                return
+            if method == "delete" and task.method == "evict":
+                task.method = "delete"   # the namespace-terminating fallback
+            task.state = PodTask.WAITING
+            self._want_poll(now)
+            return
+        if kind == GONE:
+            self._finish(task, ACTION_WAITED, "already gone from the node (%s on %s)"
+                         % (outcome.status, "eviction" if method == "evict" else "delete"), now)
+            return
+        if kind == BUDGET:
+            if self.dry_run:
+                self._finish(task, ACTION_NONE, "server dry run: the eviction would be refused now: %s"
+                             % outcome.message, now, pdb=self._pdb_infos(task))
+                return
+            task.budget_blocked = True
+            for key in task.pdbs:
+                self.budget[key] = 0
+            task.state = PodTask.QUEUED
+            delay = HELD_FALLBACK_SECONDS if self._budget_known(task) else self.retry_delay
+            task.not_before = now + delay * (0.8 + 0.4 * random.random())
+            self._want_poll(now)
+            return
+        if kind == MULTIPLE_PDBS:
+            names = ", ".join("%s/%s" % key for key in task.pdbs) or "see kubectl get pdb -n %s" % task.key[0]
+            self._finish(task, ACTION_FAILED, "covered by more than one PodDisruptionBudget (%s); the "
+                         "eviction API refuses such pods: make the PDB selectors disjoint, or set "
+                         "disable_eviction: true to delete it without checking budgets" % names, now,
+                         pdb=self._pdb_infos(task))
+            return
+        if kind == NAMESPACE_TERMINATING and method == "evict":
+            # An eviction in a terminating namespace never succeeds; delete it as kubectl does.
+            task.state = PodTask.QUEUED
+            task.not_before = now
+            task.fallback_delete = True
+            task.method = "delete"
+            return
+        if kind == TRANSIENT:
+            task.state = PodTask.QUEUED
+            task.not_before = now + (outcome.retry_after or transient_backoff(task.attempts))
+            return
+        self._finish(task, ACTION_FAILED, "%s refused (%s): %s" % (
+            "eviction" if method == "evict" else "delete", outcome.status, outcome.message), now)
+
+    def _pdb_infos(self, task):
+        if not self.pdbs:
+            return []
+        return [describe_pdb(self.pdbs[key]) for key in task.pdbs if key in self.pdbs]
+
+    # polling ---------------------------------------------------------------------------------
+    def _want_poll(self, now):
+        if self.next_poll is None:
+            self.poll_interval = POLL_MIN_SECONDS
+            self.next_poll = now + self.poll_interval
+
+    def _poll(self, tasks, now):
+        waiting = [t for t in tasks if t.state == PodTask.WAITING]
+        progressed = False
+        if waiting:
+            try:
+                listed = self.api.list_node_pod_metadata(self.node)
+            except Exception:  # noqa: BLE001 - try again at the next poll
+                listed = None
+            if listed is not None:
+                self.polls += 1
+                present = {}
+                for meta in listed:
+                    present[(meta.get("namespace"), meta.get("name"))] = meta
+                wall = self.wall_clock()
+                for task in waiting:
+                    meta = present.get(task.key)
+                    if meta is None or meta.get("uid") != task.uid:
+                        self._finish(task, self._done_action(task), task.reason or self._gone_reason(task), now)
+                        progressed = True
+                    elif self.skip_wait and _pods.past_skip_wait({"metadata": meta}, self.skip_wait, wall):
+                        self._finish(task, self._done_action(task),
+                                     "still terminating after skip_wait_for_delete_timeout (%ds); not waited for"
+                                     % self.skip_wait, now)
+                        progressed = True
+        if any(t.state == PodTask.QUEUED and t.budget_blocked for t in tasks) and self.pdbs is not None:
+            before = dict(self.budget)
+            self._refresh_pdbs()
+            progressed = progressed or any(self.budget.get(k, 0) > before.get(k, 0) for k in self.budget)
+        held = any(t.state == PodTask.QUEUED and t.budget_blocked for t in tasks)
+        self.poll_interval = next_poll_interval(self.poll_interval, progressed,
+                                                BUDGET_POLL_SECONDS if held else POLL_MAX_SECONDS)
+        active = held or any(t.state == PodTask.WAITING for t in tasks)
+        self.next_poll = now + self.poll_interval if active else None
+
+    def _gone_reason(self, task):
+        if task.method == "wait":
+            return "was already terminating; gone now"
+        return "%s and gone from the node" % ("deleted" if task.method == "delete" else "evicted")
+
+    # the loop --------------------------------------------------------------------------------
+    def _dispatchable(self, task, now):
+        if task.state != PodTask.QUEUED:
+            return False
+        if not self._budget_known(task):
+            return task.not_before <= now
+        if self._budget_allows(task):
+            # Room in the budget: go now, even before a 429's retry time, but not in a hot loop
+            # when the snapshot says yes and the server keeps saying no (stale PDB status).
+            if task.budget_blocked:
+                return task.last_attempt is None or now - task.last_attempt >= MIN_RETRY_SPACING
+            return task.not_before <= now
+        if not task.budget_blocked:
+            # Our books say the budget is spent: hold the pod instead of collecting a 429.
+            task.budget_blocked = True
+            task.not_before = max(task.not_before, now + HELD_FALLBACK_SECONDS)
+            self._want_poll(now)
+        # Try anyway now and then, in case the snapshot is wrong.
+        return task.not_before <= now
+
+    def run(self, tasks):
+        """Drive every task to DONE or to the deadline; returns the per-pod results."""
+        start = self.clock()
+        for task in tasks:
+            task.started = start
+            if task.method == "wait":
+                task.state = PodTask.WAITING
+                self._want_poll(start)
+        inflight = {}
+        pool = ThreadPoolExecutor(max_workers=self.max_concurrency, thread_name_prefix="drain")
+        try:
+            while True:
+                now = self.clock()
+                for future in [f for f in inflight if f.done()]:
+                    task, method = inflight.pop(future)
+                    self._handle(task, method, future.result(), now)
+                if now >= self.deadline:
+                    break
+                for task in tasks:
+                    if len(inflight) >= self.max_concurrency:
+                        break
+                    if self._dispatchable(task, now):
+                        method = "delete" if task.method == "delete" else "evict"
+                        self._take_budget(task)
+                        task.state = PodTask.INFLIGHT
+                        task.attempts += 1
+                        task.last_attempt = now
+                        inflight[pool.submit(self._attempt, task, method)] = (task, method)
+                if self.next_poll is not None and now >= self.next_poll:
+                    self._poll(tasks, now)
+                    now = self.clock()
+                if not inflight and all(t.state == PodTask.DONE for t in tasks):
+                    break
+                wake = [self.deadline]
+                if self.next_poll is not None:
+                    wake.append(self.next_poll)
+                wake.extend(t.not_before for t in tasks if t.state == PodTask.QUEUED and t.not_before > now)
+                timeout = max(0.0, min(wake) - now)
+                if inflight:
+                    wait(list(inflight), timeout=timeout, return_when=FIRST_COMPLETED)
+                elif timeout > 0:
+                    time.sleep(timeout)
+        finally:
+            try:
+                pool.shutdown(wait=False, cancel_futures=True)
+            except TypeError:  # Python < 3.9
+                pool.shutdown(wait=False)
+        end = self.clock()
+        if any(t.state != PodTask.DONE for t in tasks):
+            self._timeout(tasks, end)
+        return [task.result(end) for task in tasks]
+
+    def _timeout(self, tasks, now):
+        if self.pdbs is not None and any(t.budget_blocked for t in tasks if t.state != PodTask.DONE):
+            self._refresh_pdbs()
+        for task in tasks:
+            if task.state == PodTask.DONE:
+                continue
+            if task.state == PodTask.WAITING:
+                if task.method == "wait":
+                    reason = "was already terminating; still on the node at the timeout"
+                else:
+                    reason = "%s %ds before the timeout but still on the node (terminating)" % (
+                        "deleted" if task.method == "delete" else "evicted",
+                        int(round(now - (task.accepted_at or task.started))))
+                self._finish(task, ACTION_FAILED, reason, now)
+            elif task.budget_blocked:
+                infos = self._pdb_infos(task)
+                if infos:
+                    why = "; ".join(pdb_text(info) for info in infos)
+                else:
+                    why = task.last.message if task.last else "a PodDisruptionBudget"
+                if task.attempts:
+                    reason = "eviction refused until the timeout by %s" % why
+                else:
+                    # Never sent: the budget was spent every time we looked, and the server
+                    # decides with the same PDB status.
+                    reason = "held back until the timeout, no disruption allowed by %s" % why
+                self._finish(task, ACTION_FAILED, reason, now, pdb=infos)
+            elif task.state == PodTask.INFLIGHT:
+                self._finish(task, ACTION_FAILED, "request still in flight at the timeout", now)
+            elif task.last is not None:
+                self._finish(task, ACTION_FAILED, "not done at the timeout; last answer: %s %s"
+                             % (task.last.status, task.last.message), now)
+            else:
+                self._finish(task, ACTION_FAILED, "not attempted before the timeout", now)
+
+
+# --- talking to the API server ----------------------------------------------------------------
+
+class RawApi:
+    """JSON requests over the configured client's connection pool, auth and TLS settings.
+
+    The generated client builds model objects for every response; a node's pod list, polled many
+    times, does not need that, and metadata-only lists are not expressible through it across
+    client versions. Everything about *how* to reach the cluster still comes from the one client
+    factory (``_k8s_client.build_api_client``); this only sends the bytes.
+    """
+
+    def __init__(self, api_client, deadline, pool_size=None):
+        self.configuration = api_client.configuration
+        self.pool = api_client.rest_client.pool_manager
+        if pool_size:
+            # Enough kept-alive connections for every worker; otherwise urllib3 opens and throws
+            # away a TLS connection per request beyond its default of 4-10.
+            self.pool.connection_pool_kw["maxsize"] = max(pool_size, self.pool.connection_pool_kw.get("maxsize") or 1)
+            self.pool.clear()
+        self.host = self.configuration.host.rstrip("/")
+        self.deadline = deadline
+        self.counts = {}
+        self._lock = threading.Lock()
+
+    def _headers(self, accept, has_body):
+        headers = {"Accept": accept, "User-Agent": "kubeops.node_maintenance/k8s_node_drain"}
+        if has_body:
+            headers["Content-Type"] = "application/json"
+        with self._lock:
+            # auth_settings() runs the kubeconfig's token refresh hook (exec plugins): once at a time.
+            settings = self.configuration.auth_settings() or {}
+        for setting in settings.values():
+            if setting.get("in") == "header" and setting.get("value"):
+                headers[setting["key"]] = setting["value"]
+        return headers
+
+    def request(self, verb, path, query=None, body=None, accept="application/json", count_as=None):
+        """Returns ``(status, decoded body or None)``; raises only for transport failures."""
+        url = self.host + path
+        if query:
+            url += "?" + urlencode([(k, v) for k, v in query if v is not None])
+        data = json.dumps(body).encode() if body is not None else None
+        with self._lock:
+            name = count_as or verb
+            self.counts[name] = self.counts.get(name, 0) + 1
+        resp = self.pool.request(verb, url, body=data, headers=self._headers(accept, data is not None),
+                                 timeout=request_timeout(self.deadline), retries=False, preload_content=True)
+        try:
+            decoded = json.loads(resp.data) if resp.data else None
+        except ValueError:
+            decoded = {"message": resp.data[:200].decode(errors="replace")}
+        return resp.status, decoded
+
+
+def api_error(status, body):
+    """An ``ApiException`` for a non-2xx answer to a read, so the shared error translator and
+    ``retry_transient`` treat it like any other client error."""
+    exc = ApiException(status=status, reason=(body or {}).get("reason") or "")
+    exc.body = json.dumps(body or {})
+    return exc
+
+
+class DrainApi:
+    """The handful of calls a drain makes, each one request (lists page through ``continue``)."""
+
+    def __init__(self, raw):
+        self.raw = raw
+
+    def _list(self, path, query, accept="application/json", count_as="list"):
+        items = []
+        token = None
+        while True:
+            page = list(query) + [("limit", str(LIST_PAGE_SIZE))] + ([("continue", token)] if token else [])
+            status, body = self.raw.request("GET", path, page, accept=accept, count_as=count_as)
+            if status == 410 and token:
+                # The continue token expired mid-list: start over for a consistent snapshot.
+                items, token = [], None
+                continue
+            if not 200 <= status < 300:
+                raise api_error(status, body)
+            items.extend(body.get("items") or [])
+            token = (body.get("metadata") or {}).get("continue")
+            if not token:
+                return items
+
+    def list_node_pods(self, node, label_selector=None):
+        query = [("fieldSelector", "spec.nodeName=%s" % node)]
+        if label_selector:
+            query.append(("labelSelector", label_selector))
+        return self._list("/api/v1/pods", query, count_as="list pods")
+
+    def list_node_pod_metadata(self, node):
+        items = self._list("/api/v1/pods", [("fieldSelector", "spec.nodeName=%s" % node)],
+                           accept=METADATA_ONLY, count_as="list pods")
+        return [item.get("metadata") or {} for item in items]
+
+    def list_pdbs(self):
+        return self._list("/apis/policy/v1/poddisruptionbudgets", [], count_as="list pdbs")
+
+    def daemonset_exists(self, namespace, name):
+        status, body = self.raw.request(
+            "GET", "/apis/apps/v1/namespaces/%s/daemonsets/%s" % (quote(namespace), quote(name)),
+            count_as="get daemonset")
+        if status == 404:
+            return False
+        if not 200 <= status < 300:
+            raise api_error(status, body)
+        return True
+
+    def evict(self, namespace, name, body):
+        status, answer = self.raw.request(
+            "POST", "/api/v1/namespaces/%s/pods/%s/eviction" % (quote(namespace), quote(name)), body=body,
+            count_as="evict")
+        return classify_response(status, answer)
+
+    def delete(self, namespace, name, options):
+        status, answer = self.raw.request(
+            "DELETE", "/api/v1/namespaces/%s/pods/%s" % (quote(namespace), quote(name)), body=options,
+            count_as="delete")
+        return classify_response(status, answer)

@@ -1,0 +1,224 @@
+# -*- coding: utf-8 -*-
+# Copyright: kubeops maintainers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Decide what a drain does with each pod on a node (pure functions over pod JSON).
+
+Pods are plain dicts as the API server sends them (camelCase keys), so these functions need no
+client library and the tests can write pods as literals.
+
+The rules follow ``kubectl drain`` (k8s.io/kubectl/pkg/drain/filters.go) with two deliberate
+differences, both about telling the user more:
+
+- every rule a pod breaks is reported, each with the option that would allow it, where kubectl
+  stops at the first one (a pod with an emptyDir and no controller needs both
+  ``delete_emptydir_data`` and ``force``, and the user learns that in one run);
+- a pod that is already terminating is waited for, not evicted a second time.
+
+Plans, in the order the rules are tried:
+
+==========  =====================================================================================
+``skip``    mirror pod of a static pod (the kubelet owns it); DaemonSet pod with
+            ``ignore_daemonsets``; pod terminating for longer than ``skip_wait_for_delete_timeout``
+``refuse``  DaemonSet pod without ``ignore_daemonsets``; pod whose DaemonSet is gone, without
+            ``force``; running pod with emptyDir data without ``delete_emptydir_data``; running
+            pod with no controller without ``force``
+``wait``    already terminating (has a ``deletionTimestamp``)
+``delete``  finished (phase Succeeded or Failed): nothing runs, no budget applies
+``evict``   everything else, through the eviction API so PodDisruptionBudgets are honoured
+==========  =====================================================================================
+"""
+
+from __future__ import annotations
+
+import calendar
+import time
+
+MIRROR_POD_ANNOTATION = "kubernetes.io/config.mirror"
+FINISHED_PHASES = ("Succeeded", "Failed")
+
+PLAN_EVICT = "evict"
+PLAN_DELETE = "delete"
+PLAN_SKIP = "skip"
+PLAN_WAIT = "wait"
+PLAN_REFUSE = "refuse"
+PLANS = (PLAN_EVICT, PLAN_DELETE, PLAN_SKIP, PLAN_WAIT, PLAN_REFUSE)
+
+# Why a pod blocks the drain (for the pod, then for a group of pods in the failure message), and
+# the module option that lets the drain take it anyway.
+BLOCK_DAEMONSET = ("DaemonSet-managed pod (the DaemonSet tolerates the cordon and would recreate it)",
+                   "ignore_daemonsets", "DaemonSet-managed pods")
+BLOCK_ORPHANED_DAEMONSET = ("DaemonSet pod whose DaemonSet no longer exists", "force",
+                            "pods of DaemonSets that no longer exist")
+BLOCK_EMPTYDIR = ("uses emptyDir volumes, whose data is lost on eviction", "delete_emptydir_data",
+                  "pods with emptyDir data")
+BLOCK_UNMANAGED = ("declares no controller, so nothing recreates it", "force",
+                   "pods that declare no controller")
+
+
+def pod_key(pod):
+    """``(namespace, name)`` of a pod dict."""
+    meta = pod.get("metadata") or {}
+    return meta.get("namespace") or "", meta.get("name") or ""
+
+
+def pod_ref(pod):
+    """``namespace/name``, the way messages name a pod."""
+    return "%s/%s" % pod_key(pod)
+
+
+def controller_of(pod):
+    """The owner reference marked ``controller: true``, or None."""
+    for ref in (pod.get("metadata") or {}).get("ownerReferences") or ():
+        if ref.get("controller"):
+            return ref
+    return None
+
+
+def is_mirror_pod(pod):
+    return MIRROR_POD_ANNOTATION in ((pod.get("metadata") or {}).get("annotations") or {})
+
+
+def is_daemonset_pod(pod):
+    ref = controller_of(pod)
+    return bool(ref) and ref.get("kind") == "DaemonSet" and ref.get("apiVersion") == "apps/v1"
+
+
+def is_finished(pod):
+    return (pod.get("status") or {}).get("phase") in FINISHED_PHASES
+
+
+def has_emptydir(pod):
+    return any("emptyDir" in (volume or {}) for volume in (pod.get("spec") or {}).get("volumes") or ())
+
+
+def parse_timestamp(value):
+    """Seconds since the epoch of an RFC 3339 UTC timestamp as the API server writes it."""
+    if not value:
+        return None
+    text = value.rstrip("Z").split(".")[0]
+    try:
+        return calendar.timegm(time.strptime(text, "%Y-%m-%dT%H:%M:%S"))
+    except ValueError:
+        return None
+
+
+def terminating_seconds(pod, now):
+    """How long the pod has had a ``deletionTimestamp`` (None when it has none)."""
+    stamp = parse_timestamp((pod.get("metadata") or {}).get("deletionTimestamp"))
+    if stamp is None:
+        return None
+    return max(0.0, now - stamp)
+
+
+def is_terminating(pod):
+    return bool((pod.get("metadata") or {}).get("deletionTimestamp"))
+
+
+def past_skip_wait(pod, skip_wait_for_delete_timeout, now):
+    """True when kubectl's ``--skip-wait-for-delete-timeout`` lets the drain stop waiting for it."""
+    if not skip_wait_for_delete_timeout or skip_wait_for_delete_timeout <= 0:
+        return False
+    age = terminating_seconds(pod, now)
+    return age is not None and age > skip_wait_for_delete_timeout
+
+
+def _decision(plan, reason, blockers=(), warnings=()):
+    return {
+        "plan": plan,
+        "reason": reason,
+        "blockers": [{"reason": why, "option": option, "kind": kind} for why, option, kind in blockers],
+        "warnings": list(warnings),
+    }
+
+
+def classify_pod(pod, ignore_daemonsets=False, delete_emptydir_data=False, force=False,
+                 skip_wait_for_delete_timeout=0, now=None, missing_daemonsets=frozenset()):
+    """Decide what the drain does with one pod.
+
+    ``missing_daemonsets`` holds ``(namespace, name)`` of DaemonSets known not to exist (the caller
+    looks up each DaemonSet named by a pod once); a DaemonSet pod whose owner is missing is an
+    orphan, which kubectl deletes only with ``--force``.
+
+    Returns ``{"plan", "reason", "blockers": [{"reason", "option"}], "warnings": [...]}`` where
+    ``plan`` is one of ``PLANS`` and ``blockers`` is non-empty exactly when the plan is ``refuse``.
+    """
+    now = time.time() if now is None else now
+    namespace = pod_key(pod)[0]
+    if is_mirror_pod(pod):
+        return _decision(PLAN_SKIP, "mirror pod of a static pod; the kubelet owns it")
+    if past_skip_wait(pod, skip_wait_for_delete_timeout, now):
+        return _decision(PLAN_SKIP, "terminating for more than skip_wait_for_delete_timeout (%ds)"
+                         % skip_wait_for_delete_timeout)
+    finished = is_finished(pod)
+    warnings = []
+    if is_daemonset_pod(pod) and not finished:
+        owner = controller_of(pod)
+        if (namespace, owner.get("name")) in missing_daemonsets:
+            if not force:
+                return _decision(PLAN_REFUSE, BLOCK_ORPHANED_DAEMONSET[0], [BLOCK_ORPHANED_DAEMONSET])
+            warnings.append("orphaned DaemonSet pod (daemonset %s/%s not found)" % (namespace, owner.get("name")))
+        elif ignore_daemonsets:
+            return _decision(PLAN_SKIP, "DaemonSet-managed pod, ignored (ignore_daemonsets)")
+        else:
+            return _decision(PLAN_REFUSE, BLOCK_DAEMONSET[0], [BLOCK_DAEMONSET])
+    if is_terminating(pod):
+        return _decision(PLAN_WAIT, "already terminating; waiting for it to go", warnings=warnings)
+    if finished:
+        return _decision(PLAN_DELETE, "finished (phase %s); deleting it frees the node"
+                         % pod["status"]["phase"], warnings=warnings)
+    blockers = []
+    if has_emptydir(pod):
+        if delete_emptydir_data:
+            warnings.append("emptyDir data will be lost (delete_emptydir_data)")
+        else:
+            blockers.append(BLOCK_EMPTYDIR)
+    if controller_of(pod) is None:
+        if force:
+            warnings.append("no controller will recreate it (force)")
+        else:
+            blockers.append(BLOCK_UNMANAGED)
+    if blockers:
+        return _decision(PLAN_REFUSE, "; ".join(blocker[0] for blocker in blockers), blockers)
+    return _decision(PLAN_EVICT, "evictable", warnings=warnings)
+
+
+def describe_pod(pod):
+    """The identifying fields every per-pod result carries."""
+    namespace, name = pod_key(pod)
+    owner = controller_of(pod) or {}
+    return {
+        "namespace": namespace,
+        "name": name,
+        "uid": (pod.get("metadata") or {}).get("uid"),
+        "owner_kind": owner.get("kind"),
+        "owner_name": owner.get("name"),
+    }
+
+
+def plan_drain(pods, **options):
+    """Classify every pod; returns one entry per pod: ``describe_pod`` fields plus the decision."""
+    entries = []
+    for pod in pods:
+        entry = describe_pod(pod)
+        entry.update(classify_pod(pod, **options))
+        entries.append(entry)
+    return entries
+
+
+def refusal_message(node, entries):
+    """One message naming every pod that blocks the drain, grouped by what is wrong with it.
+
+    Returns None when nothing blocks.
+    """
+    groups = {}
+    for entry in entries:
+        for blocker in entry.get("blockers") or ():
+            groups.setdefault((blocker["kind"], blocker["option"]), []).append(
+                "%s/%s" % (entry["namespace"], entry["name"]))
+    if not groups:
+        return None
+    parts = ["%s (set %s: true to drain them anyway): %s" % (kind, option, ", ".join(names))
+             for (kind, option), names in sorted(groups.items())]
+    blocked = sum(1 for entry in entries if entry.get("blockers"))
+    return ("cannot drain node/%s, nothing was evicted: %d pod(s) block it. %s"
+            % (node, blocked, "; ".join(parts)))

@@ -1,0 +1,410 @@
+# -*- coding: utf-8 -*-
+"""k8s_node_drain against the real local control plane: real eviction API, ReplicaSet and
+disruption controllers, scheduler, and kwok nodes whose pods become Ready through kwok stages."""
+
+import json
+import threading
+import time
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+HOLD_FINALIZER = "kubeops.test/hold"
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+def apply(cluster, *objects):
+    cluster.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List",
+                                                            "items": list(objects)}))
+
+
+def wait_for(what, predicate, timeout=60, interval=0.2):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out after %ss waiting for %s" % (timeout, what))
+        time.sleep(interval)
+
+
+def is_ready(pod):
+    if pod.metadata.deletion_timestamp or pod.status.phase != "Running":
+        return False
+    return any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
+
+
+def pods_in(cluster, namespace, node=None):
+    kwargs = {"field_selector": "spec.nodeName=%s" % node} if node else {}
+    return cluster.core.list_namespaced_pod(namespace, **kwargs).items
+
+
+def uids(pods):
+    return sorted(p.metadata.uid for p in pods)
+
+
+def container():
+    return [{"name": "app", "image": "registry.example/app:1"}]
+
+
+def deployment(name, replicas, node_selector, labels=None, volumes=None):
+    labels = labels or {"app": name}
+    spec = {"containers": container(), "nodeSelector": node_selector, "terminationGracePeriodSeconds": 0}
+    if volumes:
+        spec["volumes"] = volumes
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+            "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
+                     "template": {"metadata": {"labels": labels}, "spec": spec}}}
+
+
+def bare_pod(name, node, labels=None, annotations=None, finalizers=None):
+    meta = {"name": name, "labels": labels or {}, "annotations": annotations or {}}
+    if finalizers:
+        meta["finalizers"] = finalizers
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": meta,
+            "spec": {"nodeName": node, "containers": container(), "terminationGracePeriodSeconds": 0}}
+
+
+def pdb(name, labels, max_unavailable=None, min_available=None):
+    spec = {"selector": {"matchLabels": labels}}
+    if max_unavailable is not None:
+        spec["maxUnavailable"] = max_unavailable
+    if min_available is not None:
+        spec["minAvailable"] = min_available
+    return {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": name}, "spec": spec}
+
+
+def wait_ready(cluster, namespace, count, node=None, timeout=60):
+    return wait_for("%d ready pods in %s" % (count, namespace),
+                    lambda: (lambda ps: ps if len(ps) == count else None)(
+                        [p for p in pods_in(cluster, namespace, node) if is_ready(p)]), timeout)
+
+
+def wait_pdb_settled(cluster, namespace, name, allowed, timeout=30):
+    def check():
+        status = cluster.policy.read_namespaced_pod_disruption_budget(name, namespace).status
+        return status and status.observed_generation and status.disruptions_allowed == allowed
+    wait_for("pdb %s/%s to allow %d" % (namespace, name, allowed), check, timeout)
+
+
+def unschedulable(cluster, node):
+    return bool(cluster.core.read_node(node).spec.unschedulable)
+
+
+def set_unschedulable(cluster, node, value):
+    cluster.core.patch_node(node, {"spec": {"unschedulable": value}})
+
+
+def release(cluster, namespace, name):
+    """Drop the test finalizer so the pod (and its namespace) can go."""
+    try:
+        cluster.core.patch_namespaced_pod(name, namespace, {"metadata": {"finalizers": None}})
+    except Exception:  # noqa: BLE001 - already gone
+        pass
+
+
+def by_name(result):
+    return dict((p["name"], p) for p in result["pods"])
+
+
+# --- tests ------------------------------------------------------------------------------------
+
+def test_drain_moves_replicated_pods_and_is_idempotent(cluster, namespace, make_node, run_module):
+    group = {"drain-group": namespace}
+    node = make_node(labels=group)
+    other = make_node(labels=group, unschedulable=True)
+    apply(cluster, dict(deployment("web", 6, group), metadata={"name": "web", "namespace": namespace}))
+    before = wait_ready(cluster, namespace, 6, node)
+    set_unschedulable(cluster, other, False)
+
+    planned = run_module("k8s_node_drain", {"name": node, "timeout": 60}, check=True)
+    assert planned["changed"] is True and not planned["failed"]
+    assert [p["plan"] for p in planned["pods"]] == ["evict"] * 6
+    assert not unschedulable(cluster, node)
+    assert uids(pods_in(cluster, namespace, node)) == uids(before)
+
+    result = run_module("k8s_node_drain", {"name": node, "timeout": 60})
+    assert not result["failed"], result["msg"]
+    assert result["changed"] is True and result["cordoned"] is True
+    assert unschedulable(cluster, node)
+    assert result["counts"]["evicted"] == 6 and result["counts"]["total"] == 6
+    for pod in result["pods"]:
+        assert pod["action"] == "evicted" and pod["attempts"] == 1 and pod["owner_kind"] == "ReplicaSet"
+        assert pod["seconds"] >= 0
+    assert sorted(p["uid"] for p in result["pods"]) == uids(before)
+    assert pods_in(cluster, namespace, node) == []
+    moved = wait_ready(cluster, namespace, 6, other)
+    assert not set(uids(moved)) & set(uids(before))
+    # Waiting costs a list per poll for the whole node, never a GET per pod.
+    assert result["api_requests"]["evict"] == 6
+    assert "get pod" not in result["api_requests"]
+
+    again_check = run_module("k8s_node_drain", {"name": node}, check=True)
+    assert again_check["changed"] is False and again_check["pods"] == []
+    again = run_module("k8s_node_drain", {"name": node})
+    assert again["changed"] is False and not again["failed"] and again["pods"] == []
+
+
+def test_pods_that_block_are_refused_before_anything_moves(cluster, namespace, make_node, run_module):
+    node = make_node()
+    host = {"kubernetes.io/hostname": node}
+    apply(cluster,
+          dict(bare_pod("standalone", node), metadata={"name": "standalone", "namespace": namespace}),
+          dict(deployment("cache", 1, host, volumes=[{"name": "scratch", "emptyDir": {}}]),
+               metadata={"name": "cache", "namespace": namespace}),
+          {"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "agent", "namespace": namespace},
+           "spec": {"selector": {"matchLabels": {"app": "agent"}},
+                    "template": {"metadata": {"labels": {"app": "agent"}},
+                                 "spec": {"containers": container(), "nodeSelector": host}}}})
+    before = wait_ready(cluster, namespace, 3, node)
+
+    result = run_module("k8s_node_drain", {"name": node, "timeout": 30})
+    assert result["failed"]
+    msg = result["msg"]
+    assert "nothing was evicted" in msg and "3 pod(s) block it" in msg
+    assert "set force: true" in msg and "%s/standalone" % namespace in msg
+    assert "set delete_emptydir_data: true" in msg and "%s/cache-" % namespace in msg
+    assert "set ignore_daemonsets: true" in msg and "%s/agent-" % namespace in msg
+    assert result["changed"] is False and result["counts"]["none"] == 3
+    blockers = dict((p["name"].split("-")[0], [b["option"] for b in p["blockers"]]) for p in result["pods"])
+    assert blockers == {"standalone": ["force"], "cache": ["delete_emptydir_data"], "agent": ["ignore_daemonsets"]}
+    # Nothing moved, and the cordon this task made was undone.
+    assert uids(pods_in(cluster, namespace, node)) == uids(before)
+    assert not unschedulable(cluster, node)
+
+
+def test_each_rule_when_the_drain_is_allowed(cluster, namespace, make_node, run_module):
+    group = {"drain-group": namespace}
+    node = make_node(labels=group)
+    spare = make_node(labels=group, unschedulable=True)
+    host = {"kubernetes.io/hostname": node}
+    mirror = {"kubernetes.io/config.mirror": "abc", "kubernetes.io/config.source": "file"}
+    apply(cluster,
+          dict(bare_pod("standalone", node), metadata={"name": "standalone", "namespace": namespace}),
+          dict(bare_pod("static-web", node), metadata={"name": "static-web", "namespace": namespace,
+                                                       "annotations": mirror}),
+          dict(deployment("cache", 1, group, volumes=[{"name": "scratch", "emptyDir": {}}]),
+               metadata={"name": "cache", "namespace": namespace}),
+          {"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "agent", "namespace": namespace},
+           "spec": {"selector": {"matchLabels": {"app": "agent"}},
+                    "template": {"metadata": {"labels": {"app": "agent"}},
+                                 "spec": {"containers": container(), "nodeSelector": host}}}},
+          {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "once", "namespace": namespace},
+           "spec": {"template": {"spec": {"containers": container(), "restartPolicy": "Never",
+                                          "nodeSelector": host}}}})
+    wait_for("the job's pod to finish", lambda: [p for p in pods_in(cluster, namespace, node)
+                                                  if p.status.phase == "Succeeded"])
+    wait_for("cache, agent, standalone and static pods", lambda: len(
+        [p for p in pods_in(cluster, namespace, node) if is_ready(p)]) == 4)
+    set_unschedulable(cluster, spare, False)
+
+    result = run_module("k8s_node_drain", {"name": node, "ignore_daemonsets": True, "delete_emptydir_data": True,
+                                           "force": True, "timeout": 60})
+    assert not result["failed"], result["msg"]
+    pods = dict((p["name"].split("-")[0], p) for p in result["pods"])
+    assert pods["static"]["plan"] == "skip" and pods["static"]["action"] == "skipped"
+    assert pods["agent"]["action"] == "skipped" and pods["agent"]["owner_kind"] == "DaemonSet"
+    assert pods["once"]["plan"] == "delete" and pods["once"]["action"] == "deleted"
+    assert pods["cache"]["action"] == "evicted" and any("emptyDir" in w for w in pods["cache"]["warnings"])
+    assert pods["standalone"]["action"] == "evicted" and pods["standalone"]["owner_kind"] is None
+    left = sorted(p.metadata.name.split("-")[0] for p in pods_in(cluster, namespace, node))
+    assert left == ["agent", "static"]
+    wait_ready(cluster, namespace, 1, spare)  # the cache pod came back elsewhere
+
+
+def test_terminating_pods_are_waited_for_and_skip_wait_for_delete_timeout(cluster, namespace, make_node,
+                                                                          run_module):
+    node = make_node()
+    apply(cluster, dict(bare_pod("stuck", node, finalizers=[HOLD_FINALIZER]),
+                        metadata={"name": "stuck", "namespace": namespace, "finalizers": [HOLD_FINALIZER]}))
+    wait_ready(cluster, namespace, 1, node)
+    cluster.core.delete_namespaced_pod("stuck", namespace)
+    try:
+        # Still terminating at the timeout: reported, not evicted a second time.
+        result = run_module("k8s_node_drain", {"name": node, "timeout": 3})
+        assert result["failed"]
+        stuck = by_name(result)["stuck"]
+        assert stuck["plan"] == "wait" and stuck["action"] == "failed" and stuck["attempts"] == 0
+        assert "%s/stuck: was already terminating" % namespace in result["msg"]
+        assert "stays cordoned" in result["msg"] and unschedulable(cluster, node)
+
+        time.sleep(2)
+        skipped = run_module("k8s_node_drain", {"name": node, "skip_wait_for_delete_timeout": 1, "timeout": 10})
+        assert not skipped["failed"] and by_name(skipped)["stuck"]["action"] == "skipped"
+
+        # Released while the drain waits: the drain sees it go. The eviction of a second pod tells
+        # the test that the drain has listed the node's pods.
+        apply(cluster, dict(bare_pod("signal", node), metadata={"name": "signal", "namespace": namespace}))
+        signal = wait_ready(cluster, namespace, 1, node)[0].metadata.uid
+
+        def release_when_drain_started():
+            wait_for("the drain to evict the signal pod", lambda: signal not in uids(pods_in(cluster, namespace)))
+            release(cluster, namespace, "stuck")
+        releaser = threading.Thread(target=release_when_drain_started)
+        releaser.start()
+        waited = run_module("k8s_node_drain", {"name": node, "force": True, "timeout": 60})
+        releaser.join()
+        assert not waited["failed"], waited["msg"]
+        assert by_name(waited)["stuck"]["action"] == "waited"
+        assert by_name(waited)["stuck"]["attempts"] == 0
+        assert by_name(waited)["signal"]["action"] == "evicted"
+    finally:
+        release(cluster, namespace, "stuck")
+
+
+def test_pdb_drain_keeps_at_most_one_replica_unavailable(cluster, namespace, make_node, run_module):
+    replicas = 20
+    group = {"drain-group": namespace}
+    node = make_node(labels=group)
+    others = [make_node(labels=group) for _ in range(2)]
+    for other in others:
+        set_unschedulable(cluster, other, True)
+    labels = {"app": "web"}
+    apply(cluster, dict(deployment("web", replicas, group, labels), metadata={"name": "web", "namespace": namespace}),
+          dict(pdb("web", labels, max_unavailable=1), metadata={"name": "web", "namespace": namespace}))
+    wait_ready(cluster, namespace, replicas, node)
+    wait_pdb_settled(cluster, namespace, "web", 1)
+    for other in others:
+        set_unschedulable(cluster, other, False)
+
+    worst = {"unavailable": 0, "samples": 0}
+    stop = threading.Event()
+
+    def watch():
+        while not stop.is_set():
+            ready = [p for p in pods_in(cluster, namespace) if is_ready(p)]
+            worst["unavailable"] = max(worst["unavailable"], replicas - len(ready))
+            worst["samples"] += 1
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        result = run_module("k8s_node_drain", {"name": node, "timeout": 120})
+    finally:
+        stop.set()
+        watcher.join()
+    assert not result["failed"], result["msg"]
+    assert result["counts"]["evicted"] == replicas
+    assert worst["samples"] > 20
+    assert worst["unavailable"] <= 1, worst
+    assert pods_in(cluster, namespace, node) == []
+    back = wait_ready(cluster, namespace, replicas)
+    assert set(p.spec.node_name for p in back) <= set(others)
+    # Budgets are read before evicting, so pods wait for room instead of collecting 429s.
+    assert result["api_requests"]["evict"] < 2 * replicas
+    assert all(p["pdb"] and p["pdb"][0]["name"] == "web" for p in result["pods"])
+
+
+def test_unsatisfiable_pdb_times_out_naming_it_and_node_stays_cordoned(cluster, namespace, make_node,
+                                                                       run_module):
+    node = make_node()
+    labels = {"app": "db"}
+    apply(cluster, dict(deployment("db", 2, {"kubernetes.io/hostname": node}, labels),
+                        metadata={"name": "db", "namespace": namespace}),
+          dict(pdb("db", labels, min_available=2), metadata={"name": "db", "namespace": namespace}))
+    before = wait_ready(cluster, namespace, 2, node)
+    wait_pdb_settled(cluster, namespace, "db", 0)
+
+    started = time.monotonic()
+    result = run_module("k8s_node_drain", {"name": node, "timeout": 7})
+    assert time.monotonic() - started < 30
+    assert result["failed"] and result["changed"] is True
+    msg = result["msg"]
+    assert "did not finish within the timeout (7s)" in msg
+    assert "pdb %s/db (disruptionsAllowed 0, healthy 2/2)" % namespace in msg
+    assert "node/%s stays cordoned" % node in msg
+    assert unschedulable(cluster, node)
+    assert uids(pods_in(cluster, namespace, node)) == uids(before)
+    for pod in result["pods"]:
+        assert pod["action"] == "failed"
+        assert pod["pdb"][0]["disruptions_allowed"] == 0 and pod["pdb"][0]["desired_healthy"] == 2
+        # The budget was spent all along: the pods were held back rather than sent to collect 429s.
+        assert pod["attempts"] == 0 and "held back until the timeout" in pod["reason"]
+
+
+def test_check_mode_and_server_dry_run_change_nothing(cluster, namespace, make_node, run_module):
+    node = make_node()
+    labels = {"app": "api"}
+    apply(cluster, dict(deployment("api", 2, {"kubernetes.io/hostname": node}, labels),
+                        metadata={"name": "api", "namespace": namespace}),
+          dict(pdb("api", labels, min_available=2), metadata={"name": "api", "namespace": namespace}))
+    before = wait_ready(cluster, namespace, 2, node)
+    wait_pdb_settled(cluster, namespace, "api", 0)
+
+    checked = run_module("k8s_node_drain", {"name": node}, check=True)
+    assert checked["changed"] is True and not checked["failed"] and checked["cordoned"] is True
+    assert all(p["plan"] == "evict" and p["action"] == "none" for p in checked["pods"])
+    assert all("disruptionsAllowed 0" in p["reason"] for p in checked["pods"])
+    assert "evict" not in checked["api_requests"] and "patch node" not in checked["api_requests"]
+
+    dry = run_module("k8s_node_drain", {"name": node, "dry_run": "server"})
+    assert not dry["failed"]
+    assert dry["api_requests"]["evict"] == 2
+    for pod in dry["pods"]:
+        assert pod["action"] == "none"
+        assert "would be refused" in pod["reason"] and "disruption budget" in pod["reason"]
+
+    assert not unschedulable(cluster, node)
+    assert uids(pods_in(cluster, namespace, node)) == uids(before)
+    budget = cluster.policy.read_namespaced_pod_disruption_budget("api", namespace).status
+    assert not budget.disrupted_pods
+
+
+def test_pod_under_two_pdbs_fails_with_both_named(cluster, namespace, make_node, run_module):
+    node = make_node()
+    labels = {"app": "twice"}
+    apply(cluster, dict(deployment("twice", 1, {"kubernetes.io/hostname": node}, labels),
+                        metadata={"name": "twice", "namespace": namespace}),
+          dict(pdb("first", labels, max_unavailable=1), metadata={"name": "first", "namespace": namespace}),
+          dict(pdb("second", labels, max_unavailable=1), metadata={"name": "second", "namespace": namespace}))
+    wait_ready(cluster, namespace, 1, node)
+    wait_pdb_settled(cluster, namespace, "first", 1)
+    wait_pdb_settled(cluster, namespace, "second", 1)
+    result = run_module("k8s_node_drain", {"name": node, "timeout": 20})
+    assert result["failed"]
+    pod = result["pods"][0]
+    assert pod["action"] == "failed" and pod["attempts"] == 1
+    assert "more than one PodDisruptionBudget (%s/first, %s/second)" % (namespace, namespace) in pod["reason"]
+    assert "disable_eviction" in result["msg"]
+
+
+def test_disable_eviction_deletes_past_a_budget(cluster, namespace, make_node, run_module):
+    node = make_node()
+    labels = {"app": "db"}
+    apply(cluster, dict(deployment("db", 2, {"kubernetes.io/hostname": node}, labels),
+                        metadata={"name": "db", "namespace": namespace}),
+          dict(pdb("db", labels, min_available=2), metadata={"name": "db", "namespace": namespace}))
+    wait_ready(cluster, namespace, 2, node)
+    wait_pdb_settled(cluster, namespace, "db", 0)
+    result = run_module("k8s_node_drain", {"name": node, "disable_eviction": True, "grace_period": 0,
+                                           "timeout": 30})
+    assert not result["failed"], result["msg"]
+    assert [p["action"] for p in result["pods"]] == ["deleted", "deleted"]
+    assert "evict" not in result["api_requests"] and result["api_requests"]["delete"] == 2
+    assert pods_in(cluster, namespace, node) == []
+
+
+def test_pod_selector_without_cordon(cluster, namespace, make_node, run_module):
+    node = make_node()
+    host = {"kubernetes.io/hostname": node}
+    apply(cluster, dict(deployment("keep", 1, host), metadata={"name": "keep", "namespace": namespace}),
+          dict(deployment("move", 2, host), metadata={"name": "move", "namespace": namespace}))
+    wait_ready(cluster, namespace, 3, node)
+    result = run_module("k8s_node_drain", {"name": node, "pod_selector": "app=move", "cordon": False,
+                                           "timeout": 30})
+    assert not result["failed"], result["msg"]
+    assert result["cordoned"] is False and not unschedulable(cluster, node)
+    assert sorted(p["name"].split("-")[0] for p in result["pods"]) == ["move", "move"]
+    assert all(p["action"] == "evicted" for p in result["pods"])
+    names = [p.metadata.name for p in pods_in(cluster, namespace, node) if not p.metadata.deletion_timestamp]
+    assert any(n.startswith("keep-") for n in names)
+
+
+def test_unknown_node_fails_with_a_clear_message(run_module):
+    result = run_module("k8s_node_drain", {"name": "no-such-node-x1", "timeout": 10})
+    assert result["failed"]
+    assert "node/no-such-node-x1: not found (404)" in result["msg"]

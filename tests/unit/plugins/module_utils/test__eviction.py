@@ -1,0 +1,342 @@
+# -*- coding: utf-8 -*-
+"""Eviction: request bodies, answer classification, PDB matching, and the engine's scheduling rules.
+
+The engine is driven through a scripted stand-in for ``DrainApi`` that answers in ``Outcome``
+terms (what the engine acts on), not an imitation of the Kubernetes API; the real API is covered
+by tests/integration/test_k8s_node_drain.py.
+"""
+
+import threading
+import time
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils import _eviction as ev
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils import _pods
+
+
+# --- bodies -----------------------------------------------------------------------------------
+
+def test_grace_period_minus_one_is_left_out_zero_is_sent():
+    assert ev.delete_options(-1) == {}
+    assert ev.delete_options(0) == {"gracePeriodSeconds": 0}
+    assert ev.delete_options(30, dry_run=True, uid="u") == {
+        "gracePeriodSeconds": 30, "dryRun": ["All"], "preconditions": {"uid": "u"}}
+
+
+def test_eviction_body_is_policy_v1_with_uid_precondition():
+    body = ev.eviction_body("ns", "web-0", 10, False, "uid-1")
+    assert body["apiVersion"] == "policy/v1" and body["kind"] == "Eviction"
+    assert body["metadata"] == {"name": "web-0", "namespace": "ns"}
+    assert body["deleteOptions"] == {"gracePeriodSeconds": 10, "preconditions": {"uid": "uid-1"}}
+
+
+# --- answers ----------------------------------------------------------------------------------
+
+PDB_429 = {"kind": "Status", "status": "Failure", "code": 429, "reason": "TooManyRequests",
+           "message": "Cannot evict pod as it would violate the pod's disruption budget.",
+           "details": {"causes": [{"reason": "DisruptionBudget",
+                                   "message": "The disruption budget web needs 3 healthy pods and has 3 currently"}]}}
+
+
+@pytest.mark.parametrize("status,body,kind", [
+    (201, {"kind": "Status", "status": "Success"}, ev.OK),
+    (200, None, ev.OK),
+    (404, {"message": "pods \"x\" not found"}, ev.GONE),
+    (409, {"message": "Precondition failed: UID in precondition: a, UID in object meta: b"}, ev.GONE),
+    (409, {"message": "the object has been modified"}, ev.TRANSIENT),
+    (429, PDB_429, ev.BUDGET),
+    (500, {"message": "This pod has more than one PodDisruptionBudget, which the eviction subresource "
+                      "does not support."}, ev.MULTIPLE_PDBS),
+    (201, {"kind": "Status", "status": "Failure", "code": 500,
+           "message": "This pod has more than one PodDisruptionBudget, which the eviction subresource "
+                      "does not support."}, ev.MULTIPLE_PDBS),
+    (403, {"message": "forbidden: namespace x is being terminated",
+           "details": {"causes": [{"reason": "NamespaceTerminating", "message": "ns terminating"}]}},
+     ev.NAMESPACE_TERMINATING),
+    (403, {"message": "pods \"x\" is forbidden: User \"bob\" cannot create resource \"pods/eviction\""}, ev.ERROR),
+    (500, {"message": "etcdserver: request timed out"}, ev.TRANSIENT),
+    (503, None, ev.TRANSIENT),
+    (422, {"message": "invalid"}, ev.ERROR),
+    (None, None, ev.TRANSIENT),
+])
+def test_classify_response(status, body, kind):
+    assert ev.classify_response(status, body).kind == kind
+
+
+def test_budget_refusal_keeps_the_servers_explanation():
+    outcome = ev.classify_response(429, PDB_429)
+    assert "needs 3 healthy pods and has 3 currently" in outcome.message
+
+
+# --- PDB selection ----------------------------------------------------------------------------
+
+def pdb(name, selector, namespace="default", allowed=1, healthy=3, desired=2, expected=3):
+    return {"metadata": {"name": name, "namespace": namespace},
+            "spec": {"selector": selector, "maxUnavailable": 1},
+            "status": {"disruptionsAllowed": allowed, "currentHealthy": healthy, "desiredHealthy": desired,
+                       "expectedPods": expected}}
+
+
+def pod(name="p", labels=None, namespace="default", ready=True):
+    return {"metadata": {"name": name, "namespace": namespace, "uid": "uid-" + name, "labels": labels or {}},
+            "status": {"phase": "Running",
+                       "conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}}
+
+
+@pytest.mark.parametrize("selector,labels,expected", [
+    (None, {"a": "1"}, False),
+    ({}, {"a": "1"}, True),
+    ({"matchLabels": {"a": "1"}}, {"a": "1", "b": "2"}, True),
+    ({"matchLabels": {"a": "1"}}, {"a": "2"}, False),
+    ({"matchExpressions": [{"key": "a", "operator": "In", "values": ["1", "2"]}]}, {"a": "2"}, True),
+    ({"matchExpressions": [{"key": "a", "operator": "NotIn", "values": ["1"]}]}, {}, True),
+    ({"matchExpressions": [{"key": "a", "operator": "NotIn", "values": ["1"]}]}, {"a": "1"}, False),
+    ({"matchExpressions": [{"key": "a", "operator": "Exists"}]}, {"a": ""}, True),
+    ({"matchExpressions": [{"key": "a", "operator": "DoesNotExist"}]}, {"a": ""}, False),
+    ({"matchLabels": {"a": "1"}, "matchExpressions": [{"key": "b", "operator": "Exists"}]}, {"a": "1"}, False),
+])
+def test_selector_matches(selector, labels, expected):
+    assert ev.selector_matches(selector, labels) is expected
+
+
+@given(st.dictionaries(st.sampled_from("abc"), st.sampled_from(["1", "2"])),
+       st.dictionaries(st.sampled_from("abc"), st.sampled_from(["1", "2"])))
+def test_match_labels_is_subset(required, labels):
+    assert ev.selector_matches({"matchLabels": required}, labels) == (required.items() <= labels.items())
+
+
+def test_pdbs_covering_only_same_namespace():
+    pdbs = [pdb("web", {"matchLabels": {"app": "web"}}), pdb("all", {}),
+            pdb("other-ns", {"matchLabels": {"app": "web"}}, namespace="prod")]
+    assert ev.pdbs_covering(pod(labels={"app": "web"}), pdbs) == [("default", "web"), ("default", "all")]
+
+
+def test_pdb_text_and_description():
+    info = ev.describe_pdb(pdb("web", {}, allowed=0, healthy=2, desired=2))
+    assert info["disruptions_allowed"] == 0 and info["max_unavailable"] == 1
+    assert ev.pdb_text(info) == "pdb default/web (disruptionsAllowed 0, healthy 2/2)"
+
+
+def test_poll_interval_backs_off_and_resets():
+    interval = ev.next_poll_interval(None, False)
+    assert interval == ev.POLL_MIN_SECONDS
+    for _ in range(20):
+        interval = ev.next_poll_interval(interval, False)
+    assert interval == ev.POLL_MAX_SECONDS
+    assert ev.next_poll_interval(interval, True) == ev.POLL_MIN_SECONDS
+
+
+def test_count_actions():
+    counts = ev.count_actions([{"action": "evicted"}, {"action": "evicted"}, {"action": "skipped"}])
+    assert counts["evicted"] == 2 and counts["skipped"] == 1 and counts["failed"] == 0 and counts["total"] == 3
+
+
+# --- the engine -------------------------------------------------------------------------------
+
+class ScriptedApi:
+    """Answers evictions from a script, keeps a node's pod list, and records concurrency."""
+
+    def __init__(self, pods, answers=None, delay=0.0, pdbs=None, vanish_after_accept=True):
+        self.present = dict((p["metadata"]["name"], p["metadata"]["uid"]) for p in pods)
+        self.answers = answers or {}       # name -> list of Outcome kinds, consumed in order
+        self.delay = delay
+        self.pdbs = pdbs or []
+        self.vanish = vanish_after_accept
+        self.lock = threading.Lock()
+        self.inflight = 0
+        self.max_inflight = 0
+        self.calls = []
+        self.lists = 0
+        self.pdb_lists = 0
+
+    def _answer(self, verb, namespace, name, body):
+        with self.lock:
+            self.inflight += 1
+            self.max_inflight = max(self.max_inflight, self.inflight)
+            self.calls.append((verb, name, body))
+        time.sleep(self.delay)
+        with self.lock:
+            self.inflight -= 1
+            script = self.answers.get(name) or []
+            kind = script.pop(0) if script else ev.OK
+            if kind == ev.OK and self.vanish and not (body.get("dryRun") or body.get("deleteOptions", {}).get("dryRun")):
+                self.present.pop(name, None)
+        return ev.Outcome(kind, {ev.OK: 201, ev.BUDGET: 429, ev.GONE: 404, ev.MULTIPLE_PDBS: 500,
+                                 ev.NAMESPACE_TERMINATING: 403, ev.TRANSIENT: 503, ev.ERROR: 403}[kind],
+                          "scripted " + kind)
+
+    def evict(self, namespace, name, body):
+        return self._answer("evict", namespace, name, body)
+
+    def delete(self, namespace, name, options):
+        return self._answer("delete", namespace, name, options)
+
+    def list_node_pod_metadata(self, node):
+        with self.lock:
+            self.lists += 1
+            return [{"namespace": "default", "name": n, "uid": u} for n, u in self.present.items()]
+
+    def list_pdbs(self):
+        self.pdb_lists += 1
+        return self.pdbs
+
+
+def tasks_for(pods, method="evict", pdb_keys=()):
+    return [ev.PodTask(dict(_pods.describe_pod(p), plan="evict", reason="evictable", warnings=[]), method,
+                       ready=ev.is_pod_ready(p), pdbs=pdb_keys) for p in pods]
+
+
+def run(api, tasks, timeout=10.0, **kwargs):
+    drainer = ev.Drainer(api, "node-1", time.monotonic() + timeout, **kwargs)
+    return drainer, drainer.run(tasks)
+
+
+def test_concurrency_is_bounded_and_every_pod_ends_evicted():
+    pods = [pod("p%d" % i) for i in range(30)]
+    api = ScriptedApi(pods, delay=0.02)
+    _, results = run(api, tasks_for(pods), max_concurrency=4)
+    assert api.max_inflight <= 4
+    assert api.max_inflight == 4  # and the pool is actually used
+    assert [r["action"] for r in results] == ["evicted"] * 30
+    assert all(r["attempts"] == 1 for r in results)
+
+
+def test_waiting_costs_one_list_per_poll_not_one_get_per_pod():
+    pods = [pod("p%d" % i) for i in range(50)]
+    api = ScriptedApi(pods)
+    drainer, results = run(api, tasks_for(pods), max_concurrency=10)
+    assert api.lists == drainer.polls
+    assert api.lists < 10
+
+
+def test_pod_replaced_under_the_same_name_counts_as_gone():
+    pods = [pod("web-0")]
+    api = ScriptedApi(pods, vanish_after_accept=False)
+    tasks = tasks_for(pods)
+
+    def replace_later():
+        time.sleep(0.3)
+        with api.lock:
+            api.present["web-0"] = "new-uid"
+    threading.Thread(target=replace_later).start()
+    _, results = run(api, tasks)
+    assert results[0]["action"] == "evicted"
+
+
+def test_429_is_retried_until_accepted_and_attempts_counted():
+    pods = [pod("a")]
+    api = ScriptedApi(pods, answers={"a": [ev.BUDGET, ev.BUDGET]})
+    _, results = run(api, tasks_for(pods), retry_delay=0.05)
+    assert results[0]["action"] == "evicted" and results[0]["attempts"] == 3
+
+
+def test_budget_refusal_does_not_hold_a_worker():
+    # One worker; pod a is refused for a while; b and c must not wait behind it.
+    pods = [pod("a"), pod("b"), pod("c")]
+    api = ScriptedApi(pods, answers={"a": [ev.BUDGET] * 3})
+    _, results = run(api, tasks_for(pods), max_concurrency=1, retry_delay=0.2)
+    order = [name for _verb, name, _body in api.calls]
+    assert order[:3] == ["a", "b", "c"]
+    assert [r["action"] for r in results] == ["evicted"] * 3
+
+
+def test_timeout_names_the_blocking_pdb_with_its_numbers():
+    pods = [pod("a", labels={"app": "web"})]
+    budget = pdb("web", {"matchLabels": {"app": "web"}}, allowed=0, healthy=3, desired=3)
+    api = ScriptedApi(pods, answers={"a": [ev.BUDGET] * 100}, pdbs=[budget])
+    start = time.monotonic()
+    _, results = run(api, tasks_for(pods, pdb_keys=[("default", "web")]), timeout=0.6, retry_delay=0.1,
+                     pdbs=[budget])
+    assert time.monotonic() - start < 2
+    result = results[0]
+    assert result["action"] == "failed"
+    assert "pdb default/web (disruptionsAllowed 0, healthy 3/3)" in result["reason"]
+    assert result["pdb"][0]["name"] == "web"
+
+
+def test_spent_budget_holds_evictions_back_instead_of_collecting_429s():
+    pods = [pod("p%d" % i, labels={"app": "web"}) for i in range(5)]
+    budget = pdb("web", {"matchLabels": {"app": "web"}}, allowed=1)
+    api = ScriptedApi(pods, pdbs=[budget])
+    _, results = run(api, tasks_for(pods, pdb_keys=[("default", "web")]), pdbs=[budget], retry_delay=30)
+    # The scripted budget never shrinks, so each fresh PDB list lets exactly one more pod go.
+    assert [r["action"] for r in results] == ["evicted"] * 5
+    assert all(r["attempts"] == 1 for r in results)
+    assert api.pdb_lists >= 4
+
+
+def test_unready_pods_are_not_held_back_by_a_spent_budget():
+    pods = [pod("p%d" % i, labels={"app": "web"}, ready=False) for i in range(3)]
+    budget = pdb("web", {"matchLabels": {"app": "web"}}, allowed=0)
+    api = ScriptedApi(pods, pdbs=[budget])
+    _, results = run(api, tasks_for(pods, pdb_keys=[("default", "web")]), pdbs=[budget], retry_delay=30,
+                     timeout=5)
+    assert [r["action"] for r in results] == ["evicted"] * 3
+
+
+def test_multiple_pdbs_fails_that_pod_only():
+    pods = [pod("a"), pod("b")]
+    api = ScriptedApi(pods, answers={"a": [ev.MULTIPLE_PDBS]})
+    _, results = run(api, tasks_for(pods))
+    assert results[0]["action"] == "failed" and "more than one PodDisruptionBudget" in results[0]["reason"]
+    assert results[1]["action"] == "evicted"
+
+
+def test_gone_on_eviction_is_not_counted_as_our_change():
+    pods = [pod("a")]
+    api = ScriptedApi(pods, answers={"a": [ev.GONE]})
+    tasks = tasks_for(pods)
+    _, results = run(api, tasks)
+    assert results[0]["action"] == "waited"
+    assert tasks[0].accepted_at is None
+
+
+def test_terminating_namespace_falls_back_to_delete():
+    pods = [pod("a")]
+    api = ScriptedApi(pods, answers={"a": [ev.NAMESPACE_TERMINATING]})
+    _, results = run(api, tasks_for(pods))
+    assert [verb for verb, _n, _b in api.calls] == ["evict", "delete"]
+    assert results[0]["action"] == "deleted"
+
+
+def test_transient_errors_are_retried_with_backoff():
+    pods = [pod("a")]
+    api = ScriptedApi(pods, answers={"a": [ev.TRANSIENT, ev.TRANSIENT]})
+    _, results = run(api, tasks_for(pods))
+    assert results[0]["action"] == "evicted" and results[0]["attempts"] == 3
+
+
+def test_other_errors_fail_the_pod_with_the_servers_words():
+    pods = [pod("a")]
+    api = ScriptedApi(pods, answers={"a": [ev.ERROR]})
+    _, results = run(api, tasks_for(pods))
+    assert results[0]["action"] == "failed" and "scripted error" in results[0]["reason"]
+
+
+def test_disable_eviction_deletes():
+    pods = [pod("a")]
+    api = ScriptedApi(pods)
+    _, results = run(api, tasks_for(pods, method="delete"), grace_period=0)
+    assert api.calls[0][0] == "delete" and api.calls[0][2]["gracePeriodSeconds"] == 0
+    assert results[0]["action"] == "deleted"
+
+
+def test_wait_tasks_send_nothing_and_time_out_with_a_reason():
+    pods = [pod("a")]
+    api = ScriptedApi(pods)
+    _, results = run(api, tasks_for(pods, method="wait"), timeout=0.5)
+    assert api.calls == []
+    assert results[0]["action"] == "failed" and "still on the node" in results[0]["reason"]
+
+
+def test_dry_run_sends_dry_run_and_waits_for_nothing():
+    pods = [pod("a"), pod("b")]
+    api = ScriptedApi(pods, answers={"b": [ev.BUDGET]})
+    _, results = run(api, tasks_for(pods), dry_run=True)
+    assert all(body["deleteOptions"]["dryRun"] == ["All"] for _v, _n, body in api.calls)
+    assert api.lists == 0
+    assert results[0]["action"] == "none" and "would be accepted" in results[0]["reason"]
+    assert results[1]["action"] == "none" and "would be refused" in results[1]["reason"]
