@@ -299,6 +299,7 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._node_api import read_node
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_client import (
     K8S_AUTH_ARG_SPEC,
     ApiException,
@@ -337,19 +338,6 @@ def argument_spec():
     return spec
 
 
-def read_node(core, api_client, name, deadline):
-    """The node as a dict, or None when it does not exist."""
-    try:
-        node = retry_transient(
-            lambda: core.read_node(name, _request_timeout=request_timeout(deadline)),
-            deadline=deadline, describe="node/%s" % name)
-    except ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise
-    return api_client.sanitize_for_serialization(node)
-
-
 def write_record(core, api_client, name, compute, check_mode, deadline, sleep=time.sleep):
     """Read the node, ``compute(node) -> (before, after, annotation patch or None)``, patch it.
 
@@ -359,7 +347,7 @@ def write_record(core, api_client, name, compute, check_mode, deadline, sleep=ti
     was (or, in check mode, would be) needed.
     """
     while True:
-        node = read_node(core, api_client, name, deadline)
+        node = read_node(api_client, name, deadline, missing_ok=True, core=core)
         if node is None:
             return None, {}, {}, False, []
         before, after, patch, warnings = compute(node)

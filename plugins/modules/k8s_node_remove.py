@@ -111,6 +111,7 @@ from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_clie
     request_timeout,
     retry_transient,
 )
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._node_api import read_node
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils._node_removal import (
     pods_in_the_way,
     removal_refusal,
@@ -134,14 +135,9 @@ def remove_node(api_client, params, check_mode, deadline):
     core = CoreV1Api(api_client)
     name = params["name"]
     ref = "node/%s" % name
-    try:
-        node = api_client.sanitize_for_serialization(retry_transient(
-            lambda: core.read_node(name, _request_timeout=request_timeout(deadline)),
-            deadline=deadline, describe=ref))
-    except ApiException as exc:
-        if exc.status == 404:
-            return {"changed": False, "existed": False}
-        raise
+    node = read_node(api_client, name, deadline, missing_ok=True)
+    if node is None:
+        return {"changed": False, "existed": False}
     pods = api_client.sanitize_for_serialization(retry_transient(
         lambda: core.list_pod_for_all_namespaces(field_selector="spec.nodeName=%s" % name,
                                                  _request_timeout=request_timeout(deadline)),

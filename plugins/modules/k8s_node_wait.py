@@ -238,14 +238,13 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._node_api import read_node
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_client import (
     K8S_AUTH_ARG_SPEC,
     ApiException,
     K8sAccessError,
     build_api_client,
     describe_api_error,
-    request_timeout,
-    retry_transient,
 )
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils import _node_wait
 
@@ -267,22 +266,6 @@ def argument_spec():
     return spec
 
 
-def read_node(api_client, name, deadline):
-    """The node as a dict, or None when it does not exist (404)."""
-    from kubernetes.client import CoreV1Api
-
-    core = CoreV1Api(api_client)
-    try:
-        node = retry_transient(
-            lambda: core.read_node(name, _request_timeout=request_timeout(deadline)),
-            deadline=deadline, describe="node/%s" % name)
-    except ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise
-    return api_client.sanitize_for_serialization(node)
-
-
 def wait_for_node(api_client, name, wanted, timeout, poll_interval, check_mode,
                   sleep=time.sleep, clock=time.monotonic):
     """Poll until ``wanted`` holds; ``(met, unmet, state, waited seconds)``."""
@@ -290,7 +273,7 @@ def wait_for_node(api_client, name, wanted, timeout, poll_interval, check_mode,
     started = clock()
     deadline = started + timeout
     while True:
-        node = read_node(api_client, name, max(deadline, clock() + 5))
+        node = read_node(api_client, name, max(deadline, clock() + 5), missing_ok=True)
         unmet = _node_wait.observe(state, node, wanted, clock() - started)
         if not unmet or check_mode:
             return not unmet, unmet, state, clock() - started
