@@ -1,0 +1,662 @@
+"""Unit tests of the pre-drain checks, on snapshots written as API JSON in Python."""
+from fractions import Fraction
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils import _preflight as pf
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils import _quantity as q
+
+
+# ------------------------------------------------------------------------------------------------
+# Builders: API-shaped dicts, as the list calls return them
+# ------------------------------------------------------------------------------------------------
+def node(name, cpu="4", memory="16Gi", pods="110", labels=None, taints=None, ready=True,
+         unschedulable=False, images=()):
+    return {
+        "metadata": {"name": name, "labels": dict({"kubernetes.io/hostname": name}, **(labels or {}))},
+        "spec": {"unschedulable": unschedulable, "taints": taints or []},
+        "status": {
+            "allocatable": {"cpu": cpu, "memory": memory, "pods": pods},
+            "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+            "images": [{"names": [image]} for image in images],
+        },
+    }
+
+
+def pod(name, node_name, namespace="default", cpu=None, memory=None, owner=None, labels=None,
+        ready=True, phase="Running", volumes=None, tolerations=None, node_selector=None,
+        affinity=None, image="registry.example/app:1", annotations=None, deleting=False, **spec_extra):
+    requests = {}
+    if cpu is not None:
+        requests["cpu"] = cpu
+    if memory is not None:
+        requests["memory"] = memory
+    metadata = {"name": name, "namespace": namespace, "labels": labels or {}, "annotations": annotations or {}}
+    if owner:
+        kind, owner_name = owner
+        api_version = "apps/v1" if kind in ("ReplicaSet", "StatefulSet", "DaemonSet", "Deployment") else "v1"
+        metadata["ownerReferences"] = [
+            {"apiVersion": api_version, "kind": kind, "name": owner_name, "controller": True, "uid": "u"}]
+    if deleting:
+        metadata["deletionTimestamp"] = "2024-01-01T00:00:00Z"
+    spec = {
+        "nodeName": node_name,
+        "containers": [{"name": "main", "image": image, "resources": {"requests": requests}}],
+        "volumes": volumes or [],
+    }
+    if tolerations:
+        spec["tolerations"] = tolerations
+    if node_selector:
+        spec["nodeSelector"] = node_selector
+    if affinity:
+        spec["affinity"] = affinity
+    spec.update(spec_extra)
+    return {
+        "metadata": metadata,
+        "spec": spec,
+        "status": {"phase": phase, "conditions": [{"type": "Ready", "status": "True" if ready else "False"}]},
+    }
+
+
+def replicaset(name, deployment, namespace="default"):
+    return {"metadata": {"name": name, "namespace": namespace, "ownerReferences": [
+        {"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment, "controller": True}]}}
+
+
+def pdb(name, selector, allowed, namespace="default", generation=1, observed=1, policy=None):
+    spec = {"selector": selector}
+    if policy:
+        spec["unhealthyPodEvictionPolicy"] = policy
+    return {"metadata": {"name": name, "namespace": namespace, "generation": generation},
+            "spec": spec, "status": {"disruptionsAllowed": allowed, "observedGeneration": observed}}
+
+
+def local_pv(name, claim, node_name, namespace="default", kind="local"):
+    spec = {
+        "claimRef": {"namespace": namespace, "name": claim},
+        "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+            {"key": "kubernetes.io/hostname", "operator": "In", "values": [node_name]}]}]}},
+    }
+    spec[kind] = {"path": "/mnt/disks/" + name}
+    return {"metadata": {"name": name}, "spec": spec}
+
+
+def snap(**kwargs):
+    return pf.Snapshot.from_objects(**kwargs)
+
+
+def names(findings):
+    return sorted(f["name"] for f in findings)
+
+
+# ------------------------------------------------------------------------------------------------
+# Quantities
+# ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("text, value", [
+    ("500m", Fraction(1, 2)), ("1", 1), ("1.5", Fraction(3, 2)), ("0.1", Fraction(1, 10)),
+    ("1Ki", 1024), ("1Gi", 2 ** 30), ("1.5Gi", 3 * 2 ** 29), ("2k", 2000), ("1M", 10 ** 6),
+    ("1e3", 1000), ("1E3", 1000), ("5e-1", Fraction(1, 2)), ("100n", Fraction(1, 10 ** 7)),
+    ("+2", 2), ("-1", -1), (".5", Fraction(1, 2)), ("3u", Fraction(3, 10 ** 6)), ("1E", 10 ** 18),
+    (4, 4), (0.25, Fraction(1, 4)),
+])
+def test_parse_quantity(text, value):
+    assert q.parse_quantity(text) == value
+
+
+@pytest.mark.parametrize("text", ["", "abc", "1Kb", "1.2.3", "Gi", "1 Gi", "--1", None, True, "1e"])
+def test_parse_quantity_rejects(text):
+    with pytest.raises(q.QuantityError):
+        q.parse_quantity(text)
+
+
+def test_cpu_and_memory_round_up_like_the_scheduler():
+    assert q.resource_amount("cpu", "0.1") == 100
+    assert q.resource_amount("cpu", "1m") == 1
+    assert q.resource_amount("cpu", "100u") == 1  # sub-millicore requests count as 1m
+    assert q.resource_amount("memory", "1.5") == 2
+    assert q.resource_amount("memory", "1Mi") == 2 ** 20
+
+
+@given(st.integers(min_value=0, max_value=10 ** 7))
+def test_millicores_round_trip(millis):
+    assert q.to_milli(q.format_milli(millis)) == millis
+
+
+@given(st.integers(min_value=0, max_value=2 ** 62))
+def test_bytes_round_trip(amount):
+    text = q.format_bytes(amount)
+    assert q.to_units(text) == amount
+    assert len(text) <= len(str(amount))
+
+
+@given(st.integers(min_value=0, max_value=10 ** 9),
+       st.sampled_from(["", "m", "k", "M", "G", "Ki", "Mi", "Gi", "n", "u"]))
+def test_suffixes_scale_exactly(number, suffix):
+    scale = {"": 1, "m": Fraction(1, 1000), "k": 1000, "M": 10 ** 6, "G": 10 ** 9, "Ki": 1024,
+             "Mi": 2 ** 20, "Gi": 2 ** 30, "n": Fraction(1, 10 ** 9), "u": Fraction(1, 10 ** 6)}[suffix]
+    assert q.parse_quantity("%d%s" % (number, suffix)) == number * scale
+
+
+@given(st.decimals(min_value=0, max_value=10 ** 6, places=3, allow_nan=False, allow_infinity=False))
+def test_decimal_text_parses_exactly(value):
+    assert q.parse_quantity(str(value)) == Fraction(str(value))
+
+
+# ------------------------------------------------------------------------------------------------
+# Requests and matching
+# ------------------------------------------------------------------------------------------------
+def test_pod_requests_takes_init_peak_sidecars_and_overhead():
+    spec = {
+        "initContainers": [
+            {"name": "sidecar", "restartPolicy": "Always", "resources": {"requests": {"cpu": "100m"}}},
+            {"name": "migrate", "resources": {"requests": {"cpu": "2", "memory": "64Mi"}}},
+        ],
+        "containers": [
+            {"name": "a", "resources": {"requests": {"cpu": "250m", "memory": "128Mi"}}},
+            {"name": "b", "resources": {"requests": {"cpu": "250m"}}},
+        ],
+        "overhead": {"cpu": "10m"},
+    }
+    requests = pf.pod_requests(spec)
+    # init peak: sidecar 100m + migrate 2000m = 2100m > containers 500m + sidecar 100m
+    assert requests == {"cpu": 2110, "memory": 128 * 2 ** 20, "pods": 1}
+
+
+def test_pod_level_resources_replace_container_sum():
+    spec = {"resources": {"requests": {"cpu": "3"}},
+            "containers": [{"name": "a", "resources": {"requests": {"cpu": "1", "memory": "1Gi"}}}]}
+    assert pf.pod_requests(spec) == {"cpu": 3000, "memory": 2 ** 30, "pods": 1}
+
+
+def test_bad_quantity_in_a_pod_is_ignored_not_fatal():
+    spec = {"containers": [{"name": "a", "resources": {"requests": {"cpu": "lots", "memory": "1Gi"}}}]}
+    assert pf.pod_requests(spec) == {"memory": 2 ** 30, "pods": 1}
+
+
+@pytest.mark.parametrize("toleration, taint, expected", [
+    (("dedicated", "Equal", "db", "NoSchedule"), ("dedicated", "db", "NoSchedule"), True),
+    (("dedicated", "Equal", "web", "NoSchedule"), ("dedicated", "db", "NoSchedule"), False),
+    (("dedicated", "Exists", "", ""), ("dedicated", "db", "NoExecute"), True),
+    (("", "Exists", "", ""), ("anything", "x", "NoSchedule"), True),
+    (("dedicated", "Equal", "db", "NoExecute"), ("dedicated", "db", "NoSchedule"), False),
+    (("other", "Exists", "", ""), ("dedicated", "db", "NoSchedule"), False),
+])
+def test_tolerates(toleration, taint, expected):
+    assert pf.tolerates(toleration, taint) is expected
+
+
+def test_prefer_no_schedule_taint_does_not_block():
+    n = pf.node_from_api(node("n", taints=[{"key": "soft", "effect": "PreferNoSchedule"}]))
+    assert pf.untolerated_taint((), n) is None
+
+
+@pytest.mark.parametrize("expressions, expected", [
+    ([{"key": "zone", "operator": "In", "values": ["a", "b"]}], True),
+    ([{"key": "zone", "operator": "NotIn", "values": ["a"]}], False),
+    ([{"key": "gpu", "operator": "DoesNotExist"}], True),
+    ([{"key": "zone", "operator": "Exists"}, {"key": "cores", "operator": "Gt", "values": ["8"]}], True),
+    ([{"key": "cores", "operator": "Lt", "values": ["8"]}], False),
+    ([{"key": "missing", "operator": "Gt", "values": ["1"]}], False),
+])
+def test_node_affinity_expressions(expressions, expected):
+    n = pf.node_from_api(node("n", labels={"zone": "a", "cores": "16"}))
+    assert pf.node_selector_terms_match([{"matchExpressions": expressions}], n) is expected
+
+
+def test_node_affinity_terms_are_ored_and_empty_term_matches_nothing():
+    n = pf.node_from_api(node("n1", labels={"zone": "a"}))
+    terms = [{"matchExpressions": [{"key": "zone", "operator": "In", "values": ["z"]}]},
+             {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n1"]}]}]
+    assert pf.node_selector_terms_match(terms, n)
+    assert not pf.node_selector_terms_match([{}], n)
+
+
+def test_label_selector():
+    labels = {"app": "web", "tier": "front"}
+    assert pf.label_selector_matches({}, labels)
+    assert not pf.label_selector_matches(None, labels)
+    assert pf.label_selector_matches({"matchLabels": {"app": "web"}}, labels)
+    assert not pf.label_selector_matches({"matchLabels": {"app": "db"}}, labels)
+    assert pf.label_selector_matches(
+        {"matchExpressions": [{"key": "tier", "operator": "In", "values": ["front"]}]}, labels)
+
+
+def test_drain_leaves_daemonset_mirror_finished_and_terminating_pods():
+    s = snap(nodes=[node("a")], pods=[
+        pod("ds", "a", owner=("DaemonSet", "fluentd")),
+        pod("static", "a", annotations={"kubernetes.io/config.mirror": "x"}, owner=("Node", "a")),
+        pod("done", "a", phase="Succeeded", owner=("Job", "j")),
+        pod("going", "a", deleting=True, owner=("ReplicaSet", "r")),
+        pod("web", "a", owner=("ReplicaSet", "r")),
+    ])
+    assert [p.name for p in pf.evicted_pods(s, ["a"])] == ["web"]
+
+
+# ------------------------------------------------------------------------------------------------
+# capacity
+# ------------------------------------------------------------------------------------------------
+def test_capacity_passes_when_pods_fit():
+    s = snap(nodes=[node("a"), node("b", cpu="2")], pods=[
+        pod("p1", "a", cpu="1", memory="1Gi", owner=("ReplicaSet", "r")),
+        pod("p2", "a", cpu="1", memory="1Gi", owner=("ReplicaSet", "r")),
+    ])
+    findings, summary = pf.check_capacity(s, ["a"])
+    assert findings == []
+    assert summary.startswith("2 of 2 evicted pods fit on 1")
+
+
+def test_capacity_counts_what_is_already_on_the_other_nodes():
+    s = snap(nodes=[node("a"), node("b", cpu="2")], pods=[
+        pod("existing", "b", cpu="1500m", owner=("ReplicaSet", "x")),
+        pod("big", "a", cpu="1", owner=("ReplicaSet", "r")),
+        pod("small", "a", cpu="500m", owner=("ReplicaSet", "r")),
+    ])
+    findings, _summary = pf.check_capacity(s, ["a"])
+    assert names(findings) == ["big"]
+    assert "short of cpu" in findings[0]["reason"]
+    assert findings[0]["requests"]["cpu"] == "1"
+
+
+def test_capacity_ignores_notready_cordoned_and_drained_nodes():
+    s = snap(nodes=[node("a"), node("b", ready=False), node("c", unschedulable=True), node("d")], pods=[
+        pod("p", "a", cpu="1", owner=("ReplicaSet", "r"))])
+    findings, _summary = pf.check_capacity(s, ["a", "d"])
+    assert names(findings) == ["p"]
+    assert "1 NotReady" in findings[0]["reason"] and "1 unschedulable" in findings[0]["reason"]
+
+
+def test_capacity_pod_slots_count():
+    s = snap(nodes=[node("a"), node("b", pods="1")], pods=[
+        pod("here", "b", owner=("ReplicaSet", "x")),
+        pod("p", "a", owner=("ReplicaSet", "r")),
+    ])
+    findings, _summary = pf.check_capacity(s, ["a"])
+    assert names(findings) == ["p"]
+    assert "short of pods" in findings[0]["reason"]
+
+
+def test_capacity_honours_taints_selector_and_affinity():
+    s = snap(
+        nodes=[node("a"), node("tainted", taints=[{"key": "dedicated", "value": "db", "effect": "NoSchedule"}]),
+               node("ssd", labels={"disk": "ssd"})],
+        pods=[
+            pod("needs-hdd", "a", node_selector={"disk": "hdd"}, owner=("ReplicaSet", "r")),
+            pod("db", "a", node_selector={"disk": "ssd-db"},
+                tolerations=[{"key": "dedicated", "operator": "Equal", "value": "db", "effect": "NoSchedule"}],
+                owner=("StatefulSet", "db")),
+            pod("tolerant", "a", tolerations=[{"operator": "Exists"}],
+                affinity={"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+                    {"matchExpressions": [{"key": "dedicated", "operator": "Exists"}]}]}}},
+                owner=("ReplicaSet", "r")),
+            pod("anywhere", "a", owner=("ReplicaSet", "r")),
+        ])
+    findings, _summary = pf.check_capacity(s, ["a"])
+    assert names(findings) == ["db", "needs-hdd", "tolerant"]
+    by_name = {f["name"]: f["reason"] for f in findings}
+    assert "nodeSelector" in by_name["needs-hdd"] and "taint" in by_name["needs-hdd"]
+    assert "node affinity" in by_name["tolerant"]
+
+
+def test_capacity_pod_pinned_by_volume_node_affinity():
+    s = snap(nodes=[node("a"), node("b")],
+             pods=[pod("db-0", "a", owner=("StatefulSet", "db"),
+                       volumes=[{"name": "data", "persistentVolumeClaim": {"claimName": "data-db-0"}}])],
+             pvs=[local_pv("pv-a", "data-db-0", "a")])
+    findings, _summary = pf.check_capacity(s, ["a"])
+    assert names(findings) == ["db-0"]
+    assert "volume node affinity (pv-a)" in findings[0]["reason"]
+    assert findings[0]["fix"] == pf._FIX["capacity_pinned"]
+
+
+def test_capacity_extended_resources_need_the_node_to_offer_them():
+    gpu_node = node("gpu")
+    gpu_node["status"]["allocatable"]["nvidia.com/gpu"] = "1"
+    s = snap(nodes=[node("a"), node("b"), gpu_node], pods=[
+        pod("train", "a", owner=("ReplicaSet", "r"),
+            containers=[{"name": "c", "resources": {"requests": {"nvidia.com/gpu": "2"}}}]),
+        pod("infer", "a", owner=("ReplicaSet", "r"),
+            containers=[{"name": "c", "resources": {"requests": {"nvidia.com/gpu": "1"}}}]),
+    ])
+    findings, _summary = pf.check_capacity(s, ["a"])
+    assert names(findings) == ["train"]
+
+
+def test_first_fit_decreasing_places_big_pods_first():
+    # First fit in arrival order would put the small pods on b and leave the big one without room.
+    s = snap(nodes=[node("a", cpu="10"), node("b", cpu="3"), node("c", cpu="1")], pods=[
+        pod("s1", "a", cpu="1", owner=("ReplicaSet", "r")),
+        pod("s2", "a", cpu="1", owner=("ReplicaSet", "r")),
+        pod("big", "a", cpu="3", owner=("ReplicaSet", "r")),
+    ])
+    placements, pending, _room = pf.pack_first_fit_decreasing(s, ["a"])
+    assert [p.name for p, _r, _x in pending] == ["s2"]
+    assert placements == {"default/big": "b", "default/s1": "c"}
+
+
+resources_st = st.fixed_dictionaries({
+    "cpu": st.integers(min_value=0, max_value=4000),
+    "memory": st.integers(min_value=0, max_value=8 * 2 ** 30),
+})
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    nodes=st.lists(st.fixed_dictionaries({
+        "cpu": st.integers(min_value=0, max_value=16000),
+        "memory": st.integers(min_value=0, max_value=64 * 2 ** 30),
+        "pods": st.integers(min_value=0, max_value=8),
+        "tainted": st.booleans(),
+    }), min_size=1, max_size=6),
+    existing=st.lists(st.tuples(st.integers(min_value=0, max_value=5), resources_st), max_size=10),
+    evicted=st.lists(st.tuples(resources_st, st.booleans()), max_size=25),
+)
+def test_packing_never_overcommits_a_node(nodes, existing, evicted):
+    node_objs = [node("drained", cpu="64", memory="256Gi")]
+    for i, spec in enumerate(nodes):
+        node_objs.append(node(
+            "n%d" % i, cpu="%dm" % spec["cpu"], memory=str(spec["memory"]), pods=str(spec["pods"]),
+            taints=[{"key": "k", "value": "v", "effect": "NoSchedule"}] if spec["tainted"] else []))
+    pods = []
+    for i, (where, req) in enumerate(existing):
+        pods.append(pod("e%d" % i, "n%d" % (where % len(nodes)), cpu="%dm" % req["cpu"], memory=str(req["memory"]),
+                        owner=("ReplicaSet", "x")))
+    for i, (req, tolerates) in enumerate(evicted):
+        pods.append(pod("v%d" % i, "drained", cpu="%dm" % req["cpu"], memory=str(req["memory"]),
+                        owner=("ReplicaSet", "r"),
+                        tolerations=[{"key": "k", "operator": "Exists"}] if tolerates else None))
+    s = snap(nodes=node_objs, pods=pods)
+    placements, pending, room = pf.pack_first_fit_decreasing(s, ["drained"])
+    assert len(placements) + len(pending) == len(evicted)
+    # Recompute every node's load from scratch: a placement may only use room that was free.
+    by_ref = {p.ref: p for p in s.pods}
+    for n in node_objs[1:]:
+        info = s.nodes[n["metadata"]["name"]]
+        incoming = [by_ref[ref] for ref, target in placements.items() if target == info.name]
+        for r in ("cpu", "memory", "pods"):
+            before = sum(p.requests.get(r, 0) for p in s.pods if p.node == info.name)
+            added = sum(p.requests.get(r, 0) for p in incoming)
+            if incoming:
+                assert before + added <= info.allocatable.get(r, 0) or added == 0
+        for p in incoming:
+            assert pf.placement_obstacle(p.constraints, info) is None
+    # A pending pod really fits on no eligible node given what was placed.
+    for p, _reason, _pinned in pending:
+        for name in room.free:
+            assert pf.placement_obstacle(p.constraints, s.nodes[name]) is not None or not room.fits(p, name)
+
+
+# ------------------------------------------------------------------------------------------------
+# pdb
+# ------------------------------------------------------------------------------------------------
+def test_pdb_zero_allowed_blocks():
+    s = snap(nodes=[node("a"), node("b")],
+             pods=[pod("web-1", "a", labels={"app": "web"}, owner=("ReplicaSet", "web-1a")),
+                   pod("web-2", "b", labels={"app": "web"}, owner=("ReplicaSet", "web-1a"))],
+             pdbs=[pdb("web", {"matchLabels": {"app": "web"}}, 0)])
+    findings, summary = pf.check_pdb(s, ["a"])
+    assert [(f["kind"], f["name"]) for f in findings] == [("PodDisruptionBudget", "web")]
+    assert "allows 0 disruptions" in findings[0]["reason"] and findings[0]["pods"] == 1
+    assert summary.startswith("1 PodDisruptionBudget")
+
+
+def test_pdb_allows_fewer_than_pods_on_node():
+    s = snap(nodes=[node("a")],
+             pods=[pod("w%d" % i, "a", labels={"app": "web"}, owner=("ReplicaSet", "w")) for i in range(3)],
+             pdbs=[pdb("web", {"matchLabels": {"app": "web"}}, 1),
+                   pdb("enough", {"matchLabels": {"app": "web"}}, 5, namespace="other")])
+    findings, _summary = pf.check_pdb(s, ["a"])
+    assert len(findings) == 1 and "allows 1 disruption(s) but 3" in findings[0]["reason"]
+
+
+def test_pdb_enough_budget_and_other_namespace_pass():
+    s = snap(nodes=[node("a")],
+             pods=[pod("w", "a", labels={"app": "web"}, owner=("ReplicaSet", "w"))],
+             pdbs=[pdb("web", {"matchLabels": {"app": "web"}}, 1),
+                   pdb("elsewhere", {"matchLabels": {"app": "web"}}, 0, namespace="other"),
+                   pdb("none", None, 0)])
+    assert pf.check_pdb(s, ["a"])[0] == []
+
+
+def test_pdb_always_allow_ignores_unready_pods_and_stale_status_is_said():
+    s = snap(nodes=[node("a")],
+             pods=[pod("w", "a", labels={"app": "web"}, ready=False, owner=("ReplicaSet", "w")),
+                   pod("x", "a", labels={"app": "x"}, owner=("ReplicaSet", "x"))],
+             pdbs=[pdb("web", {"matchLabels": {"app": "web"}}, 0, policy="AlwaysAllow"),
+                   pdb("x", {"matchLabels": {"app": "x"}}, 0, generation=2, observed=1)])
+    findings, _summary = pf.check_pdb(s, ["a"])
+    assert names(findings) == ["x"]
+    assert "status is older" in findings[0]["reason"]
+
+
+def test_pod_covered_by_two_pdbs():
+    s = snap(nodes=[node("a")],
+             pods=[pod("w", "a", labels={"app": "web", "tier": "f"}, owner=("ReplicaSet", "w"))],
+             pdbs=[pdb("by-app", {"matchLabels": {"app": "web"}}, 3),
+                   pdb("by-tier", {"matchLabels": {"tier": "f"}}, 3)])
+    findings, _summary = pf.check_pdb(s, ["a"])
+    assert [(f["kind"], f["name"]) for f in findings] == [("Pod", "w")]
+    assert "by-app, by-tier" in findings[0]["reason"]
+
+
+# ------------------------------------------------------------------------------------------------
+# single_node_workloads
+# ------------------------------------------------------------------------------------------------
+def test_deployment_with_all_ready_pods_on_the_node():
+    s = snap(nodes=[node("a"), node("b")],
+             pods=[pod("web-1", "a", owner=("ReplicaSet", "web-5d8")),
+                   pod("web-2", "a", owner=("ReplicaSet", "web-5d8")),
+                   pod("web-3", "b", owner=("ReplicaSet", "web-5d8"), ready=False),
+                   pod("api-1", "a", owner=("ReplicaSet", "api-77")),
+                   pod("api-2", "b", owner=("ReplicaSet", "api-77")),
+                   pod("db-0", "a", owner=("StatefulSet", "db")),
+                   pod("ds", "a", owner=("DaemonSet", "agent")),
+                   pod("job", "a", owner=("Job", "once"))],
+             replicasets=[replicaset("web-5d8", "web"), replicaset("api-77", "api")])
+    findings, _summary = pf.check_single_node_workloads(s, ["a"])
+    assert [(f["kind"], f["name"]) for f in findings] == [("Deployment", "web"), ("StatefulSet", "db")]
+    assert "all 2 of its ready pods run on a" in findings[0]["reason"]
+    assert "only ready pod (db-0)" in findings[1]["reason"]
+    assert "anti-affinity" in findings[0]["fix"]
+
+
+def test_rollout_in_progress_counts_both_replicasets_of_a_deployment():
+    s = snap(nodes=[node("a"), node("b")],
+             pods=[pod("web-old", "a", owner=("ReplicaSet", "web-1")),
+                   pod("web-new", "b", owner=("ReplicaSet", "web-2"))],
+             replicasets=[replicaset("web-1", "web"), replicaset("web-2", "web")])
+    assert pf.check_single_node_workloads(s, ["a"])[0] == []
+
+
+def test_bare_replicaset_and_multi_node_drain():
+    s = snap(nodes=[node("a"), node("b"), node("c")],
+             pods=[pod("r-1", "a", owner=("ReplicaSet", "lonely")),
+                   pod("r-2", "b", owner=("ReplicaSet", "lonely"))])
+    findings, _summary = pf.check_single_node_workloads(s, ["a", "b"])
+    assert [(f["kind"], f["name"], f["nodes"]) for f in findings] == [("ReplicaSet", "lonely", ["a", "b"])]
+
+
+# ------------------------------------------------------------------------------------------------
+# local_storage, unmanaged_pods
+# ------------------------------------------------------------------------------------------------
+def test_local_storage_kinds():
+    s = snap(nodes=[node("a")],
+             pods=[pod("hp", "a", owner=("ReplicaSet", "r"),
+                       volumes=[{"name": "logs", "hostPath": {"path": "/var/log/app"}}]),
+                   pod("ed", "a", owner=("ReplicaSet", "r"),
+                       volumes=[{"name": "cache", "emptyDir": {"medium": "Memory"}}]),
+                   pod("lpv", "a", owner=("StatefulSet", "db"),
+                       volumes=[{"name": "data", "persistentVolumeClaim": {"claimName": "data-lpv"}}]),
+                   pod("net", "a", owner=("StatefulSet", "db"),
+                       volumes=[{"name": "data", "persistentVolumeClaim": {"claimName": "data-net"}},
+                                {"name": "cfg", "configMap": {"name": "c"}}]),
+                   pod("eph", "a", owner=("ReplicaSet", "r"),
+                       volumes=[{"name": "scratch", "ephemeral": {"volumeClaimTemplate": {}}}])],
+             pvs=[local_pv("pv-l", "data-lpv", "a"),
+                  {"metadata": {"name": "pv-net"}, "spec": {"claimRef": {"namespace": "default", "name": "data-net"},
+                                                            "csi": {"driver": "x"}}},
+                  local_pv("pv-e", "eph-scratch", "a")])
+    findings, _summary = pf.check_local_storage(s, ["a"])
+    by_name = {f["name"]: f["reason"] for f in findings}
+    assert sorted(by_name) == ["ed", "eph", "hp", "lpv"]
+    assert by_name["hp"].startswith("data stays on a: hostPath logs (/var/log/app)")
+    assert "deleted with the pod: emptyDir cache (memory)" in by_name["ed"]
+    assert "local PersistentVolume pv-l (claim data-lpv)" in by_name["lpv"]
+    assert "deleted with the pod: local PersistentVolume pv-e" in by_name["eph"]
+
+
+def test_unmanaged_pods():
+    s = snap(nodes=[node("a"), node("b")],
+             pods=[pod("bare", "a"), pod("managed", "a", owner=("ReplicaSet", "r")), pod("bare-b", "b"),
+                   pod("static", "a", annotations={"kubernetes.io/config.mirror": "x"})])
+    findings, _summary = pf.check_unmanaged_pods(s, ["a"])
+    assert names(findings) == ["bare"]
+    assert "nothing re-creates it" in findings[0]["reason"]
+
+
+# ------------------------------------------------------------------------------------------------
+# pull_concentration
+# ------------------------------------------------------------------------------------------------
+def test_pull_concentration_warns_when_most_pods_land_on_one_node():
+    nodes = [node("a", cpu="64"), node("big", cpu="64", memory="256Gi", images=["registry.example/app-0:1"]),
+             node("small1", cpu="1", memory="1Gi"), node("small2", cpu="1", memory="1Gi")]
+    pods = [pod("p%d" % i, "a", cpu="500m", memory="512Mi", owner=("ReplicaSet", "r"),
+                image="registry.example/app-%d:1" % (i % 4)) for i in range(20)]
+    s = snap(nodes=nodes, pods=pods)
+    findings, _summary = pf.check_pull_concentration(s, ["a"], seconds_per_image=15)
+    assert [f["name"] for f in findings] == ["big"]
+    assert findings[0]["images_to_pull"] == 3 and findings[0]["estimated_seconds"] == 45
+    assert findings[0]["pods"] >= 16
+
+
+def test_pull_concentration_quiet_when_pods_spread_or_few():
+    nodes = [node("a", cpu="64")] + [node("n%d" % i, cpu="8") for i in range(8)]
+    pods = [pod("p%d" % i, "a", cpu="500m", owner=("ReplicaSet", "r")) for i in range(24)]
+    s = snap(nodes=nodes, pods=pods)
+    assert pf.check_pull_concentration(s, ["a"])[0] == []
+    s = snap(nodes=[node("a"), node("b")], pods=pods[:5])
+    assert pf.check_pull_concentration(s, ["a"])[0] == []
+
+
+def test_spread_prefers_least_allocated():
+    s = snap(nodes=[node("a"), node("busy", cpu="4"), node("idle", cpu="4")],
+             pods=[pod("existing", "busy", cpu="3", owner=("ReplicaSet", "x")),
+                   pod("p", "a", cpu="500m", owner=("ReplicaSet", "r"))])
+    assert list(pf.spread_least_allocated(s, ["a"])) == ["idle"]
+
+
+# ------------------------------------------------------------------------------------------------
+# run_checks, snapshot plumbing
+# ------------------------------------------------------------------------------------------------
+def test_run_checks_status_follows_fail_on():
+    s = snap(nodes=[node("a"), node("b")], pods=[pod("bare", "a")])
+    ok, results = pf.run_checks(s, ["a"], fail_on=("capacity", "pdb"))
+    assert ok
+    assert results["unmanaged_pods"]["status"] == "warn"
+    assert results["capacity"]["status"] == "pass"
+    assert list(results) == list(pf.CHECKS)
+    ok, results = pf.run_checks(s, ["a"], checks=("unmanaged_pods",), fail_on=("unmanaged_pods",))
+    assert not ok and list(results) == ["unmanaged_pods"] and results["unmanaged_pods"]["status"] == "fail"
+
+
+def test_healthy_cluster_passes_everything():
+    s = snap(nodes=[node("a"), node("b"), node("c")],
+             pods=[pod("web-%d" % i, n, cpu="100m", memory="64Mi", labels={"app": "web"},
+                       owner=("ReplicaSet", "web-1")) for i, n in enumerate("abc")],
+             replicasets=[replicaset("web-1", "web")],
+             pdbs=[pdb("web", {"matchLabels": {"app": "web"}}, 1)])
+    ok, results = pf.run_checks(s, ["a"], fail_on=pf.CHECKS)
+    assert ok, results
+    assert {r["status"] for r in results.values()} == {"pass"}
+
+
+def test_snapshot_clear_and_missing_nodes():
+    s = snap(nodes=[node("a")], pods=[pod("x", "a")], replicasets=[replicaset("r", "d")],
+             pvs=[local_pv("p", "c", "a")])
+    assert pf.missing_nodes(s, ["a", "zz"]) == ["zz"]
+    for what in ("nodes", "pods", "pdbs", "replicasets", "pvs"):
+        s.clear(what)
+    assert not s.nodes and not s.pods and not s.replicaset_owners and not s.pvs_by_claim
+
+
+def test_focus_keeps_light_records_off_the_drained_nodes():
+    pods = [pod("here", "a", cpu="1", labels={"app": "x"}, owner=("ReplicaSet", "r"),
+                volumes=[{"name": "v", "emptyDir": {}}]),
+            pod("there", "b", cpu="1", labels={"app": "x"}, owner=("ReplicaSet", "r"),
+                volumes=[{"name": "v", "emptyDir": {}}])]
+    full = snap(nodes=[node("a"), node("b")], pods=pods)
+    light = snap(nodes=[node("a"), node("b")], pods=pods, focus=["a"])
+    there = [p for p in light.pods if p.name == "there"][0]
+    assert there.requests == {"cpu": 1000, "pods": 1} and there.owner == ("ReplicaSet", "r")
+    assert there.labels == {} and there.volumes == ()
+    assert pf.run_checks(full, ["a"]) == pf.run_checks(light, ["a"])
+    with pytest.raises(ValueError):
+        pf.run_checks(light, ["b"])
+
+
+# ------------------------------------------------------------------------------------------------
+# Paged lists
+# ------------------------------------------------------------------------------------------------
+def _pages(count, per_page=3, token_in_head=True):
+    """A fake API: fetch(token) returns the raw JSON of one page, like a list call."""
+    import json
+
+    calls = []
+
+    def fetch(token):
+        calls.append(token)
+        index = int(token or 0)
+        cont = str(index + 1) if index + 1 < count else ""
+        items = [{"metadata": {"name": "p%d-%d" % (index, i)}} for i in range(per_page)]
+        if token_in_head:
+            doc = '{"kind":"PodList","metadata":{"resourceVersion":"9","continue":%s},"items":%s}' % (
+                json.dumps(cont), json.dumps(items))
+        else:
+            doc = '{"kind":"PodList","items":%s,"metadata":{"continue":%s}}' % (json.dumps(items), json.dumps(cont))
+        return doc.encode()
+
+    return fetch, calls
+
+
+@pytest.mark.parametrize("prefetch", [True, False])
+@pytest.mark.parametrize("token_in_head", [True, False])
+@pytest.mark.parametrize("count", [1, 2, 7])
+def test_iter_pages_reads_every_page_once_in_order(prefetch, token_in_head, count):
+    fetch, calls = _pages(count, token_in_head=token_in_head)
+    names = [item["metadata"]["name"] for page in pf.iter_pages(fetch, prefetch=prefetch)
+             for item in page["items"]]
+    assert names == ["p%d-%d" % (p, i) for p in range(count) for i in range(3)]
+    assert calls == [None] + [str(i) for i in range(1, count)]
+
+
+def test_iter_pages_hands_fetch_errors_to_the_caller():
+    fetch, _calls = _pages(5)
+
+    def failing(token):
+        if token == "2":
+            raise RuntimeError("boom")
+        return fetch(token)
+
+    seen = []
+    with pytest.raises(RuntimeError, match="boom"):
+        for page in pf.iter_pages(failing):
+            seen.append(page)
+    assert len(seen) == 2
+
+
+def test_iter_pages_stops_its_thread_when_the_caller_stops_early():
+    import threading
+
+    fetch, _calls = _pages(50)
+    before = threading.active_count()
+    for _page in pf.iter_pages(fetch):
+        break
+    assert threading.active_count() == before
+
+
+@given(st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+/=", max_size=200))
+def test_peek_continue_finds_the_token_before_the_items(token):
+    raw = ('{"kind":"PodList","apiVersion":"v1","metadata":{"resourceVersion":"1","continue":"%s",'
+           '"remainingItemCount":5},"items":[{"metadata":{"continue":"not-this"}}]}' % token).encode()
+    assert (pf._peek_continue(raw) or None) == (token or None)
