@@ -1,0 +1,572 @@
+#!/usr/bin/env python3
+"""Start, reboot, reimage and stop the QEMU test hosts that act as Kubernetes nodes.
+
+Each host is a Debian bookworm guest under QEMU software emulation (TCG) booted from the cached
+image of build-image.sh, with three disks:
+
+  /dev/vda  root: a qcow2 overlay over the cached image (thrown away by ``reimage``)
+  /dev/vdb  data: a qcow2 disk with an ext4 filesystem holding a sentinel file (kept by ``reimage``)
+  /dev/vdc  seed: a small read-only ext4 disk with the host's identity: node name, the launcher's
+            SSH public key, the kubelet kubeconfig, kwok and its stages (applied at every boot)
+
+Networking is QEMU user mode in restricted mode (the guest reaches nothing but what is forwarded):
+SSH on 127.0.0.1:<free port> -> guest:22, and the guest's 10.0.2.100:6443 -> the API server on
+the host's loopback (a relay process per connection). A guest ``reboot`` resets the VM inside the
+same QEMU process, which boots the same kernel again: no supervisor loop needed.
+
+State lives in one directory (``--state``): a key pair, ``inventory.yml`` for Ansible, and a
+folder per host with its disks, console log, QEMU pid file and ``host.json``. Processes are
+stopped by the pid QEMU wrote, after checking it still is that host's QEMU.
+
+Usage: launcher.py --state DIR up NAME [NAME...] --kubeconfig FILE [--wait ssh|node|none]
+       launcher.py --state DIR {stop,start,reimage,reset,destroy,status,ssh} ...
+Run as root only for the image build (first ``up``); the hosts themselves need no privileges.
+"""
+import argparse
+import base64
+import hashlib
+import json
+import os
+import secrets
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TESTBED = os.path.dirname(HERE)
+GUEST_API_ADDRESS = "10.0.2.100"
+GUEST_API_PORT = 6443
+GUEST_IP = "10.0.2.15"
+SENTINEL_NAME = "kubeops-sentinel"
+DEFAULT_MEMORY_MB = 768
+DEFAULT_DATA_SIZE = "2G"
+DEFAULT_LEASE_SECONDS = 10
+KWOK_STAGES = ("node/fast/node-initialize.yaml",
+               "node/heartbeat-with-lease/node-heartbeat-with-lease.yaml",
+               "pod/fast/pod-ready.yaml", "pod/fast/pod-complete.yaml", "pod/fast/pod-delete.yaml")
+SSH_OPTIONS = ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+               "-o", "LogLevel=ERROR", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10",
+               "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=6"]
+
+
+class TestbedError(Exception):
+    """A failure with the step that failed and where to look."""
+
+
+def log(msg):
+    print("[testbed-hosts %s] %s" % (time.strftime("%H:%M:%S"), msg), file=sys.stderr, flush=True)
+
+
+def read_versions():
+    """The lead's versions.sh decides the cache layout; evaluate it instead of duplicating it."""
+    out = subprocess.run(
+        ["bash", "-c", 'source "$1"; printf "%s\\n%s\\n%s\\n" "$TESTBED_CACHE" "$TESTBED_BIN" "$TESTBED_STAGES"',
+         "versions", os.path.join(TESTBED, "versions.sh")],
+        check=True, capture_output=True, text=True).stdout.splitlines()
+    return {"cache": out[0], "bin": out[1], "stages": out[2]}
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def run(argv, step, **kwargs):
+    res = subprocess.run(argv, capture_output=True, text=True, **kwargs)
+    if res.returncode != 0:
+        raise TestbedError("%s failed (%s): %s" % (step, " ".join(map(shlex.quote, argv)),
+                                                  (res.stderr or res.stdout).strip()[-2000:]))
+    return res
+
+
+def build_image():
+    """Path of the cached image directory, building it first when needed (root, a few minutes)."""
+    proc = subprocess.run(["bash", os.path.join(HERE, "build-image.sh")], stdout=subprocess.PIPE, text=True)
+    if proc.returncode != 0:
+        raise TestbedError("image build failed (see the step named above)")
+    return proc.stdout.strip().splitlines()[-1]
+
+
+def load_kubeconfig(path):
+    with open(path) as handle:
+        text = handle.read()
+    try:
+        return json.loads(text)
+    except ValueError:
+        import yaml  # only for YAML kubeconfigs; the test bed's own are JSON
+
+        return yaml.safe_load(text)
+
+
+def guest_kubeconfig(path, context=None):
+    """The kubeconfig for the guest's kubelet: one context, data embedded, server rewritten to the
+    guest-forwarded address. Returns (config, host, port) where host:port is the real API server."""
+    config = load_kubeconfig(path)
+    context_name = context or config["current-context"]
+    ctx = next(c for c in config["contexts"] if c["name"] == context_name)["context"]
+    cluster = dict(next(c for c in config["clusters"] if c["name"] == ctx["cluster"])["cluster"])
+    user = dict(next(u for u in config["users"] if u["name"] == ctx["user"])["user"])
+    base = os.path.dirname(os.path.abspath(path))
+    for file_key, data_key, target in (("certificate-authority", "certificate-authority-data", cluster),
+                                       ("client-certificate", "client-certificate-data", user),
+                                       ("client-key", "client-key-data", user)):
+        if file_key in target:
+            with open(os.path.join(base, target.pop(file_key)), "rb") as handle:
+                target[data_key] = base64.b64encode(handle.read()).decode()
+    if "certificate-authority-data" not in cluster:
+        raise TestbedError("%s: the guest kubelet needs the cluster's CA (certificate-authority[-data])" % path)
+    if not ({"client-certificate-data", "client-key-data"} <= set(user) or "token" in user):
+        raise TestbedError("%s: the guest kubelet needs a client certificate or a token" % path)
+    url = urllib.parse.urlsplit(cluster["server"])
+    host, port = url.hostname, url.port or 443
+    cluster["server"] = "https://%s:%d" % (GUEST_API_ADDRESS, GUEST_API_PORT)
+    # The certificate names the host's address; the guest dials the forwarded one.
+    cluster.setdefault("tls-server-name", host)
+    guest = {"apiVersion": "v1", "kind": "Config", "preferences": {},
+             "clusters": [{"name": "testbed", "cluster": cluster}],
+             "users": [{"name": "kubelet", "user": user}],
+             "contexts": [{"name": "testbed", "context": {"cluster": "testbed", "user": "kubelet"}}],
+             "current-context": "testbed"}
+    return guest, host, port
+
+
+def kwok_config(stages_dir, lease_seconds):
+    # Options given in a file are not defaulted: every parallelism must be set, or kwok exits.
+    parts = ["apiVersion: config.kwok.x-k8s.io/v1alpha1\nkind: KwokConfiguration\noptions:\n"
+             "  nodeLeaseDurationSeconds: %d\n"
+             "  nodeLeaseParallelism: 1\n  nodePlayStageParallelism: 1\n  podPlayStageParallelism: 2\n"
+             "  podsOnNodeSyncParallelism: 1\n  enableDebuggingHandlers: false\n"
+             "  enableProfilingHandler: false\n" % lease_seconds]
+    for rel in KWOK_STAGES:
+        with open(os.path.join(stages_dir, rel)) as handle:
+            parts.append(handle.read())
+    return "\n---\n".join(part.strip("\n-") + "\n" for part in parts)
+
+
+def make_ext4_image(path, size, source_dir, label):
+    run(["mkfs.ext4", "-q", "-F", "-L", label, "-d", source_dir, "-E", "root_owner=0:0", path, size],
+        "mkfs.ext4 %s" % os.path.basename(path))
+
+
+def pid_of(pidfile, marker):
+    """The pid in pidfile when that process is alive and is the QEMU carrying marker."""
+    try:
+        with open(pidfile) as handle:
+            pid = int(handle.read().strip())
+        with open("/proc/%d/cmdline" % pid, "rb") as handle:
+            argv = handle.read().split(b"\0")
+    except (OSError, ValueError):
+        return None
+    if marker.encode() in argv and b"qemu-system" in os.path.basename(argv[0]):
+        return pid
+    return None
+
+
+class Launcher:
+    """The hosts of one state directory. Methods raise TestbedError with the failing step."""
+
+    def __init__(self, state, kubeconfig=None, image_dir=None, memory_mb=DEFAULT_MEMORY_MB,
+                 lease_seconds=DEFAULT_LEASE_SECONDS):
+        self.state = os.path.abspath(state)
+        self.kubeconfig = os.path.abspath(kubeconfig) if kubeconfig else None
+        self.image_dir = image_dir
+        self.memory_mb = memory_mb
+        self.lease_seconds = lease_seconds
+        os.makedirs(os.path.join(self.state, "hosts"), exist_ok=True)
+        self.key = os.path.join(self.state, "id_ed25519")
+        if not os.path.exists(self.key):
+            run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "kubeops-testbed", "-f", self.key],
+                "ssh-keygen")
+
+    # --- state -------------------------------------------------------------------------------
+    def host_dir(self, name):
+        return os.path.join(self.state, "hosts", name)
+
+    def names(self):
+        root = os.path.join(self.state, "hosts")
+        return sorted(n for n in os.listdir(root) if os.path.exists(os.path.join(root, n, "host.json")))
+
+    def info(self, name):
+        try:
+            with open(os.path.join(self.host_dir(name), "host.json")) as handle:
+                return json.load(handle)
+        except FileNotFoundError:
+            raise TestbedError("no test host %r in %s (hosts: %s)" % (name, self.state, ", ".join(self.names()) or "none"))
+
+    def save(self, info):
+        path = os.path.join(self.host_dir(info["name"]), "host.json")
+        with open(path + ".tmp", "w") as handle:
+            json.dump(info, handle, indent=1)
+        os.replace(path + ".tmp", path)
+
+    def pid(self, name):
+        return pid_of(os.path.join(self.host_dir(name), "qemu.pid"), "kubeops-testbed-" + name)
+
+    # --- creating a host -----------------------------------------------------------------------
+    def create(self, name, data_size=DEFAULT_DATA_SIZE, labels=None):
+        """Make the host's disks (overlay, data disk with sentinel, seed) without starting it."""
+        if not self.kubeconfig:
+            raise TestbedError("creating host %s needs --kubeconfig (the cluster the node joins)" % name)
+        hdir = self.host_dir(name)
+        if os.path.exists(os.path.join(hdir, "host.json")):
+            raise TestbedError("host %s already exists in %s; destroy it first" % (name, self.state))
+        image_dir = self.image_dir or build_image()
+        os.makedirs(hdir, exist_ok=True)
+        sentinel = "kubeops test data %s %s" % (name, secrets.token_hex(16))
+        with tempfile.TemporaryDirectory(dir=hdir) as tmp:
+            data_src = os.path.join(tmp, "data")
+            os.makedirs(data_src)
+            with open(os.path.join(data_src, SENTINEL_NAME), "w") as handle:
+                handle.write(sentinel + "\n")
+            make_ext4_image(os.path.join(tmp, "data.raw"), data_size, data_src, "kubeops-data")
+            run(["qemu-img", "convert", "-O", "qcow2", os.path.join(tmp, "data.raw"),
+                 os.path.join(hdir, "data.qcow2")], "qemu-img convert (data disk)")
+        info = {"name": name, "image_dir": image_dir, "ssh_port": free_port(),
+                "kubeconfig": self.kubeconfig,
+                "labels": labels or {}, "memory_mb": self.memory_mb,
+                "data_disk": {"device": "/dev/vdb", "size": data_size, "sentinel_path": SENTINEL_NAME,
+                              "sentinel": sentinel},
+                "boots": []}
+        self._new_overlay(info)
+        self.save(info)
+        return info
+
+    def _write_seed(self, info):
+        """The seed disk, rewritten at every start: the current kubeconfig, kwok and stages."""
+        if self.kubeconfig:
+            info["kubeconfig"] = self.kubeconfig
+        guest, info["api_host"], info["api_port"] = guest_kubeconfig(info["kubeconfig"])
+        versions = read_versions()
+        kwok = os.path.join(versions["bin"], "kwok")
+        if not os.path.exists(kwok):
+            raise TestbedError("%s is missing: build the control plane first (tests/testbed/build-binaries.sh)" % kwok)
+        hdir = self.host_dir(info["name"])
+        with tempfile.TemporaryDirectory(dir=hdir) as tmp:
+            files = {
+                "hostname": info["name"] + "\n",
+                "authorized_keys": open(self.key + ".pub").read(),
+                "kubelet.conf": json.dumps(guest, indent=1) + "\n",
+                "node.env": "NODE_NAME=%s\nNODE_IP=%s\nNODE_LABELS=%s\n" % (
+                    info["name"], GUEST_IP, ",".join("%s=%s" % kv for kv in sorted(info["labels"].items()))),
+                "kwok.yaml": kwok_config(versions["stages"], self.lease_seconds),
+            }
+            for fname, content in files.items():
+                with open(os.path.join(tmp, fname), "w") as handle:
+                    handle.write(content)
+            os.chmod(os.path.join(tmp, "kubelet.conf"), 0o600)
+            shutil.copy(kwok, os.path.join(tmp, "kwok"))
+            with open(kwok, "rb") as handle, open(os.path.join(tmp, "kwok.sha256"), "w") as out:
+                out.write(hashlib.sha256(handle.read()).hexdigest() + "\n")
+            size_mb = os.path.getsize(kwok) // (1 << 20) + 16
+            seed = os.path.join(hdir, "seed.img")
+            make_ext4_image(seed + ".tmp", "%dM" % size_mb, tmp, "kubeops-seed")
+            os.chmod(seed + ".tmp", 0o600)  # it holds the kubelet's credentials
+            os.replace(seed + ".tmp", seed)
+
+    def _new_overlay(self, info):
+        overlay = os.path.join(self.host_dir(info["name"]), "root.qcow2")
+        if os.path.exists(overlay):
+            os.unlink(overlay)
+        run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b",
+             os.path.join(info["image_dir"], "root.qcow2"), overlay], "qemu-img create (root overlay)")
+
+    # --- running it ----------------------------------------------------------------------------
+    def qemu_argv(self, info):
+        image = info["image_dir"]
+        relay = "%s %s %s %d" % (sys.executable, os.path.join(HERE, "apiserver-relay.py"),
+                                 info["api_host"], info["api_port"])
+        if "," in relay:
+            raise TestbedError("paths with commas cannot go into QEMU's -netdev option: %s" % relay)
+        netdev = ("user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:%d-:22,guestfwd=tcp:%s:%d-cmd:%s"
+                  % (info["ssh_port"], GUEST_API_ADDRESS, GUEST_API_PORT, relay))
+        return [
+            shutil.which("qemu-system-x86_64") or "qemu-system-x86_64",
+            "-name", "kubeops-testbed-" + info["name"],
+            "-nodefaults", "-no-user-config",
+            "-machine", "q35", "-accel", "tcg", "-cpu", "max", "-smp", "1",
+            "-m", str(info.get("memory_mb", self.memory_mb)),
+            "-kernel", os.path.join(image, "vmlinuz"), "-initrd", os.path.join(image, "initrd.img"),
+            "-append", "root=/dev/vda rw console=ttyS0 net.ifnames=0 mitigations=off tsc=reliable quiet",
+            # The overlay is thrown away on reimage: skip host flushes. The data disk stays safe.
+            "-drive", "file=root.qcow2,if=none,id=root,format=qcow2,cache=unsafe",
+            "-device", "virtio-blk-pci,drive=root,serial=kubeops-root",
+            "-drive", "file=data.qcow2,if=none,id=data,format=qcow2",
+            "-device", "virtio-blk-pci,drive=data,serial=kubeops-data",
+            "-drive", "file=seed.img,if=none,id=seed,format=raw,readonly=on",
+            "-device", "virtio-blk-pci,drive=seed,serial=kubeops-seed",
+            "-netdev", netdev, "-device", "virtio-net-pci,netdev=net0",
+            "-device", "virtio-rng-pci",
+            "-chardev", "file,id=console,path=console.log,append=on", "-serial", "chardev:console",
+            # Relative: a unix socket path must stay under 108 bytes; QEMU runs in the host folder.
+            "-monitor", "unix:monitor.sock,server=on,wait=off",
+            "-display", "none", "-pidfile", "qemu.pid", "-daemonize",
+        ]
+
+    def start(self, name):
+        info = self.info(name)
+        if self.pid(name):
+            return info
+        hdir = self.host_dir(name)
+        if not _port_free(info["ssh_port"]):
+            info["ssh_port"] = free_port()
+        self._write_seed(info)
+        argv = self.qemu_argv(info)
+        with open(os.path.join(hdir, "qemu.log"), "a") as qlog:
+            qlog.write("\n# %s %s\n" % (time.strftime("%Y-%m-%dT%H:%M:%S"), " ".join(map(shlex.quote, argv))))
+            qlog.flush()
+            res = subprocess.run(argv, cwd=hdir, stdout=qlog, stderr=qlog, stdin=subprocess.DEVNULL)
+        if res.returncode != 0 or not self.pid(name):
+            raise TestbedError("starting QEMU for %s failed; see %s" % (name, os.path.join(hdir, "qemu.log")))
+        info["started"] = time.time()
+        self.save(info)
+        self.write_inventory()
+        log("%s: started (pid %d, ssh 127.0.0.1:%d)" % (name, self.pid(name), info["ssh_port"]))
+        return info
+
+    def up(self, name, data_size=DEFAULT_DATA_SIZE, labels=None):
+        if not os.path.exists(os.path.join(self.host_dir(name), "host.json")):
+            self.create(name, data_size=data_size, labels=labels)
+        return self.start(name)
+
+    def monitor(self, name, command):
+        hdir = self.host_dir(name)
+        cwd = os.getcwd()
+        os.chdir(hdir)  # the socket path is relative (length limit of unix socket paths)
+        try:
+            with socket.socket(socket.AF_UNIX) as sock:
+                sock.settimeout(10)
+                sock.connect("monitor.sock")
+                sock.recv(4096)
+                sock.sendall(command.encode() + b"\n")
+                time.sleep(0.3)
+        finally:
+            os.chdir(cwd)
+
+    def stop(self, name, graceful=True, timeout=90):
+        """ACPI power-off (the guest shuts down cleanly) then, past timeout, SIGTERM, SIGKILL."""
+        pid = self.pid(name)
+        if not pid:
+            return False
+        if graceful:
+            try:
+                self.monitor(name, "system_powerdown")
+            except OSError:
+                pass
+            if _wait_gone(pid, timeout):
+                log("%s: powered off" % name)
+                return True
+            log("%s: no clean power-off in %ds; terminating QEMU (pid %d)" % (name, timeout, pid))
+        os.kill(pid, signal.SIGTERM)
+        if not _wait_gone(pid, 15):
+            os.kill(pid, signal.SIGKILL)
+            _wait_gone(pid, 10)
+        log("%s: stopped (pid %d)" % (name, pid))
+        return True
+
+    def reset(self, name):
+        """Hard reset, as a power cycle: no shutdown in the guest."""
+        if not self.pid(name):
+            raise TestbedError("%s is not running" % name)
+        self.monitor(name, "system_reset")
+
+    def reimage(self, name, graceful=True):
+        """Fresh root from the image; the data disk and the host's identity (seed) are kept."""
+        self.stop(name, graceful=graceful)
+        info = self.info(name)
+        self._new_overlay(info)
+        info["reimaged"] = time.time()
+        self.save(info)
+        log("%s: root overlay discarded, booting a fresh root" % name)
+        return self.start(name)
+
+    def destroy(self, name):
+        self.stop(name, graceful=False)
+        shutil.rmtree(self.host_dir(name))
+        self.write_inventory()
+
+    # --- talking to it -------------------------------------------------------------------------
+    def ssh_argv(self, name):
+        info = self.info(name)
+        return ["ssh", "-i", self.key, "-p", str(info["ssh_port"])] + SSH_OPTIONS + ["root@127.0.0.1"]
+
+    def ssh(self, name, command, check=True, timeout=120):
+        res = subprocess.run(self.ssh_argv(name) + [command], capture_output=True, text=True,
+                             timeout=timeout, stdin=subprocess.DEVNULL)
+        if check and res.returncode != 0:
+            raise TestbedError("%s: `%s` failed (%d): %s" % (name, command, res.returncode,
+                                                           (res.stderr or res.stdout).strip()[-1000:]))
+        return res
+
+    def wait_ssh(self, name, timeout=900):
+        started = time.monotonic()
+        deadline = started + timeout
+        while time.monotonic() < deadline:
+            if not self.pid(name):
+                raise TestbedError("%s: QEMU exited while booting; see %s" % (
+                    name, os.path.join(self.host_dir(name), "console.log")))
+            try:
+                res = self.ssh(name, "cat /proc/sys/kernel/random/boot_id", check=False, timeout=30)
+            except subprocess.TimeoutExpired:
+                continue
+            if res.returncode == 0:
+                info = self.info(name)
+                boot_id = res.stdout.strip()
+                if not info["boots"] or info["boots"][-1]["boot_id"] != boot_id:
+                    info["boots"].append({"boot_id": boot_id, "ssh_after_s": round(time.time() - info["started"], 1)})
+                    self.save(info)
+                return boot_id
+            time.sleep(2)
+        raise TestbedError("%s: no SSH on 127.0.0.1:%d within %ds; console: %s" % (
+            name, self.info(name)["ssh_port"], timeout, os.path.join(self.host_dir(name), "console.log")))
+
+    def write_inventory(self):
+        """inventory.yml: group testbed_hosts, one host per node, named as its node."""
+        lines = ["# Written by tests/testbed/hosts/launcher.py; rewritten on every start.",
+                 "all:", "  children:", "    testbed_hosts:", "      hosts:"]
+        for name in self.names():
+            info = self.info(name)
+            lines += ["        %s:" % name,
+                      "          ansible_host: 127.0.0.1",
+                      "          ansible_port: %d" % info["ssh_port"],
+                      "          ansible_user: root",
+                      "          ansible_ssh_private_key_file: %s" % json.dumps(self.key),
+                      "          ansible_ssh_common_args: %s" % json.dumps(" ".join(SSH_OPTIONS[:6])),
+                      "          ansible_python_interpreter: /usr/bin/python3",
+                      "          testbed_node_name: %s" % name,
+                      "          testbed_data_disk: %s" % info["data_disk"]["device"],
+                      "          testbed_data_sentinel_path: %s" % SENTINEL_NAME,
+                      "          testbed_data_sentinel: %s" % json.dumps(info["data_disk"]["sentinel"])]
+        path = os.path.join(self.state, "inventory.yml")
+        with open(path + ".tmp", "w") as handle:
+            handle.write("\n".join(lines) + "\n")
+        os.replace(path + ".tmp", path)
+        return path
+
+    def status(self):
+        rows = []
+        for name in self.names():
+            info = self.info(name)
+            pid = self.pid(name)
+            rows.append({"name": name, "running": bool(pid), "pid": pid, "ssh_port": info["ssh_port"],
+                         "boots": len(info["boots"])})
+        return rows
+
+
+def _port_free(port):
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def _wait_gone(pid, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def wait_node(kubectl, kubeconfig, name, ready=True, timeout=300):
+    """Wait until node/<name>'s Ready condition is True (ready) or not True (not ready)."""
+    deadline = time.monotonic() + timeout
+    status = None
+    while time.monotonic() < deadline:
+        res = subprocess.run([kubectl, "--kubeconfig", kubeconfig, "get", "node", name, "-o",
+                              'jsonpath={.status.conditions[?(@.type=="Ready")].status}'],
+                             capture_output=True, text=True)
+        status = res.stdout.strip() if res.returncode == 0 else None
+        if (status == "True") == ready and (ready or status is not None):
+            return status
+        time.sleep(2)
+    raise TestbedError("node/%s: Ready=%s after %ds, wanted %s" % (name, status, timeout, "True" if ready else "not True"))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--state", required=True, help="state directory of this set of hosts")
+    parser.add_argument("--kubeconfig", help="admin kubeconfig of the cluster the nodes join")
+    parser.add_argument("--memory", type=int, default=DEFAULT_MEMORY_MB, help="guest RAM in MiB")
+    sub = parser.add_subparsers(dest="action", required=True)
+    p_up = sub.add_parser("up", help="create (if new) and start hosts")
+    p_up.add_argument("names", nargs="+")
+    p_up.add_argument("--data-size", default=DEFAULT_DATA_SIZE)
+    p_up.add_argument("--label", action="append", default=[], help="node label key=value (repeatable)")
+    p_up.add_argument("--wait", choices=("none", "ssh", "node"), default="ssh")
+    p_up.add_argument("--timeout", type=int, default=900)
+    for action in ("stop", "start", "reimage", "reset", "destroy"):
+        p = sub.add_parser(action)
+        p.add_argument("names", nargs="*", help="default: all hosts of the state directory")
+        if action in ("stop", "reimage"):
+            p.add_argument("--force", action="store_true", help="no clean power-off: kill QEMU")
+    sub.add_parser("status")
+    sub.add_parser("inventory", help="print the inventory path")
+    sub.add_parser("build-image", help="build the image if needed and print its directory")
+    p_ssh = sub.add_parser("ssh")
+    p_ssh.add_argument("name")
+    p_ssh.add_argument("command", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+
+    try:
+        if args.action == "build-image":
+            print(build_image())
+            return 0
+        launcher = Launcher(args.state, kubeconfig=args.kubeconfig, memory_mb=args.memory)
+        names = getattr(args, "names", None) or launcher.names()
+        if args.action == "up":
+            labels = dict(item.split("=", 1) for item in args.label)
+            for name in names:
+                launcher.up(name, data_size=args.data_size, labels=labels)
+            if args.wait in ("ssh", "node"):
+                for name in names:
+                    launcher.wait_ssh(name, args.timeout)
+                    log("%s: ssh up after %.0fs" % (name, time.time() - launcher.info(name)["started"]))
+            if args.wait == "node":
+                kubectl = os.path.join(read_versions()["bin"], "kubectl")
+                for name in names:
+                    wait_node(kubectl, launcher.kubeconfig, name, timeout=args.timeout)
+                    log("%s: node Ready after %.0fs" % (name, time.time() - launcher.info(name)["started"]))
+            print(launcher.write_inventory())
+        elif args.action == "stop":
+            for name in names:
+                launcher.stop(name, graceful=not args.force)
+        elif args.action == "start":
+            for name in names:
+                launcher.start(name)
+        elif args.action == "reimage":
+            for name in names:
+                launcher.reimage(name, graceful=not args.force)
+        elif args.action == "reset":
+            for name in names:
+                launcher.reset(name)
+        elif args.action == "destroy":
+            for name in names:
+                launcher.destroy(name)
+        elif args.action == "status":
+            for row in launcher.status():
+                print("%-20s %-8s pid=%-8s ssh=127.0.0.1:%d boots=%d" % (
+                    row["name"], "running" if row["running"] else "stopped", row["pid"], row["ssh_port"], row["boots"]))
+        elif args.action == "inventory":
+            print(launcher.write_inventory())
+        elif args.action == "ssh":
+            os.execvp("ssh", launcher.ssh_argv(args.name) + args.command)
+    except TestbedError as exc:
+        log("FAILED: %s" % exc)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
