@@ -1,5 +1,5 @@
 # Thin wrappers; the scripts hold the logic.
-.PHONY: bootstrap test unit integration lint sanity build cluster-up cluster-down cluster-status demo bench
+.PHONY: bootstrap test unit integration lint sanity build cluster-up cluster-down cluster-status demo bench hosts-image test-hosts molecule
 
 VENV_BIN = $(HOME)/.cache/kubeops-node-maintenance/venv/bin
 PY = $(VENV_BIN)/python
@@ -38,3 +38,16 @@ cluster-status:
 demo:              ## the demo rollout on the built-in local cluster
 	bash tests/bootstrap.sh >/dev/null
 	$(PY) tests/testbed/demo.py
+
+hosts-image:       ## build (or reuse) the QEMU test host image
+	bash tests/testbed/hosts/build-image.sh
+
+test-hosts:        ## the tests on QEMU test hosts (minutes per boot under emulation)
+	$(PY) -m pytest -m hosts tests/integration/test_testbed_hosts.py tests/integration/test_node_disk_remount_host.py
+
+molecule:          ## the molecule scenario on two test hosts
+	PATH=$(VENV_BIN):$$PATH molecule test
+
+bench:             ## benchmarks side by side with kubectl drain and kubernetes.core.k8s_drain
+	$(PY) benchmarks/bench_drain.py
+	$(PY) benchmarks/bench_preflight.py
