@@ -50,6 +50,7 @@ attributes:
     description: Reads the node and its pods and reports whether it would be deleted; deletes nothing.
   diff_mode:
     support: none
+    description: Deleting a node has no before/after to show; RV(blocking_pods) says what stands in the way.
 notes:
   - Needs C(get) and C(delete) on C(nodes), and C(list) on C(pods).
   - Deleting the Node object does not touch the host. The kubelet of a host that keeps running
