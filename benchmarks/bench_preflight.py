@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Benchmark of k8s_node_preflight on a big kwok cluster (not a test: it prints figures).
 
 Builds, on the local control plane (tests/testbed/cluster.py, started here unless --kubeconfig
@@ -13,9 +12,9 @@ this script then binds them round-robin to the nodes through the ``pods/binding`
 in parallel, which is much faster than the scheduler on a 2-core machine. kwok then marks them
 Running and Ready. A few PodDisruptionBudgets give the pdb check real work.
 
-    benchmarks/bench_preflight.py                    # fresh cluster, 1000 nodes, 3k/10k/30k pods
-    benchmarks/bench_preflight.py --pods 3000 --nodes 200 --runs 1
-    benchmarks/bench_preflight.py --kubeconfig ~/.cache/.../run/cluster/kubeconfig --keep
+    python3 benchmarks/bench_preflight.py                    # fresh cluster, 1000 nodes, 3k/10k/30k pods
+    python3 benchmarks/bench_preflight.py --pods 3000 --nodes 200 --runs 1
+    python3 benchmarks/bench_preflight.py --kubeconfig ~/.cache/.../run/cluster/kubeconfig --keep
 
 Targets (issue 5): at most 5 s and 400 MB at 30k pods, cost growing linearly with pods.
 """
@@ -79,7 +78,7 @@ def retried(call, attempts=10):
         try:
             return call()
         except Exception as exc:  # noqa: BLE001
-            if attempt == attempts - 1 or not (getattr(exc, "status", 0) or 0) in (429, 500, 503, 504):
+            if attempt == attempts - 1 or (getattr(exc, "status", 0) or 0) not in (429, 500, 503, 504):
                 raise
             time.sleep(1)
 
@@ -320,7 +319,7 @@ def run_module_measured(kubeconfig, node, page_size):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--kubeconfig", help="use this running cluster instead of starting one")
     parser.add_argument("--nodes", type=int, default=1000)
     parser.add_argument("--pods", default="3000,10000,30000", help="comma-separated pod totals, ascending")
@@ -355,7 +354,7 @@ def main():
         for total in steps:
             setup = bench.grow_to(total, args.wait_running)
             running = bench.count_pods(field_selector="status.phase=Running")
-            runs = [run_module_measured(kubeconfig, target, args.page_size) for _ in range(args.runs)]
+            runs = [run_module_measured(kubeconfig, target, args.page_size) for _run in range(args.runs)]
             walls = [r[0] for r in runs]
             peaks = [r[1] for r in runs]
             cpus = [r[3] for r in runs]

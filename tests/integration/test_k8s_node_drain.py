@@ -17,7 +17,7 @@ HOLD_FINALIZER = "kubeops.test/hold"
 
 def apply(cluster, *objects):
     cluster.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List",
-                                                            "items": list(objects)}))
+                                                          "items": list(objects)}))
 
 
 def wait_for(what, predicate, timeout=60, interval=0.2):
@@ -78,9 +78,11 @@ def pdb(name, labels, max_unavailable=None, min_available=None):
 
 
 def wait_ready(cluster, namespace, count, node=None, timeout=60):
-    return wait_for("%d ready pods in %s" % (count, namespace),
-                    lambda: (lambda ps: ps if len(ps) == count else None)(
-                        [p for p in pods_in(cluster, namespace, node) if is_ready(p)]), timeout)
+    def all_ready():
+        ready = [p for p in pods_in(cluster, namespace, node) if is_ready(p)]
+        return ready if len(ready) == count else None
+
+    return wait_for("%d ready pods in %s" % (count, namespace), all_ready, timeout)
 
 
 def wait_pdb_settled(cluster, namespace, name, allowed, timeout=30):
@@ -196,7 +198,7 @@ def test_each_rule_when_the_drain_is_allowed(cluster, namespace, make_node, run_
            "spec": {"template": {"spec": {"containers": container(), "restartPolicy": "Never",
                                           "nodeSelector": host}}}})
     wait_for("the job's pod to finish", lambda: [p for p in pods_in(cluster, namespace, node)
-                                                  if p.status.phase == "Succeeded"])
+                                                 if p.status.phase == "Succeeded"])
     wait_for("cache, agent, standalone and static pods", lambda: len(
         [p for p in pods_in(cluster, namespace, node) if is_ready(p)]) == 4)
     set_unschedulable(cluster, spare, False)
@@ -259,7 +261,7 @@ def test_pdb_drain_keeps_at_most_one_replica_unavailable(cluster, namespace, mak
     replicas = 20
     group = {"drain-group": namespace}
     node = make_node(labels=group)
-    others = [make_node(labels=group) for _ in range(2)]
+    others = [make_node(labels=group) for _index in range(2)]
     for other in others:
         set_unschedulable(cluster, other, True)
     labels = {"app": "web"}

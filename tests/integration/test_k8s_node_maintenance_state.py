@@ -114,6 +114,7 @@ def test_only_the_annotation_is_written(cluster, make_node, run_module):
     before = cluster.api_client.sanitize_for_serialization(cluster.core.read_node(node))
     ok(run_module(MODULE, {"name": node, "state": "present", "rollout": rollout_id(), "phase": "drain"}))
     after = cluster.api_client.sanitize_for_serialization(cluster.core.read_node(node))
+
     # the node controller may add beta.kubernetes.io/* labels to a new node at any time; not ours
     def labels(node_dict):
         return {k: v for k, v in node_dict["metadata"]["labels"].items() if not k.startswith("beta.")}

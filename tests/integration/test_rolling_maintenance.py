@@ -74,7 +74,7 @@ class ReadyWatcher(threading.Thread):
 def rollout(cluster, namespace, make_node, run_playbook, tmp_path):
     """Two kwok nodes to maintain and a third to take their pods; returns a runner."""
     pool = namespace
-    nodes = [make_node(labels={"kubeops.test/pool": pool}) for _ in range(3)]
+    nodes = [make_node(labels={"kubeops.test/pool": pool}) for _index in range(3)]
     inventory = tmp_path / "inventory.ini"
     # No real host behind a kwok node: action none never connects; port 1 makes any accidental
     # connection fail instead of reaching this machine.

@@ -87,7 +87,7 @@ class Hosts:
                 return time.monotonic() - started
             time.sleep(2)
         raise AssertionError("node/%s Ready=%s after %ds, wanted %s" % (name, status, timeout,
-                                                                       "True" if want else "not True"))
+                                                                        "True" if want else "not True"))
 
     def sentinel(self, name):
         """The data disk's sentinel as the guest reads it (mounted read-only for the look)."""

@@ -53,19 +53,26 @@ def ready_pods(cluster, namespace, selector):
 
 def test_deployment_pods_are_scheduled_onto_kwok_nodes_and_become_ready(cluster, namespace, make_node):
     pool = namespace
-    nodes = {make_node(labels={"kubeops.test/pool": pool}) for _ in range(2)}
+    nodes = {make_node(labels={"kubeops.test/pool": pool}) for _index in range(2)}
     cluster.apps.create_namespaced_deployment(namespace, deployment("web", 4, pool))
 
-    pods = wait_for("4 ready pods", lambda: (lambda r: r if len(r) == 4 else None)(
-        ready_pods(cluster, namespace, "app=web")))
+    def four_ready_pods():
+        ready = ready_pods(cluster, namespace, "app=web")
+        return ready if len(ready) == 4 else None
+
+    pods = wait_for("4 ready pods", four_ready_pods)
     # The scheduler placed them (nobody set nodeName) on the pool's nodes only, and the
     # ReplicaSet controller created them: their owner is a ReplicaSet owned by the Deployment.
     assert {p.spec.node_name for p in pods} <= nodes
     assert all(p.status.pod_ip for p in pods)
     owners = {ref.kind for p in pods for ref in p.metadata.owner_references}
     assert owners == {"ReplicaSet"}
-    dep = wait_for("deployment status", lambda: (lambda d: d if d.status.ready_replicas == 4 else None)(
-        cluster.apps.read_namespaced_deployment("web", namespace)))
+
+    def deployment_ready():
+        current = cluster.apps.read_namespaced_deployment("web", namespace)
+        return current if current.status.ready_replicas == 4 else None
+
+    dep = wait_for("deployment status", deployment_ready)
     assert dep.status.available_replicas == 4
 
 

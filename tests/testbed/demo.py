@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """The demo rollout: the rolling-maintenance playbook on the built-in local cluster.
 
 Starts the local control plane (tests/testbed/cluster.py), adds kwok nodes, deploys sample
@@ -47,7 +46,7 @@ def sample_workloads():
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--state", help="cluster state directory (default: ~/.cache/kubeops-node-maintenance/run/demo)")
     parser.add_argument("--rollout-id", default="demo-%s" % time.strftime("%Y%m%d-%H%M%S"))
     args = parser.parse_args()

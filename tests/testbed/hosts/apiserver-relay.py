@@ -21,7 +21,7 @@ def relay(host, port):
     sel.register(0, selectors.EVENT_READ, "guest")
     sel.register(upstream, selectors.EVENT_READ, "upstream")
     while True:
-        for key, _ in sel.select():
+        for key, _events in sel.select():
             if key.data == "guest":
                 data = os.read(0, 65536)
                 if not data:

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Start, reboot, reimage and stop the QEMU test hosts that act as Kubernetes nodes.
 
 Each host is a Debian bookworm guest under QEMU software emulation (TCG) booted from the cached
@@ -79,16 +78,17 @@ def free_port():
 
 
 def run(argv, step, **kwargs):
-    res = subprocess.run(argv, capture_output=True, text=True, **kwargs)
+    res = subprocess.run(argv, capture_output=True, text=True, check=False, **kwargs)
     if res.returncode != 0:
         raise TestbedError("%s failed (%s): %s" % (step, " ".join(map(shlex.quote, argv)),
-                                                  (res.stderr or res.stdout).strip()[-2000:]))
+                                                   (res.stderr or res.stdout).strip()[-2000:]))
     return res
 
 
 def build_image():
     """Path of the cached image directory, building it first when needed (root, a few minutes)."""
-    proc = subprocess.run(["bash", os.path.join(HERE, "build-image.sh")], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.run(["bash", os.path.join(HERE, "build-image.sh")], stdout=subprocess.PIPE, text=True,
+                          check=False)
     if proc.returncode != 0:
         raise TestbedError("image build failed (see the step named above)")
     return proc.stdout.strip().splitlines()[-1]
@@ -321,7 +321,7 @@ class Launcher:
         with open(os.path.join(hdir, "qemu.log"), "a") as qlog:
             qlog.write("\n# %s %s\n" % (time.strftime("%Y-%m-%dT%H:%M:%S"), " ".join(map(shlex.quote, argv))))
             qlog.flush()
-            res = subprocess.run(argv, cwd=hdir, stdout=qlog, stderr=qlog, stdin=subprocess.DEVNULL)
+            res = subprocess.run(argv, cwd=hdir, stdout=qlog, stderr=qlog, stdin=subprocess.DEVNULL, check=False)
         if res.returncode != 0 or not self.pid(name):
             raise TestbedError("starting QEMU for %s failed; see %s" % (name, os.path.join(hdir, "qemu.log")))
         info["started"] = time.time()
@@ -398,10 +398,10 @@ class Launcher:
 
     def ssh(self, name, command, check=True, timeout=120):
         res = subprocess.run(self.ssh_argv(name) + [command], capture_output=True, text=True,
-                             timeout=timeout, stdin=subprocess.DEVNULL)
+                             timeout=timeout, stdin=subprocess.DEVNULL, check=False)
         if check and res.returncode != 0:
             raise TestbedError("%s: `%s` failed (%d): %s" % (name, command, res.returncode,
-                                                           (res.stderr or res.stdout).strip()[-1000:]))
+                                                             (res.stderr or res.stdout).strip()[-1000:]))
         return res
 
     def wait_ssh(self, name, timeout=900):
@@ -486,7 +486,7 @@ def wait_node(kubectl, kubeconfig, name, ready=True, timeout=300):
     while time.monotonic() < deadline:
         res = subprocess.run([kubectl, "--kubeconfig", kubeconfig, "get", "node", name, "-o",
                               'jsonpath={.status.conditions[?(@.type=="Ready")].status}'],
-                             capture_output=True, text=True)
+                             capture_output=True, text=True, check=False)
         status = res.stdout.strip() if res.returncode == 0 else None
         if (status == "True") == ready and (ready or status is not None):
             return status
@@ -495,7 +495,7 @@ def wait_node(kubectl, kubeconfig, name, ready=True, timeout=300):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--state", required=True, help="state directory of this set of hosts")
     parser.add_argument("--kubeconfig", help="admin kubeconfig of the cluster the nodes join")
     parser.add_argument("--memory", type=int, default=DEFAULT_MEMORY_MB, help="guest RAM in MiB")

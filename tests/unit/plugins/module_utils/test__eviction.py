@@ -123,7 +123,7 @@ def test_pdb_text_and_description():
 def test_poll_interval_backs_off_and_resets():
     interval = ev.next_poll_interval(None, False)
     assert interval == ev.POLL_MIN_SECONDS
-    for _ in range(20):
+    for _step in range(20):
         interval = ev.next_poll_interval(interval, False)
     assert interval == ev.POLL_MAX_SECONDS
     assert ev.next_poll_interval(interval, True) == ev.POLL_MIN_SECONDS
@@ -197,7 +197,7 @@ def run(api, tasks, timeout=10.0, **kwargs):
 def test_concurrency_is_bounded_and_every_pod_ends_evicted():
     pods = [pod("p%d" % i) for i in range(30)]
     api = ScriptedApi(pods, delay=0.02)
-    _, results = run(api, tasks_for(pods), max_concurrency=4)
+    _drainer, results = run(api, tasks_for(pods), max_concurrency=4)
     assert api.max_inflight <= 4
     assert api.max_inflight == 4  # and the pool is actually used
     assert [r["action"] for r in results] == ["evicted"] * 30
@@ -222,14 +222,14 @@ def test_pod_replaced_under_the_same_name_counts_as_gone():
         with api.lock:
             api.present["web-0"] = "new-uid"
     threading.Thread(target=replace_later).start()
-    _, results = run(api, tasks)
+    _drainer, results = run(api, tasks)
     assert results[0]["action"] == "evicted"
 
 
 def test_429_is_retried_until_accepted_and_attempts_counted():
     pods = [pod("a")]
     api = ScriptedApi(pods, answers={"a": [ev.BUDGET, ev.BUDGET]})
-    _, results = run(api, tasks_for(pods), retry_delay=0.05)
+    _drainer, results = run(api, tasks_for(pods), retry_delay=0.05)
     assert results[0]["action"] == "evicted" and results[0]["attempts"] == 3
 
 
@@ -237,7 +237,7 @@ def test_budget_refusal_does_not_hold_a_worker():
     # One worker; pod a is refused for a while; b and c must not wait behind it.
     pods = [pod("a"), pod("b"), pod("c")]
     api = ScriptedApi(pods, answers={"a": [ev.BUDGET] * 3})
-    _, results = run(api, tasks_for(pods), max_concurrency=1, retry_delay=0.2)
+    _drainer, results = run(api, tasks_for(pods), max_concurrency=1, retry_delay=0.2)
     order = [name for _verb, name, _body in api.calls]
     assert order[:3] == ["a", "b", "c"]
     assert [r["action"] for r in results] == ["evicted"] * 3
@@ -248,8 +248,8 @@ def test_timeout_names_the_blocking_pdb_with_its_numbers():
     budget = pdb("web", {"matchLabels": {"app": "web"}}, allowed=0, healthy=3, desired=3)
     api = ScriptedApi(pods, answers={"a": [ev.BUDGET] * 100}, pdbs=[budget])
     start = time.monotonic()
-    _, results = run(api, tasks_for(pods, pdb_keys=[("default", "web")]), timeout=0.6, retry_delay=0.1,
-                     pdbs=[budget])
+    _drainer, results = run(api, tasks_for(pods, pdb_keys=[("default", "web")]), timeout=0.6, retry_delay=0.1,
+                            pdbs=[budget])
     assert time.monotonic() - start < 2
     result = results[0]
     assert result["action"] == "failed"
@@ -261,7 +261,7 @@ def test_spent_budget_holds_evictions_back_instead_of_collecting_429s():
     pods = [pod("p%d" % i, labels={"app": "web"}) for i in range(5)]
     budget = pdb("web", {"matchLabels": {"app": "web"}}, allowed=1)
     api = ScriptedApi(pods, pdbs=[budget])
-    _, results = run(api, tasks_for(pods, pdb_keys=[("default", "web")]), pdbs=[budget], retry_delay=30)
+    _drainer, results = run(api, tasks_for(pods, pdb_keys=[("default", "web")]), pdbs=[budget], retry_delay=30)
     # The scripted budget never shrinks, so each fresh PDB list lets exactly one more pod go.
     assert [r["action"] for r in results] == ["evicted"] * 5
     assert all(r["attempts"] == 1 for r in results)
@@ -272,15 +272,15 @@ def test_unready_pods_are_not_held_back_by_a_spent_budget():
     pods = [pod("p%d" % i, labels={"app": "web"}, ready=False) for i in range(3)]
     budget = pdb("web", {"matchLabels": {"app": "web"}}, allowed=0)
     api = ScriptedApi(pods, pdbs=[budget])
-    _, results = run(api, tasks_for(pods, pdb_keys=[("default", "web")]), pdbs=[budget], retry_delay=30,
-                     timeout=5)
+    _drainer, results = run(api, tasks_for(pods, pdb_keys=[("default", "web")]), pdbs=[budget], retry_delay=30,
+                            timeout=5)
     assert [r["action"] for r in results] == ["evicted"] * 3
 
 
 def test_multiple_pdbs_fails_that_pod_only():
     pods = [pod("a"), pod("b")]
     api = ScriptedApi(pods, answers={"a": [ev.MULTIPLE_PDBS]})
-    _, results = run(api, tasks_for(pods))
+    _drainer, results = run(api, tasks_for(pods))
     assert results[0]["action"] == "failed" and "more than one PodDisruptionBudget" in results[0]["reason"]
     assert results[1]["action"] == "evicted"
 
@@ -289,7 +289,7 @@ def test_gone_on_eviction_is_not_counted_as_our_change():
     pods = [pod("a")]
     api = ScriptedApi(pods, answers={"a": [ev.GONE]})
     tasks = tasks_for(pods)
-    _, results = run(api, tasks)
+    _drainer, results = run(api, tasks)
     assert results[0]["action"] == "waited"
     assert tasks[0].accepted_at is None
 
@@ -297,7 +297,7 @@ def test_gone_on_eviction_is_not_counted_as_our_change():
 def test_terminating_namespace_falls_back_to_delete():
     pods = [pod("a")]
     api = ScriptedApi(pods, answers={"a": [ev.NAMESPACE_TERMINATING]})
-    _, results = run(api, tasks_for(pods))
+    _drainer, results = run(api, tasks_for(pods))
     assert [verb for verb, _n, _b in api.calls] == ["evict", "delete"]
     assert results[0]["action"] == "deleted"
 
@@ -305,21 +305,21 @@ def test_terminating_namespace_falls_back_to_delete():
 def test_transient_errors_are_retried_with_backoff():
     pods = [pod("a")]
     api = ScriptedApi(pods, answers={"a": [ev.TRANSIENT, ev.TRANSIENT]})
-    _, results = run(api, tasks_for(pods))
+    _drainer, results = run(api, tasks_for(pods))
     assert results[0]["action"] == "evicted" and results[0]["attempts"] == 3
 
 
 def test_other_errors_fail_the_pod_with_the_servers_words():
     pods = [pod("a")]
     api = ScriptedApi(pods, answers={"a": [ev.ERROR]})
-    _, results = run(api, tasks_for(pods))
+    _drainer, results = run(api, tasks_for(pods))
     assert results[0]["action"] == "failed" and "scripted error" in results[0]["reason"]
 
 
 def test_disable_eviction_deletes():
     pods = [pod("a")]
     api = ScriptedApi(pods)
-    _, results = run(api, tasks_for(pods, method="delete"), grace_period=0)
+    _drainer, results = run(api, tasks_for(pods, method="delete"), grace_period=0)
     assert api.calls[0][0] == "delete" and api.calls[0][2]["gracePeriodSeconds"] == 0
     assert results[0]["action"] == "deleted"
 
@@ -327,7 +327,7 @@ def test_disable_eviction_deletes():
 def test_wait_tasks_send_nothing_and_time_out_with_a_reason():
     pods = [pod("a")]
     api = ScriptedApi(pods)
-    _, results = run(api, tasks_for(pods, method="wait"), timeout=0.5)
+    _drainer, results = run(api, tasks_for(pods, method="wait"), timeout=0.5)
     assert api.calls == []
     assert results[0]["action"] == "failed" and "still on the node" in results[0]["reason"]
 
@@ -335,7 +335,7 @@ def test_wait_tasks_send_nothing_and_time_out_with_a_reason():
 def test_dry_run_sends_dry_run_and_waits_for_nothing():
     pods = [pod("a"), pod("b")]
     api = ScriptedApi(pods, answers={"b": [ev.BUDGET]})
-    _, results = run(api, tasks_for(pods), dry_run=True)
+    _drainer, results = run(api, tasks_for(pods), dry_run=True)
     assert all(body["deleteOptions"]["dryRun"] == ["All"] for _v, _n, body in api.calls)
     assert api.lists == 0
     assert results[0]["action"] == "none" and "would be accepted" in results[0]["reason"]

@@ -170,7 +170,7 @@ def test_unmanaged_pod_with_emptydir_names_both_options():
     [None, 5],
 )))
 def test_every_combination_has_one_plan_and_refusals_name_their_options(owner, emptydir, phase, mirror,
-                                                                       deleted_ago):
+                                                                        deleted_ago):
     pod = make_pod(owner=owner, emptydir=emptydir, phase=phase, mirror=mirror, deleted_ago=deleted_ago)
     for flags in itertools.product([False, True], repeat=3):
         opts = dict(zip(("ignore_daemonsets", "delete_emptydir_data", "force"), flags))

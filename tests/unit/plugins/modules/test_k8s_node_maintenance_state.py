@@ -53,7 +53,7 @@ def test_conflict_is_recomputed_on_a_fresh_read():
         after = ms.merge_record(before, updates, ms.utc_now())
         return before, after, ms.record_patch(node, after), warnings
 
-    node, before, after, changed, _ = module.write_record(
+    node, before, after, changed, _warnings = module.write_record(
         core, FakeApiClient(), "n1", compute, check_mode=False, deadline=10 ** 12, sleep=lambda s: None)
     assert changed and core.reads == 2 and len(core.patches) == 1
     # the other writer's phase survived, our message was added on top of it
@@ -68,6 +68,6 @@ def test_check_mode_reads_but_never_patches():
     def compute(node):
         return {}, {"rollout": "r1"}, {"metadata": {}}, []
 
-    _, _, after, changed, _ = module.write_record(core, FakeApiClient(), "n1", compute, check_mode=True,
-                                                  deadline=10 ** 12)
+    _node, _before, after, changed, _warnings = module.write_record(core, FakeApiClient(), "n1", compute,
+                                                                    check_mode=True, deadline=10 ** 12)
     assert changed and after == {"rollout": "r1"} and core.patches == []
