@@ -10,8 +10,8 @@ source "$here/testbed/versions.sh"
 say() { printf '[bootstrap %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
 # --- Debian packages ------------------------------------------------------------------------
-# openssl: test-bed certificates; git: ansible-test; the rest: QEMU test hosts (tests/testbed/hosts).
-apt_packages=(openssl git make rsync)
+# openssl: test-bed certificates; git, rsync, shellcheck: ansible-test sanity; the rest: QEMU test hosts.
+apt_packages=(openssl git make rsync shellcheck)
 if [[ -f "$here/testbed/hosts/apt-packages.txt" ]]; then
   mapfile -t -O "${#apt_packages[@]}" apt_packages < <(grep -v '^#' "$here/testbed/hosts/apt-packages.txt" | grep .)
 fi

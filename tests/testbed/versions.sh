@@ -1,4 +1,5 @@
 # Versions of the local control plane, and where its build is cached (outside the repo).
+# shellcheck disable=SC2034  # sourced: these are read by the scripts that source this file
 K8S_VERSION=${K8S_VERSION:-v1.36.3}
 ETCD_VERSION=${ETCD_VERSION:-v3.6.16}
 KWOK_VERSION=${KWOK_VERSION:-v0.8.0}
