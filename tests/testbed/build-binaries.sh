@@ -41,7 +41,7 @@ require k8s.io/kubernetes $K8S_VERSION
 MOD
 # k8s.io/kubernetes requires every staging module at v0.0.0 and replaces it with a local path;
 # a consumer must replace each with the published v0.X.Y (or a stub when it is not published).
-for mod in $(sed -n 's#^[[:space:]]*\(k8s.io/[a-z0-9-]*\) => ./staging/.*#\1#p' "$gomod"); do
+sed -n 's#^[[:space:]]*\(k8s.io/[a-z0-9-]*\) => ./staging/.*#\1#p' "$gomod" | while read -r mod; do
   if go mod download "$mod@$staging_version" >/dev/null 2>&1; then
     echo "replace $mod => $mod $staging_version" >> go.mod
   else

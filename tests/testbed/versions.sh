@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Versions of the local control plane, and where its build is cached (outside the repo).
 # shellcheck disable=SC2034  # sourced: these are read by the scripts that source this file
 K8S_VERSION=${K8S_VERSION:-v1.36.3}

@@ -56,7 +56,7 @@ work=$(mktemp -d "$HOSTS_CACHE/.build.XXXXXX")
 rootfs="$work/rootfs"
 cleanup() {
   for m in proc sys dev/pts dev; do
-    mountpoint -q "$rootfs/$m" 2>/dev/null && umount -l "$rootfs/$m" || true
+    if mountpoint -q "$rootfs/$m" 2>/dev/null; then umount -l "$rootfs/$m" || true; fi
   done
   rm -rf "$work"
 }
@@ -106,7 +106,8 @@ rm -f "$rootfs/var/lib/dbus/machine-id"
   kubeops-seed.service kubelet.service >/dev/null 2>&1
 # shellcheck disable=SC2086
 "${chroot_env[@]}" chroot "$rootfs" systemctl mask $MASK_UNITS >/dev/null 2>&1
-kernel_version=$(ls "$rootfs/lib/modules" | sort -V | tail -1)
+kernel_version=$(find "$rootfs/lib/modules" -mindepth 1 -maxdepth 1 -printf '%f\n' | sort -V | tail -1)
+# shellcheck disable=SC2016  # ${Version} is dpkg-query's format, not the shell's
 docker_version=$("${chroot_env[@]}" chroot "$rootfs" dpkg-query -W -f '${Version}' docker.io)
 rm -f "$rootfs/usr/sbin/policy-rc.d"
 "${chroot_env[@]}" chroot "$rootfs" apt-get clean
