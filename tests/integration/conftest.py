@@ -196,16 +196,21 @@ def make_node(cluster):
 
 def wait_node_ready(cluster, name, timeout=60, want="True"):
     deadline = time.monotonic() + timeout
-    status = None
+    status, settling = None, []
     while time.monotonic() < deadline:
         node = cluster.core.read_node(name)
         for cond in node.status.conditions or []:
             if cond.type == "Ready":
                 status = cond.status
-        if status == want:
+        # A node that just turned Ready still carries the node lifecycle controller's
+        # not-ready taint for a moment: a settled node has neither it nor the unreachable one.
+        settling = [t.key for t in node.spec.taints or []
+                    if t.key in ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable")]
+        if status == want and not (want == "True" and settling):
             return node
         time.sleep(0.3)
-    raise AssertionError("node %s Ready=%s after %ss, wanted %s" % (name, status, timeout, want))
+    raise AssertionError("node %s Ready=%s (taints %s) after %ss, wanted Ready=%s and settled"
+                         % (name, status, settling, timeout, want))
 
 
 def _ansible_env(cluster, extra=None):
