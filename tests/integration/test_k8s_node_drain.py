@@ -360,10 +360,12 @@ def test_pod_under_two_pdbs_fails_with_both_named(cluster, namespace, make_node,
     node = make_node()
     labels = {"app": "twice"}
     apply(cluster, dict(deployment("twice", 1, {"kubernetes.io/hostname": node}, labels),
-                        metadata={"name": "twice", "namespace": namespace}),
-          dict(pdb("first", labels, max_unavailable=1), metadata={"name": "first", "namespace": namespace}),
-          dict(pdb("second", labels, max_unavailable=1), metadata={"name": "second", "namespace": namespace}))
+                        metadata={"name": "twice", "namespace": namespace}))
     wait_ready(cluster, namespace, 1, node)
+    # The budgets come after the pod is Ready: a pod update re-syncs only one of the budgets that
+    # select it (the disruption controller picks one), so the other would keep a stale status.
+    apply(cluster, dict(pdb("first", labels, max_unavailable=1), metadata={"name": "first", "namespace": namespace}),
+          dict(pdb("second", labels, max_unavailable=1), metadata={"name": "second", "namespace": namespace}))
     wait_pdb_settled(cluster, namespace, "first", 1)
     wait_pdb_settled(cluster, namespace, "second", 1)
     result = run_module("k8s_node_drain", {"name": node, "timeout": 20})
