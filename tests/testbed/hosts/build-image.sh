@@ -38,7 +38,7 @@ for tool in debootstrap mkfs.ext4 qemu-img chroot; do
 done
 
 # The cache key: what goes into the image. Bump RECIPE when changing the build steps below.
-RECIPE=1
+RECIPE=2
 key=$( (echo "$RECIPE $SUITE $ROOT_SIZE $BASE_PACKAGES $CHROOT_PACKAGES $MASK_UNITS"
         cd "$HERE/guest" && find . -type f | LC_ALL=C sort | while read -r f; do
           echo "$f $(stat -c %a "$f")"; cat "$f"; done) | sha256sum | cut -c1-16)
@@ -76,8 +76,9 @@ mount --bind /dev "$rootfs/dev"
 mount --bind /dev/pts "$rootfs/dev/pts"
 # Keep services from starting inside the chroot.
 printf '#!/bin/sh\nexit 101\n' > "$rootfs/usr/sbin/policy-rc.d"; chmod +x "$rootfs/usr/sbin/policy-rc.d"
+# Before the kernel package: its postinst builds the initramfs from these (modules, hooks).
 mkdir -p "$rootfs/etc/initramfs-tools"
-cp -a "$HERE/guest/etc/initramfs-tools/modules" "$rootfs/etc/initramfs-tools/modules"
+cp -a "$HERE/guest/etc/initramfs-tools/." "$rootfs/etc/initramfs-tools/"
 cat > "$rootfs/etc/apt/sources.list" <<EOF
 deb $MIRROR $SUITE main
 deb $MIRROR $SUITE-updates main
