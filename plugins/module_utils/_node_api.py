@@ -12,6 +12,7 @@ from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_clie
     request_timeout,
     retry_transient,
 )
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._nodes import cordon_patch
 
 
 def read_node(api_client, name, deadline, missing_ok=False, core=None):
@@ -32,3 +33,11 @@ def read_node(api_client, name, deadline, missing_ok=False, core=None):
             return None
         raise
     return api_client.sanitize_for_serialization(node)
+
+
+def patch_unschedulable(core, name, unschedulable, deadline):
+    """One strategic-merge patch of ``spec.unschedulable`` (nobody else's data is in it, so no
+    resourceVersion guard). No retry here: callers wrap it in ``retry_transient`` their own way."""
+    return core.patch_node(name, cordon_patch(unschedulable),
+                           _content_type="application/strategic-merge-patch+json",
+                           _request_timeout=request_timeout(deadline))

@@ -124,8 +124,8 @@ from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_clie
     request_timeout,
     retry_transient,
 )
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._node_api import patch_unschedulable
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils._nodes import (
-    cordon_patch,
     is_unschedulable,
     node_summary,
 )
@@ -158,9 +158,7 @@ def set_unschedulable(api_client, name, unschedulable, check_mode, deadline):
         return True, before, after
     # A merge patch of the one field: no resourceVersion guard needed, nobody else's data is in it.
     after = api_client.sanitize_for_serialization(retry_transient(
-        lambda: core.patch_node(name, cordon_patch(unschedulable),
-                                _content_type="application/strategic-merge-patch+json",
-                                _request_timeout=request_timeout(deadline)),
+        lambda: patch_unschedulable(core, name, unschedulable, deadline),
         deadline=deadline, describe=ref))
     return True, before, after
 

@@ -297,10 +297,8 @@ from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_clie
     request_timeout,
     retry_transient,
 )
-from ansible_collections.kubeops.node_maintenance.plugins.module_utils._nodes import (
-    cordon_patch,
-    is_unschedulable,
-)
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._node_api import patch_unschedulable
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._nodes import is_unschedulable
 
 # How many pods a failure message names before it says "and N more" (all are in ``pods``).
 MESSAGE_POD_LIMIT = 15
@@ -363,9 +361,7 @@ class NodeApi:
     def set_unschedulable(self, value):
         def call():
             self._count("patch node")
-            return self.core.patch_node(self.name, cordon_patch(value),
-                                        _content_type="application/strategic-merge-patch+json",
-                                        _request_timeout=request_timeout(self.deadline))
+            return patch_unschedulable(self.core, self.name, value, self.deadline)
         retry_transient(call, deadline=self.deadline, describe="node/%s" % self.name)
 
 
