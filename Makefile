@@ -1,5 +1,5 @@
 # Thin wrappers; the scripts hold the logic.
-.PHONY: bootstrap test unit integration lint sanity build cluster-up cluster-down cluster-status demo bench hosts-image test-hosts molecule
+.PHONY: bootstrap test unit integration faults lint sanity build cluster-up cluster-down cluster-status demo bench hosts-image test-hosts molecule
 
 VENV_BIN = $(HOME)/.cache/kubeops-node-maintenance/venv/bin
 PY = $(VENV_BIN)/python
@@ -13,8 +13,11 @@ test:              ## the whole suite, as CI runs it
 unit:              ## unit tests only (no cluster)
 	$(PY) -m pytest tests/unit
 
-integration:       ## integration tests on the local control plane
-	$(PY) -m pytest tests/integration
+integration:       ## integration tests on the local control plane, without the QEMU host tests
+	$(PY) -m pytest -m "integration and not hosts" tests/integration
+
+faults:            ## the fault and abuse suite alone (pytest marker faults): API server outages, races, kills, fuzzing, bad input
+	$(PY) -m pytest -m faults tests/unit tests/integration
 
 lint:
 	PATH=$(VENV_BIN):$$PATH bash tests/lint.sh
@@ -42,8 +45,8 @@ demo:              ## the demo rollout on the built-in local cluster
 hosts-image:       ## build (or reuse) the QEMU test host image
 	bash tests/testbed/hosts/build-image.sh
 
-test-hosts:        ## the tests on QEMU test hosts (minutes per boot under emulation)
-	$(PY) -m pytest -m hosts tests/integration/test_testbed_hosts.py tests/integration/test_node_disk_remount_host.py
+test-hosts:        ## only the tests on QEMU test hosts (minutes per boot under emulation)
+	$(PY) -m pytest -m hosts tests/integration
 
 molecule:          ## the molecule scenario on two test hosts
 	PATH=$(VENV_BIN):$$PATH molecule test

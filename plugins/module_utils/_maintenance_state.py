@@ -27,7 +27,7 @@ STATUSES = (IN_PROGRESS, DONE, FAILED)
 TERMINAL = (DONE, FAILED)
 
 # The fields a task may set (module options of the same names, but ``message`` is the option ``msg``).
-UPDATABLE = ("rollout", "phase", "status", "message", "cordoned_before", "taints_added")
+UPDATABLE = ("rollout", "phase", "status", "message", "cordoned_before", "taints_added", "moved_workloads")
 
 MESSAGE_LIMIT = 4096
 EVENT_NAMESPACE = "default"  # where the kubelet writes events about nodes
@@ -147,6 +147,22 @@ def normalize_taints(taints):
     return out
 
 
+def normalize_workloads(workloads):
+    """``[{namespace, owner_kind, owner_name}]``, each workload once, in the order given.
+
+    The controllers whose pods a drain moved: the health gate waits for them, also when a re-run
+    resumes after the drain (the drain's own result is gone by then)."""
+    out = []
+    seen = set()
+    for item in workloads or ():
+        identity = (item.get("namespace") or "", item.get("owner_kind") or "", item.get("owner_name") or "")
+        if identity in seen or not identity[0]:
+            continue
+        seen.add(identity)
+        out.append({"namespace": identity[0], "owner_kind": identity[1] or None, "owner_name": identity[2] or None})
+    return out
+
+
 def new_record(rollout, stamp):
     return {
         "version": SCHEMA_VERSION,
@@ -243,6 +259,8 @@ def merge_record(current, updates, now):
         record["cordoned_before"] = bool(updates["cordoned_before"])
     if updates.get("taints_added") is not None:
         record["taints_added"] = normalize_taints(updates["taints_added"])
+    if updates.get("moved_workloads") is not None:
+        record["moved_workloads"] = normalize_workloads(updates["moved_workloads"])
     if not isinstance(record.get("version"), int) or record["version"] < SCHEMA_VERSION:
         record["version"] = SCHEMA_VERSION
 

@@ -938,7 +938,7 @@ _CONTINUE_RE = re.compile(rb'"continue"\s*:\s*"([^"]*)"')
 
 
 def _peek_continue(raw):
-    items_at = raw.find(b'"items"', 0, 65536)
+    items_at = raw.find(b'"items":', 0, 65536)  # the key (a token that is just "items" is a value)
     match = _CONTINUE_RE.search(raw, 0, items_at if items_at >= 0 else 0)
     return match.group(1).decode("ascii") if match else None
 

@@ -33,6 +33,9 @@ description:
   - "C(cordoned_before): whether the node was already unschedulable before the rollout touched it
     (so the rollout knows not to uncordon it); V(null) until given."
   - "C(taints_added): the taints the rollout added, C([{key, value, effect}]), to be removed at the end."
+  - "C(moved_workloads): the controllers whose pods the drain moved, C([{namespace, owner_kind,
+    owner_name}]), so that a re-run resuming after the drain still knows what the health gate waits
+    for. Present once given."
   - "C(started), C(updated): RFC 3339 UTC times, milliseconds, of the record's creation and of the
     last change. C(updated) moves only when something else in the record changed."
   - "C(phases): one entry per phase, in the order they were entered:
@@ -57,8 +60,8 @@ options:
     description:
       - V(query) reads the record and changes nothing. A node that does not exist is not an error
         (RV(node_exists=false)), so a rollout can ask about a node that was deleted for a reimage.
-      - V(present) merges the given O(rollout), O(phase), O(status), O(msg), O(cordoned_before) and
-        O(taints_added) into the record (creating it) and writes it when it differs. Fails if the
+      - V(present) merges the given O(rollout), O(phase), O(status), O(msg), O(cordoned_before),
+        O(taints_added) and O(moved_workloads) into the record (creating it) and writes it when it differs. Fails if the
         node does not exist.
       - V(absent) removes the annotation. A node that does not exist has none, so that is no change.
     type: str
@@ -109,6 +112,23 @@ options:
         type: str
         required: true
         choices: [NoSchedule, PreferNoSchedule, NoExecute]
+  moved_workloads:
+    description:
+      - The controllers whose pods the drain moved (the drain's RV(kubeops.node_maintenance.k8s_node_drain#module:pods)
+        entries have these keys). Replaces the recorded list; each workload is kept once.
+    type: list
+    elements: dict
+    suboptions:
+      namespace:
+        description: Namespace of the pods.
+        type: str
+        required: true
+      owner_kind:
+        description: Kind of the pods' controller, for example V(ReplicaSet); empty for pods without one.
+        type: str
+      owner_name:
+        description: Name of the pods' controller.
+        type: str
   event:
     description:
       - Write a core/v1 Event about the node, every time the task runs (in check mode it is only
@@ -240,6 +260,7 @@ record:
     message: ""
     cordoned_before: false
     taints_added: [{"key": "maintenance.kubeops.io/draining", "value": "", "effect": "NoSchedule"}]
+    moved_workloads: [{"namespace": "shop", "owner_kind": "ReplicaSet", "owner_name": "web-7d4b9c"}]
     started: "2024-05-01T10:00:00.120Z"
     updated: "2024-05-01T10:03:12.480Z"
     phases:
@@ -327,6 +348,11 @@ def argument_spec():
             "value": {"type": "str"},
             "effect": {"type": "str", "required": True,
                        "choices": ["NoSchedule", "PreferNoSchedule", "NoExecute"]},
+        }},
+        moved_workloads={"type": "list", "elements": "dict", "options": {
+            "namespace": {"type": "str", "required": True},
+            "owner_kind": {"type": "str"},
+            "owner_name": {"type": "str"},
         }},
         event={"type": "dict", "options": {
             "reason": {"type": "str", "required": True},

@@ -5,6 +5,7 @@ directory and free loopback ports) and stops exactly that cluster at the end, un
 ``KUBEOPS_TEST_KUBECONFIG`` names the kubeconfig of one that is already running (``make cluster-up``),
 which is then used as it is and left running.
 """
+import contextlib
 import json
 import os
 import subprocess
@@ -57,28 +58,35 @@ def _testbed_paths():
     return out[0], out[1]
 
 
-@pytest.fixture(scope="session")
-def cluster():
+@contextlib.contextmanager
+def own_cluster(prefix):
+    """A control plane of its own (tests/testbed/cluster.py), stopped and removed on exit."""
     cache, bin_dir = _testbed_paths()
-    existing = os.environ.get("KUBEOPS_TEST_KUBECONFIG")
-    if existing:
-        with open(existing) as handle:
-            server = json.load(handle)["clusters"][0]["cluster"]["server"]
-        yield Cluster(existing, bin_dir, server)
-        return
     if not os.path.exists(os.path.join(bin_dir, "kube-apiserver")):
         subprocess.run(["bash", os.path.join(TESTBED, "build-binaries.sh")], check=True)
     os.makedirs(os.path.join(cache, "run"), exist_ok=True)
-    state = tempfile.mkdtemp(prefix="pytest-%d-" % os.getpid(), dir=os.path.join(cache, "run"))
+    state = tempfile.mkdtemp(prefix="%s-%d-" % (prefix, os.getpid()), dir=os.path.join(cache, "run"))
     cluster_py = [sys.executable, os.path.join(TESTBED, "cluster.py")]
-    subprocess.run(cluster_py + ["up", "--state", state], check=True, stdout=subprocess.DEVNULL)
     try:
+        subprocess.run(cluster_py + ["up", "--state", state], check=True, stdout=subprocess.DEVNULL)
         with open(os.path.join(state, "cluster.json")) as handle:
             env = json.load(handle)
         yield Cluster(env["kubeconfig"], bin_dir, env["server"])
     finally:
         subprocess.run(cluster_py + ["down", "--state", state], check=False)
         subprocess.run(["rm", "-rf", state], check=False)
+
+
+@pytest.fixture(scope="session")
+def cluster():
+    existing = os.environ.get("KUBEOPS_TEST_KUBECONFIG")
+    if existing:
+        with open(existing) as handle:
+            server = json.load(handle)["clusters"][0]["cluster"]["server"]
+        yield Cluster(existing, _testbed_paths()[1], server)
+        return
+    with own_cluster("pytest") as started:
+        yield started
 
 
 def _unique(prefix):

@@ -8,13 +8,11 @@ then it checks what the notes never did: check mode changes nothing, a second ru
 nothing, the mount and the new root survive a reboot, the data disk's contents survive, and after
 a reimage (fresh root, same data disk) the same task brings the node back onto its old data.
 
-Runs only when the ``hosts`` marker is selected (``pytest -m hosts``); boots take minutes under
-software emulation. Without it, it is skipped with that reason, never silently passed.
+Marker ``hosts``: part of the whole suite (``make test``); boots take minutes under software
+emulation, so ``-m "not hosts"`` leaves it out of a quick loop and ``make test-hosts`` runs only these.
 """
-import importlib.util
 import json
 import os
-import re
 import shlex
 import subprocess
 import sys
@@ -23,12 +21,10 @@ import time
 
 import pytest
 
-from tests.conftest import COLLECTIONS_ROOT, REPO_ROOT
+from tests.conftest import COLLECTIONS_ROOT
+from tests.integration.hostsupport import load_launcher
 
-SKIP_REASON = "needs QEMU test hosts, which take minutes to boot: run with `pytest -m hosts`"
-# A string condition is evaluated at setup, before any fixture (the control plane) starts.
-pytestmark = [pytest.mark.integration, pytest.mark.hosts,
-              pytest.mark.skipif("not _hosts_marker_selected(config)", reason=SKIP_REASON)]
+pytestmark = [pytest.mark.integration, pytest.mark.hosts]
 
 HOST = "remount-1"
 MOUNT_POINT = "/data"
@@ -42,32 +38,6 @@ REMOUNT_ARGS = {
     "backup": True,
 }
 DOCKER_ROOT_CMD = "docker info --format '{{.DockerRootDir}}'"
-
-
-def _hosts_marker_selected(config):
-    """True when ``-m`` selects these tests because of their ``hosts`` marker."""
-    expr = config.getoption("markexpr") or ""
-    if not expr:
-        return False
-    try:
-        from _pytest.mark.expression import Expression
-
-        compiled = Expression.compile(expr)
-
-        def selects(markers):
-            return compiled.evaluate(lambda name, **_: name in markers)
-
-        return selects({"hosts", "integration"}) and not selects({"integration"})
-    except Exception:  # private pytest API changed: fall back to the plain word
-        return "hosts" in re.findall(r"[\w-]+", expr)
-
-
-def _load_launcher():
-    path = os.path.join(REPO_ROOT, "tests", "testbed", "hosts", "launcher.py")
-    spec = importlib.util.spec_from_file_location("kubeops_testbed_launcher", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 class TestHost:
@@ -134,7 +104,7 @@ class TestHost:
 
 @pytest.fixture(scope="module")
 def test_host(cluster):
-    launcher_module = _load_launcher()
+    launcher_module = load_launcher()
     state = tempfile.mkdtemp(prefix="kubeops-remount-")
     launcher = launcher_module.Launcher(state, kubeconfig=cluster.kubeconfig)
     launcher.up(HOST)

@@ -181,3 +181,91 @@ def test_a_pdb_that_never_allows_eviction_stops_the_rollout_and_a_rerun_resumes(
     assert nodes[stuck]["status"] == "done" and nodes[stuck]["resumed_from"] == "drain"
     assert "preflight" not in nodes[stuck]["phases"], "a resumed node does not redo the phases before its own"
     assert not cluster.core.read_node(stuck).spec.unschedulable
+
+
+def test_an_unreachable_host_fails_after_the_drain_and_the_resumed_health_gate_checks_what_was_moved(
+        cluster, namespace, rollout):
+    cluster.apps.create_namespaced_deployment(namespace, deployment("web", 4, rollout.pool))
+    wait_ready(cluster, namespace, "web", 4)
+    first, second = rollout.nodes[:2]
+    on_first = [p for p in cluster.core.list_namespaced_pod(namespace).items if p.spec.node_name == first]
+    assert on_first, "the scheduler spread web over the pool"
+
+    # The inventory's hosts listen nowhere (port 1): the reboot cannot reach the host.
+    res = rollout("unreachable", node_maintenance_action="reboot", node_maintenance_connect_timeout=5)
+    assert res.returncode != 0
+    assert re.search(r'stopped at node %s, task \\?"Reach the host before the reboot' % first, res.stdout), \
+        res.stdout[-4000:]
+    record = node_record(cluster, first)
+    assert (record["phase"], record["status"]) == ("action", "failed"), record
+    assert record["message"].startswith("Reach the host before the reboot: "), record["message"]
+    assert {(w["namespace"], w["owner_kind"]) for w in record["moved_workloads"]} == {(namespace, "ReplicaSet")}
+    assert cluster.core.read_node(first).spec.unschedulable, "a node whose maintenance failed stays cordoned"
+    assert node_record(cluster, second) == {}, "the rollout stopped before the next node"
+    assert not cluster.core.read_node(second).spec.unschedulable
+
+    # Resumed (the operator rebooted it by hand, say) at the action, with nothing left to do there:
+    # the health gate still waits for the workloads the first run's drain moved.
+    res = rollout("unreachable")
+    assert res.returncode == 0, res.stdout[-6000:]
+    first_report = rollout.report("unreachable")["nodes"][0]
+    assert first_report["resumed_from"] == "action"
+    assert first_report["workloads_checked"] == 1, first_report
+    assert first_report["pods_evicted"] == 0  # nothing drained twice
+    assert not cluster.core.read_node(first).spec.unschedulable
+
+
+def test_two_clusters_in_one_inventory_go_cluster_by_cluster(cluster, namespace, make_node, run_playbook, tmp_path):
+    from tests.integration.conftest import node_manifest, own_cluster
+
+    pool = namespace
+    first_nodes = [make_node(labels={"kubeops.test/pool": pool}) for _index in range(2)]
+    cluster.apps.create_namespaced_deployment(namespace, deployment("web", 2, pool))
+    wait_ready(cluster, namespace, "web", 2)
+    with own_cluster("second") as other:
+        other_node = "b-" + first_nodes[0]
+        other.core.create_node(node_manifest(other_node))
+
+        def inventory(path, groups):
+            # a group per cluster, listed one after the other under k8s_nodes (YAML keeps the order)
+            children = {group: {"hosts": {m: {"ansible_host": "127.0.0.1", "ansible_port": 1} for m in members},
+                                "vars": {"node_maintenance_cluster": name,
+                                         "node_maintenance_k8s_auth": {"kubeconfig": kubeconfig}}}
+                        for group, (name, members, kubeconfig) in groups}
+            path.write_text(json.dumps({"all": {"children": {"k8s_nodes": {"children": children}}}}))
+            return str(path)
+
+        extra = {"node_maintenance_rollout_id": "two-clusters", "node_maintenance_action": "none",
+                 "node_maintenance_lock_namespace": "default", "node_maintenance_lock_name": "lock-" + namespace,
+                 "node_maintenance_report_dir": str(tmp_path / "reports"),
+                 "node_maintenance_drain_timeout": 60, "node_maintenance_health_timeout": 60,
+                 "node_maintenance_ready_timeout": 60,
+                 # web's two replicas may share a node of this small pool: not what this test is about
+                 "node_maintenance_preflight_fail_on": ["capacity"]}
+        cluster_a = ("cluster-a", first_nodes, cluster.kubeconfig)
+        cluster_b = ("cluster-b", [other_node], other.kubeconfig)
+
+        # interleaved: refused before anything is touched
+        mixed = inventory(tmp_path / "mixed.yml", [("a1", ("cluster-a", first_nodes[:1], cluster.kubeconfig)),
+                                                   ("b", cluster_b),
+                                                   ("a2", ("cluster-a", first_nodes[1:], cluster.kubeconfig))])
+        res = run_playbook(PLAYBOOK, extra_vars=extra, inventory=mixed)
+        assert res.returncode != 0
+        assert "cluster-a -> cluster-b -> cluster-a" in res.stdout, res.stdout[-3000:]
+        assert all(node_record(cluster, name) == {} for name in first_nodes)
+        assert node_record(other, other_node) == {}
+
+        res = run_playbook(PLAYBOOK, extra_vars=extra,
+                           inventory=inventory(tmp_path / "two.yml", [("a", cluster_a), ("b", cluster_b)]))
+        assert res.returncode == 0, res.stdout[-6000:]
+        order = [m.group(1) for m in re.finditer(r'"msg": "([^"\s]+): done in \d', res.stdout)]
+        assert order == first_nodes + [other_node], order
+        between = res.stdout.index("cluster cluster-a finished")
+        assert res.stdout.index('"%s: done in' % first_nodes[-1]) < between < res.stdout.index(
+            '"%s: done in' % other_node)
+        for client_cluster, names in ((cluster, first_nodes), (other, [other_node])):
+            for name in names:
+                assert node_record(client_cluster, name)["status"] == "done"
+                assert not client_cluster.core.read_node(name).spec.unschedulable
+            lease = client_cluster.coordination.read_namespaced_lease("lock-" + namespace, "default")
+            assert lease.spec.holder_identity is None, "each cluster's lock is released"

@@ -6,13 +6,11 @@ what the node-side tests rely on: a node is Ready exactly while its kubelet serv
 ``ansible.builtin.reboot`` works unchanged and the node goes NotReady and comes back, the data disk
 (/dev/vdb) survives reboot and reimage, and a reimage gives a fresh root.
 
-Boots take one to several minutes under emulation, so these run only when the ``hosts`` marker is
-selected: ``pytest -m hosts tests/integration/test_testbed_hosts.py``.
+Boots take one to several minutes under emulation. Marker ``hosts``: part of the whole suite
+(``make test``); ``-m "not hosts"`` leaves these out of a quick loop, ``make test-hosts`` runs only them.
 """
-import importlib.util
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -21,27 +19,12 @@ import time
 
 import pytest
 
-from tests.conftest import COLLECTIONS_ROOT, REPO_ROOT
+from tests.conftest import COLLECTIONS_ROOT
+from tests.integration.hostsupport import load_launcher, node_ready, wait_node_ready
 
 HOSTS = ("tb-host-a", "tb-host-b")
 REBOOT_TIMEOUT = 900
-SKIP_REASON = "needs QEMU test hosts, which take minutes to boot: run with `pytest -m hosts`"
-
-
-def _hosts_selected(config):
-    return "hosts" in re.findall(r"[\w-]+", config.getoption("-m") or "")
-
-
-pytestmark = [pytest.mark.integration, pytest.mark.hosts,
-              pytest.mark.skipif("not _hosts_selected(config)", reason=SKIP_REASON)]
-
-
-def _load_launcher():
-    path = os.path.join(REPO_ROOT, "tests", "testbed", "hosts", "launcher.py")
-    spec = importlib.util.spec_from_file_location("kubeops_testbed_launcher", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+pytestmark = [pytest.mark.integration, pytest.mark.hosts]
 
 
 def _log(msg):
@@ -64,30 +47,10 @@ class Hosts:
         return res.stdout.strip()
 
     def ready(self, name):
-        """The node's Ready condition status ("True", "False", "Unknown"), None when absent."""
-        from kubernetes.client import ApiException
-
-        try:
-            node = self.cluster.core.read_node(name)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        for cond in node.status.conditions or []:
-            if cond.type == "Ready":
-                return cond.status
-        return None
+        return node_ready(self.cluster.core, name)
 
     def wait_ready(self, name, want=True, timeout=600):
-        started = time.monotonic()
-        status = None
-        while time.monotonic() - started < timeout:
-            status = self.ready(name)
-            if (status == "True") == want and status is not None:
-                return time.monotonic() - started
-            time.sleep(2)
-        raise AssertionError("node/%s Ready=%s after %ds, wanted %s" % (name, status, timeout,
-                                                                        "True" if want else "not True"))
+        return wait_node_ready(self.cluster.core, name, want, timeout)
 
     def sentinel(self, name):
         """The data disk's sentinel as the guest reads it (mounted read-only for the look)."""
@@ -109,7 +72,7 @@ class Hosts:
 @pytest.fixture(scope="module")
 def test_hosts(cluster):
     """Two running hosts, both Ready nodes of ``cluster``; destroyed (disks too) at the end."""
-    launcher_module = _load_launcher()
+    launcher_module = load_launcher()
     state = tempfile.mkdtemp(prefix="kubeops-hosts-")
     launcher = launcher_module.Launcher(state, kubeconfig=cluster.kubeconfig)
     hosts = Hosts(launcher, cluster)

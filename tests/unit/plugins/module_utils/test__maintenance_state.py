@@ -100,6 +100,30 @@ def test_normalize_taints():
 # merge
 # ------------------------------------------------------------------------------------------------
 
+def test_normalize_workloads_keeps_each_controller_once_in_order():
+    moved = [{"namespace": "shop", "owner_kind": "ReplicaSet", "owner_name": "web-1", "name": "web-1-a"},
+             {"namespace": "shop", "owner_kind": "ReplicaSet", "owner_name": "web-1"},
+             {"namespace": "db", "owner_kind": "StatefulSet", "owner_name": "pg"},
+             {"namespace": "ops", "owner_kind": None, "owner_name": None},
+             {"namespace": "", "owner_kind": "ReplicaSet", "owner_name": "nowhere"}]
+    assert ms.normalize_workloads(moved) == [
+        {"namespace": "shop", "owner_kind": "ReplicaSet", "owner_name": "web-1"},
+        {"namespace": "db", "owner_kind": "StatefulSet", "owner_name": "pg"},
+        {"namespace": "ops", "owner_kind": None, "owner_name": None}]
+
+
+def test_moved_workloads_are_kept_across_phases_until_replaced():
+    moved = [{"namespace": "shop", "owner_kind": "ReplicaSet", "owner_name": "web-1"}]
+    record = merge(None, rollout="r", phase="drain")
+    assert "moved_workloads" not in record  # records written before the field existed stay as they were
+    record = merge(record, 5, phase="action", moved_workloads=moved)
+    assert record["moved_workloads"] == moved
+    record = merge(record, 9, phase="return")
+    assert record["moved_workloads"] == moved
+    assert merge(record, 9, phase="return", moved_workloads=moved) == record  # the same again is no change
+    assert merge(record, 12, moved_workloads=[])["moved_workloads"] == []
+
+
 def test_new_record_for_a_rollout():
     record = merge({}, rollout="r1", phase="drain", cordoned_before=False)
     assert record == {

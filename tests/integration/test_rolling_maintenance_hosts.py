@@ -1,0 +1,134 @@
+"""The product's main job on real hosts: the rolling playbook reboots two QEMU test hosts and
+remounts their data disks, one node at a time, while a workload behind a PDB keeps serving.
+
+Two hosts (tests/testbed/hosts/launcher.py: Debian under QEMU software emulation, systemd,
+docker.io with the field notes' legacy ``"graph"`` daemon.json, kwok as ``kubelet.service``, an
+ext4 data disk with a sentinel file) and one kwok node form a pool; ``web`` (4 replicas, PDB
+minAvailable 3) runs on it. ``playbooks/rolling-maintenance.yml`` with action ``reboot`` and one
+data disk (mounted on /data by UUID, Docker's root moved to /data/docker) must finish every node,
+never take ``web`` below its budget (sampled during the whole run), leave each host on a new
+boot with the disk mounted and its data intact, and a second run of the same rollout must change
+nothing and reboot nothing.
+"""
+import json
+import re
+import shutil
+import tempfile
+import time
+
+import pytest
+
+from tests.integration.conftest import node_manifest
+from tests.integration.hostsupport import load_launcher, wait_node_ready
+from tests.integration.test_rolling_maintenance import (PLAYBOOK, ReadyWatcher, deployment, node_record, pdb, ready_count,
+                                                        wait_ready)
+
+pytestmark = [pytest.mark.integration, pytest.mark.hosts]
+
+HOSTS = ("rollout-host-a", "rollout-host-b")
+SPARE = "rollout-spare"
+POOL_LABEL = "kubeops.test/pool"
+POOL = "rollout-hosts"
+MOUNT_POINT = "/data"
+DATA_ROOT = "/data/docker"
+
+
+def _log(msg):
+    import sys
+
+    print("[test_rolling_maintenance_hosts %s] %s" % (time.strftime("%H:%M:%S"), msg), file=sys.stderr, flush=True)
+
+
+@pytest.fixture(scope="module")
+def pool(cluster):
+    """Two booted hosts (Ready nodes of ``cluster``) and a kwok spare, all labelled into one pool."""
+    launcher = load_launcher().Launcher(tempfile.mkdtemp(prefix="kubeops-rollout-hosts-"),
+                                        kubeconfig=cluster.kubeconfig)
+    cluster.core.create_node(node_manifest(SPARE, labels={POOL_LABEL: POOL}))
+    try:
+        started = time.monotonic()
+        for name in HOSTS:  # both boot at once
+            launcher.up(name, labels={POOL_LABEL: POOL})
+        for name in HOSTS:
+            launcher.wait_ssh(name)
+            wait_node_ready(cluster.core, name, True, timeout=900)
+        _log("hosts Ready %ds after start" % (time.monotonic() - started))
+        yield launcher
+    finally:
+        for name in HOSTS:
+            try:
+                launcher.destroy(name)
+            except Exception as exc:  # keep destroying the others
+                _log("destroy %s: %s" % (name, exc))
+        shutil.rmtree(launcher.state, ignore_errors=True)
+        cluster.core.delete_node(SPARE)
+
+
+def sh(launcher, name, command):
+    res = launcher.ssh(name, command, check=False, timeout=180)
+    assert res.returncode == 0, "%s: `%s` failed (%d): %s" % (name, command, res.returncode, res.stderr or res.stdout)
+    return res.stdout.strip()
+
+
+def test_rollout_reboots_and_remounts_each_host_within_the_pdb(cluster, namespace, pool, run_playbook, tmp_path):
+    cluster.apps.create_namespaced_deployment(namespace, deployment("web", 4, POOL))
+    cluster.policy.create_namespaced_pod_disruption_budget(namespace, pdb("web", minAvailable=3))
+    wait_ready(cluster, namespace, "web", 4, timeout=300)
+    boot_ids = {name: sh(pool, name, "cat /proc/sys/kernel/random/boot_id") for name in HOSTS}
+    disks = {name: pool.info(name)["data_disk"] for name in HOSTS}
+    uuids = {name: sh(pool, name, "blkid -s UUID -o value %s" % disks[name]["device"]) for name in HOSTS}
+
+    inventory = pool.write_inventory()
+    reports = tmp_path / "reports"
+    extra_vars = {
+        "node_maintenance_hosts": "testbed_hosts",
+        "node_maintenance_rollout_id": "hosts-1",
+        "node_maintenance_action": "reboot",
+        "node_maintenance_data_disks": [{
+            "device": disks[HOSTS[0]]["device"], "path": MOUNT_POINT, "fstype": "ext4",
+            "runtime": "docker", "data_root": DATA_ROOT}],
+        "node_maintenance_lock_namespace": namespace,
+        "node_maintenance_report_dir": str(reports),
+        "node_maintenance_drain_timeout": 300,
+        "node_maintenance_reboot_timeout": 900,
+        "node_maintenance_ready_timeout": 900,
+        "node_maintenance_health_timeout": 300,
+    }
+    watcher = ReadyWatcher(cluster, namespace, "web")
+    watcher.start()
+    started = time.monotonic()
+    try:
+        res = run_playbook(PLAYBOOK, extra_vars=extra_vars, inventory=inventory)
+    finally:
+        watcher.stop()
+    _log("rollout took %ds, web minimum ready %s over %d samples"
+         % (time.monotonic() - started, watcher.minimum, watcher.samples))
+    assert res.returncode == 0, res.stdout[-8000:] + res.stderr[-3000:]
+    assert watcher.samples > 20
+    assert watcher.minimum >= 3, "web dropped to %d ready pods, below its PDB (3)" % watcher.minimum
+
+    report = json.loads((reports / "hosts-1" / "report.json").read_text())
+    assert [(n["node"], n["status"]) for n in report["nodes"]] == [(name, "done") for name in HOSTS]
+    for entry in report["nodes"]:
+        _log("report %s: %s" % (entry["node"], json.dumps(entry.get("phases"))))
+    for name in HOSTS:
+        assert sh(pool, name, "cat /proc/sys/kernel/random/boot_id") != boot_ids[name], "%s was not rebooted" % name
+        source = sh(pool, name, "findmnt -n -o SOURCE,FSTYPE,UUID --mountpoint %s" % MOUNT_POINT).split()
+        assert source[1:] == ["ext4", uuids[name]], source
+        assert re.search(r"^UUID=%s\s+%s\s+ext4\s" % (uuids[name], MOUNT_POINT), sh(pool, name, "cat /etc/fstab"), re.M)
+        assert sh(pool, name, "docker info --format '{{.DockerRootDir}}'") == DATA_ROOT
+        assert json.loads(sh(pool, name, "cat /etc/docker/daemon.json")) == {"data-root": DATA_ROOT}
+        assert sh(pool, name, "cat %s/%s" % (MOUNT_POINT, disks[name]["sentinel_path"])) == disks[name]["sentinel"]
+        node = cluster.core.read_node(name)
+        assert not node.spec.unschedulable
+        assert not [t for t in node.spec.taints or [] if t.key.startswith("maintenance.kubeops.io")]
+        assert node_record(cluster, name)["status"] == "done"
+    assert ready_count(cluster, namespace, "web") == 4
+
+    boot_ids = {name: sh(pool, name, "cat /proc/sys/kernel/random/boot_id") for name in HOSTS}
+    again = run_playbook(PLAYBOOK, extra_vars=extra_vars, inventory=inventory)
+    assert again.returncode == 0, again.stdout[-6000:]
+    for name in HOSTS:
+        recap = re.search(r"^%s\s+: (ok=.*)$" % re.escape(name), again.stdout, re.M)
+        assert recap and "changed=0 " in recap.group(1), "a re-run of a finished rollout changes nothing"
+        assert sh(pool, name, "cat /proc/sys/kernel/random/boot_id") == boot_ids[name], "a re-run rebooted %s" % name
