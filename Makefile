@@ -40,7 +40,7 @@ cluster-status:
 
 demo:              ## the demo rollout on the built-in local cluster
 	bash tests/bootstrap.sh >/dev/null
-	$(PY) tests/testbed/demo.py
+	$(PY) tests/testbed/demo.py $(DEMO_ARGS)
 
 hosts-image:       ## build (or reuse) the QEMU test host image
 	bash tests/testbed/hosts/build-image.sh
@@ -49,6 +49,7 @@ test-hosts:        ## only the tests on QEMU test hosts (minutes per boot under 
 	$(PY) -m pytest -m hosts tests/integration
 
 molecule:          ## the molecule scenario on two test hosts
+	$(PY) -c "from tests.conftest import ensure_collection_tree; ensure_collection_tree()"
 	PATH=$(VENV_BIN):$$PATH molecule test
 
 bench:             ## benchmarks side by side with kubectl drain and kubernetes.core.k8s_drain

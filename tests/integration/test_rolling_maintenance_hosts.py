@@ -132,3 +132,32 @@ def test_rollout_reboots_and_remounts_each_host_within_the_pdb(cluster, namespac
         recap = re.search(r"^%s\s+: (ok=.*)$" % re.escape(name), again.stdout, re.M)
         assert recap and "changed=0 " in recap.group(1), "a re-run of a finished rollout changes nothing"
         assert sh(pool, name, "cat /proc/sys/kernel/random/boot_id") == boot_ids[name], "a re-run rebooted %s" % name
+
+
+def test_a_host_that_does_not_come_back_stops_the_rollout_with_its_node_cordoned_and_explained(
+        cluster, namespace, pool, run_playbook, tmp_path):
+    """The host powers off instead of rebooting (as a host whose firmware hangs would): the reboot
+    times out, the node stays cordoned and drained, its record and a Warning event say why."""
+    name = HOSTS[1]
+    extra_vars = {
+        "node_maintenance_hosts": "testbed_hosts",
+        "node_maintenance_rollout_id": "hosts-lost",
+        "node_maintenance_action": "reboot",
+        "node_maintenance_reboot_command": "systemctl poweroff",
+        "node_maintenance_reboot_timeout": 60,
+        "node_maintenance_lock_namespace": namespace,
+        "node_maintenance_report_dir": str(tmp_path / "reports"),
+        "node_maintenance_drain_timeout": 300,
+    }
+    res = run_playbook(PLAYBOOK, extra_vars=extra_vars, inventory=pool.write_inventory(), args=("--limit", name))
+    assert res.returncode != 0
+    assert "Rollout hosts-lost stopped at node %s" % name in res.stdout, res.stdout[-6000:]
+    node = cluster.core.read_node(name)
+    assert node.spec.unschedulable, "a node whose host did not come back stays cordoned"
+    record = node_record(cluster, name)
+    assert (record["rollout"], record["phase"], record["status"]) == ("hosts-lost", "action", "failed"), record
+    assert record["message"].startswith("Reboot the host: "), record["message"]
+    events = cluster.core.list_namespaced_event("default", field_selector="involvedObject.name=%s" % name).items
+    assert any(e.reason == "MaintenanceFailed" and e.type == "Warning" and "hosts-lost" in e.message for e in events)
+    report = json.loads((tmp_path / "reports" / "hosts-lost" / "report.json").read_text())
+    assert [(n["node"], n["status"], n.get("failed_phase")) for n in report["nodes"]] == [(name, "failed", "action")]
