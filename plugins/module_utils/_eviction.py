@@ -69,6 +69,9 @@ DEFAULT_RETRY_DELAY = 5.0       # same as kubectl's EvictErrorRetryDelay
 # decides with the same PDB status, so this only guards against a snapshot we misread.
 HELD_FALLBACK_SECONDS = 30.0
 MIN_RETRY_SPACING = 0.5         # a pod refused by a budget is never retried sooner than this
+# How often a drain that is still going checks that its node exists: someone else may delete the
+# Node object, and then its pods are the pod garbage collector's, whatever their budgets say.
+NODE_CHECK_SECONDS = 5.0
 TRANSIENT_BACKOFF_MAX = 5.0
 LIST_PAGE_SIZE = 500            # kubectl's default --chunk-size
 METADATA_ONLY = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
@@ -245,11 +248,14 @@ class PodTask:
 
     QUEUED, INFLIGHT, WAITING, DONE = "queued", "inflight", "waiting", "done"
 
-    def __init__(self, entry, method, ready=True, pdbs=()):
+    def __init__(self, entry, method, ready=True, pdbs=(), labels=None):
         self.entry = entry              # describe_pod() fields + plan/reason/warnings
         self.method = method            # "evict", "delete" or "wait"
         self.ready = ready
         self.pdbs = list(pdbs)          # keys of the PDBs that cover it
+        # The pod's labels, to find the budgets that cover it again when budgets are re-listed
+        # (one may be created, replaced or deleted mid-drain). None: keep ``pdbs`` as given.
+        self.labels = labels
         self.state = self.QUEUED
         self.attempts = 0
         self.started = None
@@ -308,6 +314,8 @@ class Drainer:
         self.poll_interval = None
         self.next_poll = None
         self.polls = 0
+        self.node_deleted = False
+        self.next_node_check = None
 
     # budgets -------------------------------------------------------------------------------
     def _reset_budget(self):
@@ -332,13 +340,24 @@ class Drainer:
                 if key in self.budget:
                     self.budget[key] -= 1
 
-    def _refresh_pdbs(self):
+    def _refresh_pdbs(self, tasks=()):
         try:
             pdbs = self.api.list_pdbs()
         except Exception:  # noqa: BLE001 - budgets are an optimisation; retries still happen by time
             return
         self.pdbs = dict((pdb_key(p), p) for p in pdbs)
         self._reset_budget()
+        for task in tasks:
+            if task.labels is not None and task.state != PodTask.DONE:
+                task.pdbs = pdbs_covering({"metadata": {"namespace": task.key[0], "labels": task.labels}}, pdbs)
+
+    def _node_is_gone(self):
+        """True only when the API server says the node is not found; any other answer or
+        error keeps the drain going (it has its own retries and deadline)."""
+        try:
+            return self.api.node_exists(self.node) is False
+        except Exception:  # noqa: BLE001 - unknown is not gone
+            return False
 
     # one request, run in a worker thread -----------------------------------------------------
     def _attempt(self, task, method):
@@ -456,7 +475,7 @@ class Drainer:
                         progressed = True
         if any(t.state == PodTask.QUEUED and t.budget_blocked for t in tasks) and self.pdbs is not None:
             before = dict(self.budget)
-            self._refresh_pdbs()
+            self._refresh_pdbs(tasks)
             progressed = progressed or any(self.budget.get(k, 0) > before.get(k, 0) for k in self.budget)
         held = any(t.state == PodTask.QUEUED and t.budget_blocked for t in tasks)
         self.poll_interval = next_poll_interval(self.poll_interval, progressed,
@@ -522,6 +541,13 @@ class Drainer:
                     now = self.clock()
                 if not inflight and all(t.state == PodTask.DONE for t in tasks):
                     break
+                if self.next_node_check is None:
+                    self.next_node_check = start + NODE_CHECK_SECONDS
+                elif now >= self.next_node_check:
+                    self.next_node_check = now + NODE_CHECK_SECONDS
+                    if self._node_is_gone():
+                        self.node_deleted = True
+                        break
                 wake = [self.deadline]
                 if self.next_poll is not None:
                     wake.append(self.next_poll)
@@ -537,13 +563,18 @@ class Drainer:
             except TypeError:  # Python < 3.9
                 pool.shutdown(wait=False)
         end = self.clock()
-        if any(t.state != PodTask.DONE for t in tasks):
+        if self.node_deleted:
+            for task in tasks:
+                if task.state != PodTask.DONE:
+                    self._finish(task, ACTION_FAILED, "still on node/%s when the node was deleted; left to the "
+                                 "pod garbage collector" % self.node, end)
+        elif any(t.state != PodTask.DONE for t in tasks):
             self._timeout(tasks, end)
         return [task.result(end) for task in tasks]
 
     def _timeout(self, tasks, now):
         if self.pdbs is not None and any(t.budget_blocked for t in tasks if t.state != PodTask.DONE):
-            self._refresh_pdbs()
+            self._refresh_pdbs(tasks)
         for task in tasks:
             if task.state == PodTask.DONE:
                 continue
@@ -675,6 +706,14 @@ class DrainApi:
 
     def list_pdbs(self):
         return self._list("/apis/policy/v1/poddisruptionbudgets", [], count_as="list pdbs")
+
+    def node_exists(self, name):
+        status, body = self.raw.request("GET", "/api/v1/nodes/%s" % quote(name), count_as="get node")
+        if status == 404:
+            return False
+        if not 200 <= status < 300:
+            raise api_error(status, body)
+        return True
 
     def daemonset_exists(self, namespace, name):
         status, body = self.raw.request(

@@ -113,10 +113,18 @@ def _parse_daemon_json(text: str) -> Tuple[str, _JsonObject]:
     bom = "\ufeff" if text.startswith("\ufeff") else ""
     body = text[len(bom):]
     try:
-        json.loads(body)  # the authoritative syntax check, with its usual messages
+        # the authoritative syntax check, with its usual messages; NaN and Infinity are Python's
+        # extensions, which dockerd (Go's encoding/json) refuses
+        json.loads(body, parse_constant=_reject_constant)
         return bom, _scan_object(body)
     except ValueError as exc:
         raise RuntimeConfigError("daemon.json is not valid JSON (%s); it was left as it was" % exc)
+    except RecursionError:
+        raise RuntimeConfigError("daemon.json is nested too deeply to be read; it was left as it was")
+
+
+def _reject_constant(name: str):
+    raise ValueError("%s is not a JSON value" % name)
 
 
 def _remove_member(text: str, obj: _JsonObject, index: int) -> str:
@@ -131,21 +139,24 @@ def _remove_member(text: str, obj: _JsonObject, index: int) -> str:
 
 
 def _insert_member(text: str, obj: _JsonObject, key: str, value: str) -> str:
-    new = json.dumps(key) + "%s" + json.dumps(value)
+    def member(colon):
+        # concatenated, not %-formatted: the value is a path and may contain '%'
+        return json.dumps(key) + colon + json.dumps(value)
+
     if not obj.members:
         inner = text[obj.open_index + 1: obj.close_index]
         colon = ": "
         if "\n" in inner or not inner:
             closing_indent = inner[inner.rfind("\n") + 1:] if "\n" in inner else ""
-            body = "\n" + closing_indent + _DEFAULT_INDENT + (new % colon) + "\n" + closing_indent
+            body = "\n" + closing_indent + _DEFAULT_INDENT + member(colon) + "\n" + closing_indent
         else:
-            body = inner + (new % colon) + inner
+            body = inner + member(colon) + inner
         return text[: obj.open_index + 1] + body + text[obj.close_index:]
     last = obj.members[-1]
     before_last = obj.members[-2].value_end if len(obj.members) > 1 else obj.open_index + 1
     lead = text[before_last: last.key_start].lstrip(",")
     colon = text[last.key_end: last.value_start]
-    return text[: last.value_end] + "," + lead + (new % colon) + text[last.value_end:]
+    return text[: last.value_end] + "," + lead + member(colon) + text[last.value_end:]
 
 
 def docker_data_root(text: Optional[str]) -> Optional[str]:
@@ -217,7 +228,11 @@ def set_docker_data_root(text: Optional[str], data_root: str) -> ConfigEdit:
         actions.append("added %r: %s" % (DOCKER_KEY, data_root))
 
     new = bom + body
-    if json.loads(body, object_pairs_hook=list) != _pairs(expected):
+    try:
+        reads_back = json.loads(body, object_pairs_hook=list) == _pairs(expected)
+    except RecursionError:
+        raise RuntimeConfigError("daemon.json is nested too deeply to be checked after the edit; it was left as it was")
+    if not reads_back:
         # cannot happen unless the editor above is wrong; never write what we cannot prove
         raise RuntimeConfigError("internal error: the edited daemon.json does not read back as intended; nothing written")
     return ConfigEdit(new, new != text, previous, actions if new != text else [])
@@ -359,6 +374,8 @@ def _toml_load(text: str, what: str):
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise RuntimeConfigError("%s is not valid TOML (%s); it was left as it was" % (what, exc))
+    except RecursionError:
+        raise RuntimeConfigError("%s is nested too deeply to be read; it was left as it was" % what)
 
 
 def _decode_simple_string(token: str) -> str:

@@ -34,6 +34,9 @@ description:
     longer listed on the node), with one list call per poll for the whole node.
   - On failure or timeout the node stays cordoned, and the message lists the pods still there, each
     with the budget that held it up (C(disruptionsAllowed), healthy and desired pods) or the reason.
+  - When someone else deletes the Node object during the drain, the drain stops within a few seconds
+    and fails saying so (RV(node_deleted)), instead of waiting out O(timeout) for pods that the pod
+    garbage collector now removes.
   - The result has one entry per pod with what was done, why, how many requests it took and how long.
 extends_documentation_fragment:
   - kubeops.node_maintenance.k8s_auth
@@ -275,6 +278,14 @@ seconds:
   returned: always
   type: float
   sample: 4.73
+node_deleted:
+  description:
+    - True when the Node object was deleted by someone else while the drain was going on; the drain
+      then stops at once (it checks every few seconds) and fails, leaving the pods still bound to the
+      node to the pod garbage collector.
+  returned: when the drain began evicting
+  type: bool
+  sample: false
 api_requests:
   description: API requests the drain made, by kind (C(evict), C(list pods), C(list pdbs), ...).
   returned: when the node was read
@@ -409,11 +420,16 @@ def ordered(results, entries):
     return sorted(results, key=lambda r: index.get((r["namespace"], r["name"]), 0))
 
 
-def failure_message(node, results, cordoned, timed_out, timeout):
+def failure_message(node, results, cordoned, timed_out, timeout, node_deleted=False):
     failed = [r for r in results if r["action"] == _eviction.ACTION_FAILED]
     lines = ["%s/%s: %s" % (r["namespace"], r["name"], r["reason"]) for r in failed[:MESSAGE_POD_LIMIT]]
     if len(failed) > MESSAGE_POD_LIMIT:
         lines.append("and %d more (see pods)" % (len(failed) - MESSAGE_POD_LIMIT))
+    if node_deleted:
+        return ("drain of node/%s stopped: the Node object was deleted during the drain (not by this task). "
+                "The %d pod(s) still bound to it are deleted by the pod garbage collector without regard to "
+                "PodDisruptionBudgets: %s. Find out who deleted the node before it rejoins the cluster"
+                % (node, len(failed), "; ".join(lines)))
     head = ("drain of node/%s did not finish within the timeout (%ds)" % (node, timeout) if timed_out
             else "drain of node/%s failed" % node)
     tail = ("node/%s stays cordoned; fix the cause and run the drain again" % node if cordoned
@@ -497,7 +513,8 @@ def run(module, params, started):
             results.append(static_result(entry, _eviction.ACTION_NONE, reason))
             continue
         pod = by_key[(entry["namespace"], entry["name"])]
-        tasks.append(_eviction.PodTask(entry, method, ready=_eviction.is_pod_ready(pod), pdbs=entry["pdb_keys"]))
+        tasks.append(_eviction.PodTask(entry, method, ready=_eviction.is_pod_ready(pod), pdbs=entry["pdb_keys"],
+                                       labels=(pod.get("metadata") or {}).get("labels") or {}))
 
     if tasks:
         drainer = _eviction.Drainer(
@@ -505,8 +522,9 @@ def run(module, params, started):
             dry_run=dry_run, skip_wait_for_delete_timeout=params["skip_wait_for_delete_timeout"], pdbs=pdbs)
         results.extend(drainer.run(tasks))
         accepted = any(task.accepted_at is not None for task in tasks)
+        node_deleted = drainer.node_deleted
     else:
-        accepted = False
+        accepted = node_deleted = False
     results = ordered(results, entries)
     if no_changes:
         result["changed"] = (params["cordon"] and not was_cordoned) or any(
@@ -516,7 +534,8 @@ def run(module, params, started):
     failed = [r for r in results if r["action"] == _eviction.ACTION_FAILED]
     if failed and not dry_run:
         timed_out = time.monotonic() >= deadline
-        return finish(results), failure_message(node, results, cordoned, timed_out, params["timeout"])
+        return finish(results, node_deleted=node_deleted), failure_message(
+            node, results, cordoned, timed_out, params["timeout"], node_deleted)
     return finish(results), None
 
 

@@ -89,6 +89,31 @@ def cluster():
         yield started
 
 
+def wait_for(what, predicate, timeout=60, interval=0.2, tolerate_errors=False):
+    """Poll ``predicate`` until it returns something true and return that; fail naming ``what``.
+    ``tolerate_errors``: an exception counts as not yet (the API server may be restarting)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            value = predicate()
+        except Exception:  # noqa: BLE001 - only when the caller asked for it
+            if not tolerate_errors:
+                raise
+            value = None
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out after %ss waiting for %s" % (timeout, what))
+        time.sleep(interval)
+
+
+def is_ready(pod):
+    """Running, Ready and not terminating."""
+    if pod.metadata.deletion_timestamp or pod.status.phase != "Running":
+        return False
+    return any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
+
+
 def _unique(prefix):
     return "%s-%s" % (prefix, uuid.uuid4().hex[:6])
 

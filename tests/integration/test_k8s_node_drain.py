@@ -8,6 +8,12 @@ import time
 
 import pytest
 
+from tests.integration.conftest import is_ready, wait_for as _wait_for
+
+
+def wait_for(what, predicate, timeout=60, interval=0.2):
+    return _wait_for(what, predicate, timeout, interval)
+
 pytestmark = pytest.mark.integration
 
 HOLD_FINALIZER = "kubeops.test/hold"
@@ -20,21 +26,8 @@ def apply(cluster, *objects):
                                                           "items": list(objects)}))
 
 
-def wait_for(what, predicate, timeout=60, interval=0.2):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out after %ss waiting for %s" % (timeout, what))
-        time.sleep(interval)
 
 
-def is_ready(pod):
-    if pod.metadata.deletion_timestamp or pod.status.phase != "Running":
-        return False
-    return any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
 
 
 def pods_in(cluster, namespace, node=None):

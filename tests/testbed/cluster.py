@@ -8,6 +8,8 @@ kube-scheduler, and kwok simulating the kubelets of nodes annotated ``kwok.x-k8s
     cluster.py up   [--state DIR]   start (or report the one already running); prints the kubeconfig
     cluster.py down [--state DIR]   stop exactly the processes ``up`` started (pid files); safe twice
     cluster.py status [--state DIR]
+    cluster.py stop-apiserver  [--state DIR]   stop only kube-apiserver (fault injection)
+    cluster.py start-apiserver [--state DIR]   start it again, same ports, certificates and flags
 
 Only the Python standard library and ``openssl`` are used, so it runs before any virtualenv exists.
 Everything listens on 127.0.0.1 only, on free ports chosen at start, so several clusters (for
@@ -149,6 +151,10 @@ def pid_alive(pid, binary):
 def start(state, name, argv):
     logs = os.path.join(state, "logs")
     os.makedirs(logs, exist_ok=True)
+    # The command line is kept so one component can be stopped and started again (fault tests).
+    os.makedirs(os.path.join(state, "argv"), exist_ok=True)
+    with open(os.path.join(state, "argv", name + ".json"), "w") as handle:
+        json.dump(argv, handle)
     with open(os.path.join(logs, name + ".log"), "ab") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True, cwd=state)
@@ -209,7 +215,7 @@ def running(state):
     return alive
 
 
-def up(state):
+def up(state, node_monitor_grace_period=NODE_MONITOR_GRACE_PERIOD):
     versions = read_versions()
     bindir = versions["bin"]
     if not os.path.exists(os.path.join(bindir, "kube-apiserver")):
@@ -278,7 +284,7 @@ def up(state):
             "--leader-elect=false", "--controllers", "*", "--use-service-account-credentials=true",
             "--service-account-private-key-file", f"{pki}/sa.key", "--root-ca-file", f"{pki}/ca.crt",
             "--cluster-signing-cert-file", f"{pki}/ca.crt", "--cluster-signing-key-file", f"{pki}/ca.key",
-            "--node-monitor-grace-period", NODE_MONITOR_GRACE_PERIOD, "--node-monitor-period", "2s",
+            "--node-monitor-grace-period", node_monitor_grace_period, "--node-monitor-period", "2s",
             "--kube-api-qps", "500", "--kube-api-burst", "1000", "--concurrent-replicaset-syncs", "10",
             "--concurrent-deployment-syncs", "10", "--v", "1"])
         log("kube-scheduler")
@@ -363,6 +369,60 @@ def down(state):
         os.unlink(pidfile)
 
 
+def _component_pid(state, name):
+    """(pid, binary) of a running component started by ``up``, or None."""
+    pidfile = os.path.join(state, "pids", name + ".pid")
+    try:
+        with open(pidfile) as handle:
+            pid, binary = handle.read().split(None, 1)
+    except OSError:
+        return None
+    return (int(pid), binary.strip()) if pid_alive(int(pid), binary.strip()) else None
+
+
+def stop_apiserver(state):
+    """Stop only kube-apiserver (SIGTERM, then SIGKILL after 3 s); the rest keeps running and
+    retries, as in a control-plane outage. Its command line is kept for ``start_apiserver``."""
+    found = _component_pid(state, "kube-apiserver")
+    if found is None:
+        log("kube-apiserver is not running in %s" % state)
+        return
+    pid, binary = found[0], found[1]
+    argv_file = os.path.join(state, "argv", "kube-apiserver.json")
+    if not os.path.exists(argv_file):  # a cluster started before command lines were kept
+        with open("/proc/%d/cmdline" % pid, "rb") as handle:
+            argv = [part.decode() for part in handle.read().split(b"\0") if part]
+        os.makedirs(os.path.dirname(argv_file), exist_ok=True)
+        with open(argv_file, "w") as handle:
+            json.dump(argv, handle)
+    os.kill(pid, signal.SIGTERM)
+    # It waits for long-running watches on SIGTERM; an outage is not a graceful shutdown.
+    deadline = time.monotonic() + 3
+    while pid_alive(pid, binary) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if pid_alive(pid, binary):
+        os.kill(pid, signal.SIGKILL)
+        while pid_alive(pid, binary):
+            time.sleep(0.1)
+    log("stopped kube-apiserver (pid %d)" % pid)
+
+
+def start_apiserver(state, timeout=180):
+    """Start kube-apiserver again with the command line it had (same port, certificates, etcd)
+    and wait until it is ready."""
+    if _component_pid(state, "kube-apiserver") is not None:
+        log("kube-apiserver already running")
+        return
+    with open(os.path.join(state, "argv", "kube-apiserver.json")) as handle:
+        argv = json.load(handle)
+    env = read_env(state)
+    proc = start(state, "kube-apiserver", argv)
+    # The port may still be in TIME_WAIT for a moment; the API server retries binding itself.
+    wait_http(env["server"] + "/readyz", admin_ssl_context(os.path.join(state, "pki")), "kube-apiserver",
+              timeout, proc, state, "kube-apiserver")
+    log("kube-apiserver running again (pid %d)" % proc.pid)
+
+
 def status(state):
     alive = running(state)
     env = read_env(state)
@@ -379,14 +439,21 @@ def default_state():
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
-    parser.add_argument("action", choices=("up", "down", "status"))
+    parser.add_argument("action", choices=("up", "down", "status", "stop-apiserver", "start-apiserver"))
     parser.add_argument("--state", help="state directory (default: ~/.cache/kubeops-node-maintenance/run/cluster)")
+    parser.add_argument("--node-monitor-grace-period", default=NODE_MONITOR_GRACE_PERIOD,
+                        help="up: how long a node may miss heartbeats before it is NotReady (default %(default)s); "
+                             "longer for API server outage tests, since nodes cannot heartbeat meanwhile")
     args = parser.parse_args(argv)
     state = os.path.abspath(args.state or default_state())
     if args.action == "up":
-        up(state)
+        up(state, args.node_monitor_grace_period)
     elif args.action == "down":
         down(state)
+    elif args.action == "stop-apiserver":
+        stop_apiserver(state)
+    elif args.action == "start-apiserver":
+        start_apiserver(state)
     else:
         return status(state)
     return 0

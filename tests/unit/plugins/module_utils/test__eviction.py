@@ -340,3 +340,59 @@ def test_dry_run_sends_dry_run_and_waits_for_nothing():
     assert api.lists == 0
     assert results[0]["action"] == "none" and "would be accepted" in results[0]["reason"]
     assert results[1]["action"] == "none" and "would be refused" in results[1]["reason"]
+
+
+# --- found by the fault suite (tests/integration/test_faults_drain.py) -------------------------
+
+class NodeDeletingApi(ScriptedApi):
+    """Refuses every eviction (a budget) and answers that the node is gone once ``gone`` is set."""
+
+    def __init__(self, pods):
+        super().__init__(pods, answers=dict((p["metadata"]["name"], [ev.BUDGET] * 1000) for p in pods))
+        self.gone = False
+        self.node_checks = 0
+
+    def node_exists(self, name):
+        self.node_checks += 1
+        return not self.gone
+
+
+def test_a_node_deleted_mid_drain_stops_it_at_once(monkeypatch):
+    monkeypatch.setattr(ev, "NODE_CHECK_SECONDS", 0.1)
+    pods = [pod("a"), pod("b")]
+    api = NodeDeletingApi(pods)
+    threading.Timer(0.3, lambda: setattr(api, "gone", True)).start()
+    started = time.monotonic()
+    drainer, results = run(api, tasks_for(pods), timeout=20, retry_delay=0.05)
+    assert time.monotonic() - started < 5, "stopped long before the timeout"
+    assert drainer.node_deleted
+    assert [r["action"] for r in results] == ["failed", "failed"]
+    assert all("when the node was deleted" in r["reason"] for r in results)
+
+
+def test_node_check_errors_do_not_stop_the_drain(monkeypatch):
+    monkeypatch.setattr(ev, "NODE_CHECK_SECONDS", 0.05)
+    pods = [pod("a")]
+    api = ScriptedApi(pods, answers={"a": [ev.BUDGET] * 4})
+
+    def broken(name):
+        raise ConnectionError("refused")
+    api.node_exists = broken
+    drainer, results = run(api, tasks_for(pods), retry_delay=0.1)
+    assert not drainer.node_deleted and results[0]["action"] == "evicted"
+
+
+def test_a_budget_created_mid_drain_is_found_when_budgets_are_listed_again():
+    # The pod was under "web" when the drain began; "web" was replaced by "freeze" meanwhile.
+    pods = [pod("a", labels={"app": "web"})]
+    freeze = pdb("freeze", {"matchLabels": {"app": "web"}}, allowed=0, healthy=3, desired=3)
+    api = ScriptedApi(pods, answers={"a": [ev.BUDGET] * 100}, pdbs=[freeze])
+    old = pdb("web", {"matchLabels": {"app": "web"}}, allowed=1)
+    task = ev.PodTask(dict(_pods.describe_pod(pods[0]), plan="evict", reason="evictable", warnings=[]), "evict",
+                      ready=True, pdbs=[("default", "web")], labels={"app": "web"})
+    _drainer, results = run(api, [task], timeout=1.0, retry_delay=0.1, pdbs=[old])
+    assert results[0]["action"] == "failed"
+    assert "pdb default/freeze (disruptionsAllowed 0, healthy 3/3)" in results[0]["reason"]
+    assert results[0]["pdb"][0]["name"] == "freeze"
+    # Once the fresh list showed the spent budget, the pod was held back, not sent for more 429s.
+    assert len(api.calls) < 5
