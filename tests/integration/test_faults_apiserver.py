@@ -29,6 +29,7 @@ from tests.integration.conftest import TESTBED, Cluster, _testbed_paths, is_read
 def wait_for(what, predicate, timeout=90, interval=0.3):
     return _wait_for(what, predicate, timeout, interval, tolerate_errors=True)
 
+
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
 OUTAGE_SECONDS = 20
@@ -117,10 +118,6 @@ def in_thread(fn, *args, **kwargs):
         return box["result"]
 
     return result
-
-
-
-
 
 
 def apply(cluster, *objects):

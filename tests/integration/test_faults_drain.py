@@ -23,6 +23,7 @@ from tests.integration.conftest import is_ready, wait_for as _wait_for
 def wait_for(what, predicate, timeout=90, interval=0.2):
     return _wait_for(what, predicate, timeout, interval)
 
+
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
 PLAYBOOK = os.path.join(REPO_ROOT, "playbooks", "rolling-maintenance.yml")
@@ -33,10 +34,6 @@ HOLD = "kubeops.test/hold"
 def apply(cluster, namespace, *objects):
     items = [dict(obj, metadata=dict(obj["metadata"], namespace=namespace)) for obj in objects]
     cluster.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
-
-
-
-
 
 
 def ready_on(cluster, namespace, node, count):

@@ -28,6 +28,7 @@ from tests.integration.conftest import _ansible_env, is_ready, wait_for as _wait
 def wait_for(what, predicate, timeout=120, interval=0.3):
     return _wait_for(what, predicate, timeout, interval)
 
+
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
 PLAYBOOK = os.path.join(REPO_ROOT, "playbooks", "rolling-maintenance.yml")
@@ -46,10 +47,6 @@ def deployment(name, replicas, pool):
                          "nodeSelector": {"kubeops.test/pool": pool}, "terminationGracePeriodSeconds": 0,
                          "containers": [{"name": name, "image": "registry.invalid/%s:1" % name,
                                          "resources": {"requests": {"cpu": "100m"}}}]}}}}
-
-
-
-
 
 
 def record(cluster, node):

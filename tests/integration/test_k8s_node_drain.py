@@ -14,6 +14,7 @@ from tests.integration.conftest import is_ready, wait_for as _wait_for
 def wait_for(what, predicate, timeout=60, interval=0.2):
     return _wait_for(what, predicate, timeout, interval)
 
+
 pytestmark = pytest.mark.integration
 
 HOLD_FINALIZER = "kubeops.test/hold"
@@ -24,10 +25,6 @@ HOLD_FINALIZER = "kubeops.test/hold"
 def apply(cluster, *objects):
     cluster.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List",
                                                           "items": list(objects)}))
-
-
-
-
 
 
 def pods_in(cluster, namespace, node=None):
