@@ -48,3 +48,17 @@ def wait_node_ready(core, name, want=True, timeout=600):
         time.sleep(2)
     raise AssertionError("node/%s Ready=%s after %ds, wanted %s" % (name, status, timeout,
                                                                     "True" if want else "not True"))
+
+
+def forget_nodes(core, names):
+    """Delete the Node objects of hosts a test destroyed: left behind NotReady they would push the
+    node lifecycle controller of the shared cluster towards its disruption modes (with most nodes
+    down it stops tainting), and later tests would see a cluster that is not the one they expect."""
+    from kubernetes.client import ApiException
+
+    for name in names:
+        try:
+            core.delete_node(name)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise

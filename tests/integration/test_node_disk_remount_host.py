@@ -22,7 +22,7 @@ import time
 import pytest
 
 from tests.conftest import COLLECTIONS_ROOT
-from tests.integration.hostsupport import load_launcher
+from tests.integration.hostsupport import forget_nodes, load_launcher
 
 pytestmark = [pytest.mark.integration, pytest.mark.hosts]
 
@@ -115,6 +115,7 @@ def test_host(cluster):
         yield host
     finally:
         launcher.destroy(HOST)
+        forget_nodes(cluster.core, [HOST])
 
 
 def _stop_node_services(host):

@@ -19,7 +19,7 @@ import time
 import pytest
 
 from tests.integration.conftest import node_manifest
-from tests.integration.hostsupport import load_launcher, wait_node_ready
+from tests.integration.hostsupport import forget_nodes, load_launcher, wait_node_ready
 from tests.integration.test_rolling_maintenance import (PLAYBOOK, ReadyWatcher, deployment, node_record, pdb, ready_count,
                                                         wait_ready)
 
@@ -61,7 +61,7 @@ def pool(cluster):
             except Exception as exc:  # keep destroying the others
                 _log("destroy %s: %s" % (name, exc))
         shutil.rmtree(launcher.state, ignore_errors=True)
-        cluster.core.delete_node(SPARE)
+        forget_nodes(cluster.core, HOSTS + (SPARE,))
 
 
 def sh(launcher, name, command):

@@ -20,7 +20,7 @@ import time
 import pytest
 
 from tests.conftest import COLLECTIONS_ROOT
-from tests.integration.hostsupport import load_launcher, node_ready, wait_node_ready
+from tests.integration.hostsupport import forget_nodes, load_launcher, node_ready, wait_node_ready
 
 HOSTS = ("tb-host-a", "tb-host-b")
 REBOOT_TIMEOUT = 900
@@ -95,6 +95,7 @@ def test_hosts(cluster):
                 launcher.destroy(name)
             except Exception as exc:  # keep destroying the others
                 _log("destroy %s: %s" % (name, exc))
+        forget_nodes(cluster.core, HOSTS)
         shutil.rmtree(state, ignore_errors=True)
 
 
