@@ -107,6 +107,30 @@ def wait_for(what, predicate, timeout=60, interval=0.2, tolerate_errors=False):
         time.sleep(interval)
 
 
+def in_thread(fn, *args, **kwargs):
+    """Run fn in a thread; returns a callable that joins it and returns fn's result (or raises its error)."""
+    import threading
+
+    box = {}
+
+    def target():
+        try:
+            box["result"] = fn(*args, **kwargs)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+
+    def result():
+        thread.join(900)
+        if "error" in box:
+            raise box["error"]
+        return box["result"]
+
+    return result
+
+
 def is_ready(pod):
     """Running, Ready and not terminating."""
     if pod.metadata.deletion_timestamp or pod.status.phase != "Running":

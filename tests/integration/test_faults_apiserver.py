@@ -23,7 +23,7 @@ import time
 
 import pytest
 
-from tests.integration.conftest import TESTBED, Cluster, _testbed_paths, is_ready, wait_for as _wait_for
+from tests.integration.conftest import TESTBED, Cluster, _testbed_paths, in_thread, is_ready, wait_for as _wait_for
 
 
 def wait_for(what, predicate, timeout=90, interval=0.3):
@@ -96,28 +96,6 @@ class Outage(threading.Thread):
         assert self.started_again.is_set(), "the API server was not started again"
         if self.error:
             raise self.error
-
-
-def in_thread(fn, *args, **kwargs):
-    """Run fn in a thread; returns a callable that joins it and returns fn's result."""
-    box = {}
-
-    def target():
-        try:
-            box["result"] = fn(*args, **kwargs)
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
-            box["error"] = exc
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-
-    def result():
-        thread.join(900)
-        if "error" in box:
-            raise box["error"]
-        return box["result"]
-
-    return result
 
 
 def apply(cluster, *objects):

@@ -11,13 +11,12 @@
 """
 import json
 import os
-import threading
 import time
 
 import pytest
 
 from tests.conftest import REPO_ROOT
-from tests.integration.conftest import is_ready, wait_for as _wait_for
+from tests.integration.conftest import in_thread, is_ready, wait_for as _wait_for
 
 
 def wait_for(what, predicate, timeout=90, interval=0.2):
@@ -76,26 +75,6 @@ def release_all(cluster, namespace):
                 cluster.core.patch_namespaced_pod(pod.metadata.name, namespace, {"metadata": {"finalizers": None}})
             except Exception:  # noqa: BLE001 - gone meanwhile
                 pass
-
-
-def in_thread(fn, *args, **kwargs):
-    box = {}
-
-    def target():
-        try:
-            box["result"] = fn(*args, **kwargs)
-        except BaseException as exc:  # noqa: BLE001 - re-raised by the caller
-            box["error"] = exc
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-
-    def result():
-        thread.join(900)
-        if "error" in box:
-            raise box["error"]
-        return box["result"]
-    return result
 
 
 def record(cluster, node):

@@ -13,12 +13,11 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from tests.conftest import REPO_ROOT
+from tests.integration.conftest import is_ready
+from tests.integration.test_rolling_maintenance import PLAYBOOK, deployment, node_record
 
 pytestmark = pytest.mark.integration
 
-PLAYBOOK = os.path.join(REPO_ROOT, "playbooks", "rolling-maintenance.yml")
-STATE_ANNOTATION = "maintenance.kubeops.io/state"
 CONTROL_PLANE = "node-role.kubernetes.io/control-plane"
 POOL = "kubeops.test/pool"
 
@@ -27,31 +26,15 @@ POOL = "kubeops.test/pool"
 # helpers
 # ------------------------------------------------------------------------------------------------
 
-def deployment(name, replicas, pool):
-    labels = {"app": name}
-    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
-            "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
-                     "template": {"metadata": {"labels": labels}, "spec": {
-                         "nodeSelector": {POOL: pool},
-                         "containers": [{"name": name, "image": "registry.invalid/%s:1" % name,
-                                         "resources": {"requests": {"cpu": "100m"}}}]}}}}
-
-
 def wait_ready_pods(cluster, namespace, app, want, timeout=120):
     deadline = time.monotonic() + timeout
     while True:
         pods = cluster.core.list_namespaced_pod(namespace, label_selector="app=%s" % app).items
-        ready = [p for p in pods if p.metadata.deletion_timestamp is None and p.status.phase == "Running"
-                 and any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])]
+        ready = [p for p in pods if is_ready(p)]
         if len(ready) >= want:
             return ready
         assert time.monotonic() < deadline, "%s: fewer than %d ready pods after %ss" % (app, want, timeout)
         time.sleep(0.5)
-
-
-def node_record(cluster, name):
-    annotations = cluster.core.read_node(name).metadata.annotations or {}
-    return json.loads(annotations.get(STATE_ANNOTATION, "{}"))
 
 
 def untouched(cluster, name):
