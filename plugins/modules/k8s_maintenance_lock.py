@@ -314,6 +314,21 @@ waited_seconds:
   returned: success, and failure because the lock is busy or held by someone else
   type: float
   sample: 12.5
+waited_for:
+  description:
+    - Who kept the lock busy while the task waited, in order, each holder once; empty when it did not
+      wait. A task that got the lock after waiting also warns, naming them.
+  returned: success, and failure because the lock is busy or held by someone else
+  type: list
+  elements: dict
+  sample: [{reason: lease, holder: rollout-2024-04-28}]
+  contains:
+    reason:
+      description: V(lease) (another holder) or V(kured) (kured's reboot lock).
+      type: str
+    holder:
+      description: The Lease's holder, or V(kured).
+      type: str
 """
 
 import copy
@@ -528,11 +543,26 @@ class LockTask(object):
         self.clock = clock
         self.started = clock()
         self.warnings = []
+        self.waited_for = []
 
     def waited(self):
         return round(self.clock() - self.started, 1)
 
+    def note_wait(self, busy, lease, now):
+        """Remember who kept the lock busy (each holder once, in order, as first seen) for the output."""
+        if busy[0] == "kured":
+            holder, description = "kured", busy[1]
+        else:
+            holder = _lease.lease_holder(lease)
+            description = "%s held by %s" % (self.client.ref, _lease.describe_holder(lease, now))
+        if not self.waited_for or self.waited_for[-1]["holder"] != holder:
+            self.waited_for.append({"reason": busy[0], "holder": holder, "description": description})
+
     def result(self, action, previous, lease, now, changed, **extra):
+        if self.waited_for:
+            # A module prints nothing while it runs: say afterwards whom the task waited for.
+            self.warnings.append("waited %ss for the maintenance lock: %s (as first seen)" % (
+                self.waited(), "; then ".join(entry["description"] for entry in self.waited_for)))
         out = {
             "changed": changed,
             "holder": self.holder,
@@ -543,12 +573,15 @@ class LockTask(object):
             "previous_holder": previous,
             "lease": _lease.lease_summary(lease, now),
             "waited_seconds": self.waited(),
+            "waited_for": [dict((k, entry[k]) for k in ("reason", "holder")) for entry in self.waited_for],
         }
         out.update(extra)
         return out
 
     def fail(self, msg, **extra):
-        self.module.fail_json(msg=msg, holder=self.holder, waited_seconds=self.waited(), **extra)
+        self.module.fail_json(msg=msg, holder=self.holder, waited_seconds=self.waited(),
+                              waited_for=[dict((k, e[k]) for k in ("reason", "holder")) for e in self.waited_for],
+                              **extra)
 
     def acquire(self):
         params = self.params
@@ -573,6 +606,7 @@ class LockTask(object):
             if busy:
                 remaining = deadline - self.clock()
                 if remaining > 0:
+                    self.note_wait(busy, lease, now)
                     self.sleep(min(max(1, params["poll_interval"]), remaining))
                     continue
                 hint = ("; waited %ss (wait_timeout)" % self.waited()) if params["wait_timeout"] > 0 else \

@@ -270,6 +270,32 @@ def wait_node_ready(cluster, name, timeout=60, want="True"):
                          % (name, status, settling, timeout, want))
 
 
+# Secrets the tests created (API tokens): every output of run_module / run_playbook is searched for
+# them, so a test that leaks one fails whatever it asserts itself. Only names are ever printed.
+_SECRETS = {}
+
+
+def register_secret(value, name="a registered secret"):
+    """Remember ``value`` (and, for a JWT, its payload and signature, each enough to spot a leak)."""
+    _SECRETS[value] = name
+    parts = value.split(".")
+    if len(parts) == 3:
+        for label, part in zip(("payload", "signature"), parts[1:]):
+            if len(part) >= 16:
+                _SECRETS[part] = "%s (JWT %s)" % (name, label)
+    return value
+
+
+def leaked_secrets(text):
+    """Names (never values) of the registered secrets that appear in ``text``."""
+    return sorted({name for secret, name in _SECRETS.items() if text and secret in text})
+
+
+def assert_no_secret(where, *texts):
+    found = sorted({name for text in texts for name in leaked_secrets(text)})
+    assert not found, "%s shows %s" % (where, ", ".join(found))
+
+
 def _ansible_env(cluster, extra=None):
     env = dict(os.environ)
     env.update({
@@ -308,6 +334,7 @@ def run_module(cluster, tmp_path):
         if not auth:
             run_env.pop("K8S_AUTH_KUBECONFIG")
         res = subprocess.run(cmd, capture_output=True, text=True, env=run_env, timeout=900, check=False)
+        assert_no_secret("the output of %s" % fqcn, res.stdout, res.stderr)
         try:
             doc = json.loads(res.stdout)
             result = doc["plays"][0]["tasks"][0]["hosts"]["localhost"]
@@ -333,7 +360,9 @@ def run_playbook(cluster, tmp_path):
         if check:
             cmd.append("--check")
         cmd += list(args)
-        return subprocess.run(cmd, capture_output=True, text=True, env=_ansible_env(cluster, env), timeout=3600,
-                              check=False)
+        res = subprocess.run(cmd, capture_output=True, text=True, env=_ansible_env(cluster, env), timeout=3600,
+                             check=False)
+        assert_no_secret("the output of %s" % os.path.basename(path), res.stdout, res.stderr)
+        return res
 
     return _run

@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 """Fault suite (issue #12): kube-apiserver stopped for about 20 s in the middle of a drain, a taint
-write and a lock renewal.
+write and a lock renewal, and twice during a whole rolling playbook (mid-drain, at a lock renewal).
 
 The modules retry connection errors until their own timeout, so each must either finish correctly
 once the API server is back, or, when its timeout is shorter than the outage, fail with a message
@@ -15,6 +15,8 @@ budgets) flipping NotReady would test the test bed, not the modules.
 """
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -23,7 +25,16 @@ import time
 
 import pytest
 
-from tests.integration.conftest import TESTBED, Cluster, _testbed_paths, in_thread, is_ready, wait_for as _wait_for
+from tests.conftest import REPO_ROOT
+from tests.integration.conftest import (
+    TESTBED,
+    Cluster,
+    _ansible_env,
+    _testbed_paths,
+    in_thread,
+    is_ready,
+    wait_for as _wait_for,
+)
 
 
 def wait_for(what, predicate, timeout=90, interval=0.3):
@@ -272,3 +283,147 @@ def test_lock_renewal_survives_an_api_server_outage(cluster, namespace, run_modu
 
     assert refused["failed"] and "rollout-a" in refused["msg"], refused["msg"]
     assert_outage_message(hasty, "maint-lock", cluster)
+
+
+# --- the whole rolling playbook through two outages -------------------------------------------
+
+PLAYBOOK = os.path.join(REPO_ROOT, "playbooks", "rolling-maintenance.yml")
+STATE_ANNOTATION = "maintenance.kubeops.io/state"
+SETTLE_TASK = "TASK [kubeops.node_maintenance.node_maintenance : Let the cluster settle after the previous node]"
+LOCK_TASK = "TASK [kubeops.node_maintenance.node_maintenance : Take or renew the cluster-wide maintenance lock]"
+
+
+def node_record(cluster, name):
+    return json.loads((cluster.core.read_node(name).metadata.annotations or {}).get(STATE_ANNOTATION, "{}"))
+
+
+def test_rolling_playbook_through_api_server_outages_mid_drain_and_at_a_lock_renewal(
+        cluster, namespace, make_node, tmp_path):
+    """The API server stops for 20 s while the first node drains, and again for 20 s just as the
+    second node renews the lock (the rollout's settle delay before it gives the moment). The
+    rollout finishes, or fails saying the API server could not be reached; no workload goes below
+    its PDB; each node is done, or cordoned with a failed record that says why; a re-run finishes."""
+    replicas = 4
+    pool = {"kubeops.test/pool": namespace}
+    nodes = [make_node(labels=pool) for _index in range(3)]
+    labels = {"app": "web"}
+    apply(cluster,
+          {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": namespace},
+           "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
+                    "template": {"metadata": {"labels": labels}, "spec": {
+                        "nodeSelector": pool, "terminationGracePeriodSeconds": 0,
+                        "containers": [{"name": "app", "image": "registry.invalid/web:1"}]}}}},
+          {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "web", "namespace": namespace},
+           "spec": {"minAvailable": replicas - 1, "selector": {"matchLabels": labels}}})
+    wait_for("web ready", lambda: exactly(replicas, ready_pods(cluster, namespace)))
+    # Pods on the first node, so its drain is under way (budget-paced) when the API server stops.
+    if not ready_pods(cluster, namespace, nodes[0]):
+        cluster.core.patch_node(nodes[1], {"spec": {"unschedulable": True}})
+        cluster.core.patch_node(nodes[2], {"spec": {"unschedulable": True}})
+        victim = ready_pods(cluster, namespace)[0]
+        cluster.core.delete_namespaced_pod(victim.metadata.name, namespace, grace_period_seconds=0)
+        wait_for("a web pod on %s" % nodes[0], lambda: ready_pods(cluster, namespace, nodes[0]))
+        cluster.core.patch_node(nodes[1], {"spec": {"unschedulable": False}})
+        cluster.core.patch_node(nodes[2], {"spec": {"unschedulable": False}})
+    on_first = {p.metadata.uid for p in ready_pods(cluster, namespace, nodes[0])}
+
+    inventory = tmp_path / "inventory.ini"
+    inventory.write_text("[k8s_nodes]\n" + "".join("%s ansible_host=127.0.0.1 ansible_port=1\n" % n for n in nodes[:2]))
+    logs = [str(tmp_path / "rollout.log"), str(tmp_path / "rerun.log")]
+    extra_vars = {"node_maintenance_rollout_id": "outage", "node_maintenance_action": "none",
+                  "node_maintenance_lock_namespace": namespace, "node_maintenance_report_dir": str(tmp_path / "reports"),
+                  "node_maintenance_drain_timeout": 300, "node_maintenance_health_timeout": 300,
+                  "node_maintenance_ready_timeout": 300, "node_maintenance_settle_seconds": 8}
+
+    def start():
+        out = open(logs[0], "w")
+        proc = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i",
+                                 str(inventory), PLAYBOOK, "-e", json.dumps(extra_vars)],
+                                stdout=out, stderr=subprocess.STDOUT, env=_ansible_env(cluster), start_new_session=True)
+        proc.out = out
+        return proc
+
+    def log():
+        with open(logs[0]) as handle:
+            return handle.read()
+
+    marks = {}
+
+    def mid_drain():
+        def draining():
+            rec = node_record(cluster, nodes[0])
+            gone = on_first - {p.metadata.uid for p in cluster.core.list_namespaced_pod(namespace).items
+                               if not p.metadata.deletion_timestamp}
+            return proc.poll() is not None or (rec.get("phase") == "drain" and gone)
+        wait_for("the first node's drain to evict", draining, timeout=300, interval=0.1)
+        marks["drain_stopped"] = node_record(cluster, nodes[0]).get("phase")
+
+    def before_lock_renewal():
+        # (the task is listed, skipped, for the first node too)
+        wait_for("the settle delay before the second node",
+                 lambda: proc.poll() is not None or log().count(SETTLE_TASK) == 2, timeout=600, interval=0.1)
+        marks["lock_stop_offset"] = len(log())
+
+    watcher = ReadyWatcher(cluster, namespace)
+    watcher.start()
+    proc = start()
+    try:
+        for name, begin in (("drain", mid_drain), ("lock", before_lock_renewal)):
+            outage = Outage(cluster, begin=begin)
+            outage.release()
+            outage.start()
+            outage.join(600)
+            assert outage.started_again.is_set(), "the API server was not started again"
+            if outage.error:
+                raise outage.error
+            marks[name + "_restart_offset"] = len(log())
+        proc.wait(900)
+    finally:
+        watcher.stop()
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        proc.out.close()
+    out = log()
+
+    # The outages met what they were meant to: the first node draining, the second node's lock renewal
+    # (its task began while the API server was down and ended after it was back).
+    assert marks["drain_stopped"] == "drain", marks
+    lock_tasks = [i for i in range(len(out)) if out.startswith(LOCK_TASK, i)]
+    assert len(lock_tasks) == 2, out[-4000:]
+    assert marks["lock_stop_offset"] < lock_tasks[1] < marks["lock_restart_offset"], (marks, lock_tasks)
+    assert watcher.samples > 10 and watcher.minimum >= replicas - 1, \
+        "web fell to %s ready pods, below its PDB" % watcher.minimum
+
+    def explained():
+        """Each node done and back in service, untouched, or cordoned with a failed record saying why."""
+        problems = []
+        for name in nodes[:2]:
+            node, rec = cluster.core.read_node(name), node_record(cluster, name)
+            ours = [t.key for t in node.spec.taints or [] if t.key.startswith("maintenance.kubeops.io")]
+            if rec.get("rollout") == "outage" and rec.get("status") == "done" or not rec:
+                if node.spec.unschedulable or ours:
+                    problems.append("%s: %s but cordoned %s, taints %s"
+                                    % (name, rec.get("status", "untouched"), node.spec.unschedulable, ours))
+            elif not (rec.get("status") == "failed" and node.spec.unschedulable and rec.get("message")):
+                problems.append("%s: unexplained: record %s, cordoned %s" % (name, rec, node.spec.unschedulable))
+        return problems
+
+    assert not explained(), explained()
+    if proc.returncode != 0:
+        assert re.search(r"Rollout outage stopped at node \S+, task", out), out[-5000:]
+        assert "gave up at the timeout" in out and cluster.server.split("//")[1] in out, out[-5000:]
+    else:
+        assert [n["status"] for n in json.loads((tmp_path / "reports" / "outage" / "report.json").read_text())["nodes"]] \
+            == ["done", "done"]
+
+    logs.pop(0)
+    rerun = start()
+    rerun.wait(900)
+    rerun.out.close()
+    again = log()
+    assert rerun.returncode == 0, again[-5000:]
+    for name in nodes[:2]:
+        assert node_record(cluster, name)["status"] == "done", node_record(cluster, name)
+        assert not cluster.core.read_node(name).spec.unschedulable
+    assert cluster.coordination.read_namespaced_lease("kubeops-node-maintenance", namespace).spec.holder_identity is None

@@ -3,6 +3,8 @@
 
 - two rollouts started at once: exactly one proceeds, the other is refused naming the holder;
 - a rollout whose holder died (Lease expired, a node left mid-way) is taken over;
+- a rollout started while another holds the lock waits (saying for whom) and starts after the
+  release; it dies, and a third, waiting, takes over once its Lease runs out; never two at once;
 - ``ansible-playbook`` killed with SIGKILL at each phase in turn: every re-run with the same
   rollout id resumes from the node's record and the last one ends with every node done, no pod
   evicted twice and the workload never below its PDB;
@@ -11,6 +13,7 @@
 """
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -175,6 +178,120 @@ def test_a_dead_rollouts_expired_lock_and_half_done_node_are_taken_over(cluster,
     after = cluster.core.read_node(node)
     assert not after.spec.unschedulable, "the dead rollout's record says the node was not cordoned before"
     assert not [t for t in after.spec.taints or [] if t.key == taint["key"]], "the dead rollout's taint is gone"
+    assert lease_holder(cluster, namespace) is None
+
+
+class RecordWatcher(threading.Thread):
+    """Samples the maintenance records of ``nodes``; ``overlaps`` keeps every sample in which two
+    rollouts had a node in progress at the same time."""
+
+    def __init__(self, cluster, nodes):
+        super().__init__(daemon=True)
+        self.cluster, self.nodes = cluster, nodes
+        self.samples, self.overlaps = 0, []
+        self.halt = threading.Event()
+
+    def run(self):
+        while not self.halt.is_set():
+            records = {node: record(self.cluster, node) for node in self.nodes}
+            busy = {rec.get("rollout") for rec in records.values() if rec.get("status") == "in_progress"}
+            if len(busy) > 1:
+                self.overlaps.append(records)
+            self.samples += 1
+            self.halt.wait(0.2)
+
+    def stop(self):
+        self.halt.set()
+        self.join(10)
+
+
+def rollout_spans(cluster, nodes):
+    """{rollout id: (first, last)} over the rollout's Events on ``nodes``, in epoch seconds (the
+    Event's name carries the nanoseconds it was made at)."""
+    spans = {}
+    for node in nodes:
+        for event in cluster.core.list_namespaced_event(
+                "default", field_selector="involvedObject.name=%s" % node).items:
+            words = (event.message or "").split()
+            if event.reporting_component != "kubeops-node-maintenance" or words[:2] != ["kubeops", "rollout"]:
+                continue
+            rollout_id = words[2].rstrip(":")
+            made = int(event.metadata.name.rsplit(".", 1)[1], 16) / 1e9
+            first, last = spans.get(rollout_id, (made, made))
+            spans[rollout_id] = (min(first, made), max(last, made))
+    return spans
+
+
+def test_a_rollout_waits_for_the_lock_and_takes_over_from_a_dead_holder(cluster, namespace, rollout):
+    """beta waits while alpha holds the lock (alpha maintains the first node) and starts when alpha
+    releases it; beta dies on the first node, and gamma, waiting, takes the lock once beta's Lease
+    runs out and finishes that node. Never two rollouts at once; the first node, which an operator
+    had cordoned, stays cordoned through all three."""
+    replicas = 4
+    cluster.apps.create_namespaced_deployment(namespace, deployment("web", replicas, rollout.pool))
+    cluster.policy.create_namespaced_pod_disruption_budget(namespace, {
+        "apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "web"},
+        "spec": {"minAvailable": replicas - 1, "selector": {"matchLabels": {"app": "web"}}}})
+    wait_for("web ready", lambda: sum(1 for p in cluster.core.list_namespaced_pod(namespace).items
+                                      if is_ready(p)) == replicas)
+    first, second = rollout.nodes[:2]
+    cluster.core.patch_node(first, {"spec": {"unschedulable": True}})  # the operator's, before any rollout
+    pods, records = PodWatcher(cluster, namespace), RecordWatcher(cluster, rollout.nodes[:2])
+    pods.start()
+    records.start()
+    try:
+        alpha = rollout.start("alpha", node_maintenance_hosts="first_only")
+        wait_for("alpha to hold the lock", lambda: alpha.poll() is not None or lease_holder(cluster, namespace) == "alpha")
+        # beta's Lease lasts 10 s: once beta is dead, the lock is free 10 s after its last renewal.
+        beta = rollout.start("beta", node_maintenance_lock_wait_timeout=600, node_maintenance_lock_duration_seconds=10)
+        alpha = rollout.finish(alpha)
+        assert alpha.returncode == 0, alpha.stdout_text[-5000:]
+        wait_for("beta to take the lock and start on %s" % first,
+                 lambda: beta.poll() is not None or record(cluster, first).get("rollout") == "beta",
+                 timeout=300, interval=0.05)
+        assert beta.poll() is None, rollout.finish(beta).stdout_text[-5000:]
+        killed_at = time.time()
+        os.killpg(beta.pid, signal.SIGKILL)
+        beta = rollout.finish(beta)
+        assert lease_holder(cluster, namespace) == "beta"
+        gamma = rollout.finish(rollout.start("gamma", node_maintenance_lock_wait_timeout=300,
+                                             node_maintenance_hosts="first_only"))
+    finally:
+        pods.stop()
+        records.stop()
+    assert gamma.returncode == 0, gamma.stdout_text[-5000:]
+
+    # The waiting rollouts said whom they waited for.
+    assert re.search(r"%s: waiting up to 600s for the maintenance lock: lease %s/%s is held by 'alpha'"
+                     % (first, namespace, LOCK), beta.stdout_text), beta.stdout_text[-5000:]
+    waited = r"waited [0-9.]+s for the maintenance lock: lease %s/%s held by '%s'"
+    assert re.search(waited % (namespace, LOCK, "alpha"), beta.stdout_text), beta.stdout_text[-5000:]
+    # beta may have read the first node's record while alpha worked on it; it decided again under
+    # the lock, so it did not take the node over from alpha, which had finished it.
+    decisions = re.findall(r'"msg": "%s: (starting|taking over from rollout \w+)' % re.escape(first), beta.stdout_text)
+    assert decisions and decisions[-1] == "starting", (decisions, beta.stdout_text[-5000:])
+    # gamma waited for beta's Lease to run out (or, started slowly, found it run out already).
+    assert re.search(r"took over lease \S+ from 'beta' \([^)]*\), whose claim had expired", gamma.stdout_text), \
+        gamma.stdout_text[-5000:]
+    assert "waited" not in gamma.stdout_text or re.search(waited % (namespace, LOCK, "beta"), gamma.stdout_text)
+    assert "%s: taking over from rollout beta, which left it in phase" % first in gamma.stdout_text, \
+        gamma.stdout_text[-5000:]
+
+    # One rollout at a time: by the Events each one posted on the nodes, and by the sampled records.
+    spans = rollout_spans(cluster, rollout.nodes[:2])
+    assert set(spans) == {"alpha", "beta", "gamma"}, spans
+    assert spans["alpha"][1] < spans["beta"][0], "beta touched a node before alpha finished: %s" % spans
+    assert spans["beta"][1] < killed_at < spans["gamma"][0], "gamma started before beta died: %s" % spans
+    assert records.samples > 20 and not records.overlaps, records.overlaps[:3]
+    assert pods.minimum >= replicas - 1, "web fell to %d ready pods, below its PDB" % pods.minimum
+
+    assert (record(cluster, first)["rollout"], record(cluster, first)["status"]) == ("gamma", "done")
+    assert record(cluster, second) == {}, "beta died before the second node, which alpha and gamma did not have"
+    assert cluster.core.read_node(first).spec.unschedulable, "the operator's cordon was lifted"
+    assert not cluster.core.read_node(second).spec.unschedulable
+    for name in (first, second):
+        taints = cluster.core.read_node(name).spec.taints or []
+        assert not [t for t in taints if t.key.startswith("maintenance.kubeops.io")], (name, taints)
     assert lease_holder(cluster, namespace) is None
 
 
