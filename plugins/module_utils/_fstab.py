@@ -287,6 +287,34 @@ def remove_entries(lines: Sequence[FstabLine], mount_point: str) -> Tuple[List[F
     return _renumber(keep), FstabChange("removed", None, removed)
 
 
+# Sources that name a filesystem (or partition) rather than a device path: libmount's tags.
+FILESYSTEM_TAGS = ("UUID", "LABEL", "PARTUUID", "PARTLABEL")
+
+
+def source_tag(spec: str) -> Optional[str]:
+    """The tag (UUID, LABEL, ...) of a ``TAG=value`` source, None for a path or anything else."""
+    tag, sep, dummy = spec.partition("=")
+    return tag.upper() if sep and tag.upper() in FILESYSTEM_TAGS else None
+
+
+def line_for_another_filesystem(
+    lines: Sequence[FstabLine],
+    mount_point: str,
+    same_device: Callable[[str], bool],
+) -> Optional[FstabLine]:
+    """The line that mounts another filesystem on ``mount_point``, by tag, or None.
+
+    A line ``UUID=X /data ...`` says which filesystem belongs on /data. When the device we were
+    given does not carry X (``same_device`` says so), that device is not the data disk: it was
+    detached, or its name now belongs to another disk. Replacing the line would make the next
+    boot mount the wrong disk there. A line naming a device path says nothing about the
+    filesystem, so it is not counted here."""
+    for line in entries_for(lines, mount_point):
+        if source_tag(line.entry.spec) and not same_device(line.entry.spec):
+            return line
+    return None
+
+
 def entries_for(lines: Sequence[FstabLine], mount_point: str) -> List[FstabLine]:
     target = normalize_mount_point(mount_point)
     return [line for line in lines if line.entry and normalize_mount_point(line.entry.file) == target]

@@ -19,6 +19,13 @@ description:
     O(fstype), or a partition table, or when O(path) is already mounted from another device, the
     module fails, says what it found, and changes nothing. The one exception is
     O(format_if_blank=true), which runs C(mkfs) only when C(blkid) finds no signature at all.
+  - When fstab already mounts a filesystem on O(path) by C(UUID=), C(LABEL=), C(PARTUUID=) or
+    C(PARTLABEL=) and the device does not carry it, the module fails and changes nothing. The data
+    disk is then detached, or its device name belongs to another disk now (a reboot without the
+    volume renames the disks after it). Remove that line first (O(state=absent)) to put another
+    filesystem there on purpose.
+  - A dropped connection (C(SIGHUP)) does not stop the module half way; it finishes, or puts the
+    files back as it would have anyway.
   - Edits keep every byte of the files they do not own. In fstab, only the one line for O(path) (or
     for this device) is added or replaced in place, keeping its column layout and trailing comment;
     comments, spacing and C(\040) escapes elsewhere stay as they were. In C(daemon.json), a legacy
@@ -292,6 +299,7 @@ backup_files:
 """
 
 import os
+import signal
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -350,11 +358,13 @@ def _identify(host, device_param, fstype, format_if_blank):
     if tag:
         device = host.find_device(tag, value)
         if not device:
-            raise RemountError("no device with %s=%s was found (blkid); nothing was changed" % (tag, value))
+            raise RemountError("no device with %s=%s was found (blkid; is the disk attached?); nothing was "
+                               "changed" % (tag, value))
     else:
         device = device_param
     if not host.device_exists(device):
-        raise RemountError("%s does not exist or is not a block device; nothing was changed" % device)
+        raise RemountError("%s does not exist or is not a block device (is the disk attached? `lsblk` lists the "
+                           "disks); nothing was changed" % device)
     found = host.probe(device)
     if tag and not _tag_matches(tag, value, found):
         raise RemountError(
@@ -378,6 +388,14 @@ def _identify(host, device_param, fstype, format_if_blank):
         "device name and fstype. Nothing was changed"
         % (device, found["TYPE"], found.get("UUID"), ", LABEL=%s" % found["LABEL"] if "LABEL" in found else "", fstype),
         found=found)
+
+
+def _describe_found(found):
+    if not found:
+        return "no filesystem"
+    if "TYPE" not in found:
+        return "no filesystem (%s)" % ", ".join("%s=%s" % kv for kv in sorted(found.items()))
+    return "%s UUID=%s%s" % (found["TYPE"], found.get("UUID"), ", LABEL=%s" % found["LABEL"] if "LABEL" in found else "")
 
 
 def _tag_matches(tag, value, found):
@@ -495,8 +513,18 @@ class Remount:
         entry = _fstab.FstabEntry(
             _fstab_spec(p["identify_by"], device, found, needs_format),
             self.path, p["fstype"], p["opts"], p["dump"], p["passno"])
+        same_device = _same_device_predicate(self.host, device, found)
+        other = _fstab.line_for_another_filesystem(lines, self.path, same_device)
+        if other is not None:
+            raise RemountError(
+                "%s line %d mounts %s on %s, but %s holds %s: another filesystem. The data disk may be "
+                "detached, or its device name may now belong to another disk (`lsblk -f` shows the disks "
+                "attached). Attach the data disk, or correct device; nothing was changed. To put another "
+                "filesystem on %s on purpose, remove its line first (state=absent)"
+                % (p["fstab"], other.number, other.entry.spec, self.path, device, _describe_found(found), self.path),
+                found=found)
         try:
-            new_lines, change = _fstab.set_entry(lines, entry, _same_device_predicate(self.host, device, found))
+            new_lines, change = _fstab.set_entry(lines, entry, same_device)
         except _fstab.FstabError as exc:
             raise RemountError("%s: %s; nothing was changed" % (p["fstab"], exc))
         planned = _file_edit.PlannedFile("fstab", p["fstab"], before, _encode(_fstab.render_fstab(new_lines)))
@@ -709,6 +737,9 @@ class Remount:
 
 
 def main():
+    # A dropped SSH connection hangs up the module's terminal. Dying then could leave fstab
+    # written and the mount or the runtime config not done; the run is short, so finish it.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     remount = Remount(module, HostSystem(module))
     try:

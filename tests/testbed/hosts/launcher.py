@@ -278,7 +278,9 @@ class Launcher:
              os.path.join(info["image_dir"], "root.qcow2"), overlay], "qemu-img create (root overlay)")
 
     # --- running it ----------------------------------------------------------------------------
-    def qemu_argv(self, info):
+    def qemu_argv(self, info, data_disk=True):
+        """QEMU's argv; ``data_disk=False`` leaves the data disk out (the seed disk then comes
+        right after the root disk, so the guest names it /dev/vdb)."""
         image = info["image_dir"]
         relay = "%s %s %s %d" % (sys.executable, os.path.join(HERE, "apiserver-relay.py"),
                                  info["api_host"], info["api_port"])
@@ -286,6 +288,8 @@ class Launcher:
             raise TestbedError("paths with commas cannot go into QEMU's -netdev option: %s" % relay)
         netdev = ("user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:%d-:22,guestfwd=tcp:%s:%d-cmd:%s"
                   % (info["ssh_port"], GUEST_API_ADDRESS, GUEST_API_PORT, relay))
+        data = ["-drive", "file=data.qcow2,if=none,id=data,format=qcow2",
+                "-device", "virtio-blk-pci,drive=data,serial=kubeops-data"] if data_disk else []
         return [
             shutil.which("qemu-system-x86_64") or "qemu-system-x86_64",
             "-name", "kubeops-testbed-" + info["name"],
@@ -297,8 +301,7 @@ class Launcher:
             # The overlay is thrown away on reimage: skip host flushes. The data disk stays safe.
             "-drive", "file=root.qcow2,if=none,id=root,format=qcow2,cache=unsafe",
             "-device", "virtio-blk-pci,drive=root,serial=kubeops-root",
-            "-drive", "file=data.qcow2,if=none,id=data,format=qcow2",
-            "-device", "virtio-blk-pci,drive=data,serial=kubeops-data",
+        ] + data + [
             "-drive", "file=seed.img,if=none,id=seed,format=raw,readonly=on",
             "-device", "virtio-blk-pci,drive=seed,serial=kubeops-seed",
             "-netdev", netdev, "-device", "virtio-net-pci,netdev=net0",
@@ -309,15 +312,18 @@ class Launcher:
             "-display", "none", "-pidfile", "qemu.pid", "-daemonize",
         ]
 
-    def start(self, name):
+    def start(self, name, data_disk=True, keep_port=False):
+        """Boot the host. ``data_disk=False`` boots it without its data disk, as a machine whose
+        volume was detached while it was down (q35 has no hot-unplug on its root bus, where the
+        disks sit: QEMU refuses ``device_del`` there with "Bus 'pcie.0' does not support hotplugging")."""
         info = self.info(name)
         if self.pid(name):
             return info
         hdir = self.host_dir(name)
-        if not _port_free(info["ssh_port"]):
+        if not _port_free(info["ssh_port"], reuse=keep_port):
             info["ssh_port"] = free_port()
         self._write_seed(info)
-        argv = self.qemu_argv(info)
+        argv = self.qemu_argv(info, data_disk=data_disk)
         with open(os.path.join(hdir, "qemu.log"), "a") as qlog:
             qlog.write("\n# %s %s\n" % (time.strftime("%Y-%m-%dT%H:%M:%S"), " ".join(map(shlex.quote, argv))))
             qlog.flush()
@@ -325,9 +331,11 @@ class Launcher:
         if res.returncode != 0 or not self.pid(name):
             raise TestbedError("starting QEMU for %s failed; see %s" % (name, os.path.join(hdir, "qemu.log")))
         info["started"] = time.time()
+        info["data_disk"]["attached"] = data_disk
         self.save(info)
         self.write_inventory()
-        log("%s: started (pid %d, ssh 127.0.0.1:%d)" % (name, self.pid(name), info["ssh_port"]))
+        log("%s: started (pid %d, ssh 127.0.0.1:%d%s)" % (name, self.pid(name), info["ssh_port"],
+                                                          "" if data_disk else ", data disk detached"))
         return info
 
     def up(self, name, data_size=DEFAULT_DATA_SIZE, labels=None):
@@ -369,6 +377,13 @@ class Launcher:
             _wait_gone(pid, 10)
         log("%s: stopped (pid %d)" % (name, pid))
         return True
+
+    def power_cycle(self, name, data_disk=True, graceful=False):
+        """Power the host off (default: at once, QEMU terminated) and boot it again, with or
+        without its data disk: a cloud machine stopped and started, its volume detached or back.
+        It keeps its SSH port, so a controller waiting for it (a reboot in progress) finds it."""
+        self.stop(name, graceful=graceful)
+        return self.start(name, data_disk=data_disk, keep_port=True)
 
     def reset(self, name):
         """Hard reset, as a power cycle: no shutdown in the guest."""
@@ -459,8 +474,12 @@ class Launcher:
         return rows
 
 
-def _port_free(port):
+def _port_free(port, reuse=False):
+    """Whether 127.0.0.1:port can be bound; ``reuse`` binds as QEMU's forwarding does (SO_REUSEADDR),
+    so the connections of a QEMU just killed, left in TIME_WAIT, do not count."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        if reuse:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
             return True
@@ -511,6 +530,9 @@ def main(argv=None):
         p.add_argument("names", nargs="*", help="default: all hosts of the state directory")
         if action in ("stop", "reimage"):
             p.add_argument("--force", action="store_true", help="no clean power-off: kill QEMU")
+        if action == "start":
+            p.add_argument("--without-data-disk", action="store_true",
+                           help="boot without the data disk (as if its volume were detached)")
     sub.add_parser("status")
     sub.add_parser("inventory", help="print the inventory path")
     sub.add_parser("build-image", help="build the image if needed and print its directory")
@@ -544,7 +566,7 @@ def main(argv=None):
                 launcher.stop(name, graceful=not args.force)
         elif args.action == "start":
             for name in names:
-                launcher.start(name)
+                launcher.start(name, data_disk=not args.without_data_disk)
         elif args.action == "reimage":
             for name in names:
                 launcher.reimage(name, graceful=not args.force)

@@ -270,3 +270,25 @@ def test_two_space_style_is_followed():
     new, change = set_entry(parse_fstab(text), DATA, never)
     assert change.line == "UUID=11111111-2222-4333-8444-555555555555  /data  ext4  defaults,nofail  0  2"
     assert render_fstab(new) == text + change.line + "\n"
+
+
+# --- a mount point whose line names another filesystem ----------------------------------------------
+
+@pytest.mark.parametrize("spec", ["UUID=11111111-2222-4333-8444-555555555555", "LABEL=kdata", "label=kdata",
+                                  "PARTUUID=0a0b0c0d-01", "PARTLABEL=data"])
+def test_a_line_naming_another_filesystem_on_the_mount_point_is_found(spec):
+    text = DEBIAN + "%s /data/ ext4 defaults,nofail 0 2\n" % spec
+    line = _fstab.line_for_another_filesystem(parse_fstab(text), "/data", never)
+    assert line is not None and line.entry.spec == spec and line.number == len(DEBIAN.splitlines()) + 1
+
+
+def test_a_line_naming_this_filesystem_or_a_device_path_is_not_another_filesystem():
+    lines = parse_fstab(DEBIAN + "UUID=11111111-2222-4333-8444-555555555555 /data ext4 defaults 0 2\n"
+                        "/dev/vdc /scratch ext4 defaults 0 2\n")
+    assert _fstab.line_for_another_filesystem(lines, "/data", lambda spec: spec.startswith("UUID=1111")) is None
+    # a device path says nothing about the filesystem: set_entry may replace it as before
+    assert _fstab.line_for_another_filesystem(lines, "/scratch", never) is None
+    # no line for the mount point at all
+    assert _fstab.line_for_another_filesystem(lines, "/srv", never) is None
+    assert _fstab.source_tag("uuid=x") == "UUID" and _fstab.source_tag("/dev/disk/by-uuid/x") is None
+    assert _fstab.source_tag("tmpfs") is None and _fstab.source_tag("//nas/share=x") is None

@@ -263,6 +263,26 @@ def test_missing_device_is_refused(env):
     _refused(env, ["no device with UUID=nope"], device="UUID=nope")
 
 
+def test_missing_device_says_to_attach_it(env):
+    _refused(env, ["/dev/vdz does not exist", "is the disk attached?"], device="/dev/vdz")
+
+
+@pytest.mark.parametrize("spec", ["UUID=%s" % OTHER_UUID, "LABEL=old-data"])
+def test_fstab_naming_another_filesystem_on_the_mount_point_is_refused(env, spec):
+    """The data disk came back missing and its name now belongs to another disk: fstab must keep
+    naming the data disk, or the next boot mounts the wrong one on the mount point."""
+    env.fstab.write_text(FSTAB + "%s %s ext4 defaults,nofail 0 2\n" % (spec, env.mnt))
+    result = _refused(env, ["line 5 mounts %s on %s" % (spec, env.mnt), "/dev/vdb holds ext4 UUID=%s, LABEL=data" % UUID,
+                            "another filesystem", "detached", "nothing was changed", "state=absent"])
+    assert result["found"]["UUID"] == UUID
+
+
+def test_fstab_naming_another_filesystem_is_refused_before_formatting_a_blank_disk(env):
+    env.fstab.write_text(FSTAB + "UUID=%s %s ext4 defaults,nofail 0 2\n" % (OTHER_UUID, env.mnt))
+    env.host.devices["/dev/vdb"] = {}
+    _refused(env, ["mounts UUID=%s" % OTHER_UUID, "/dev/vdb holds no filesystem", "detached"], format_if_blank=True)
+
+
 def test_mount_point_mounted_from_another_device_is_refused(env):
     env.host.mounts[env.mnt] = {"source": "/dev/vdc", "target": env.mnt, "fstype": "ext4", "maj:min": "254:32", "fsroot": "/"}
     result = _refused(env, ["already mounted from /dev/vdc", "not from /dev/vdb"])
