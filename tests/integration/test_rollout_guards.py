@@ -9,6 +9,7 @@ import re
 import socket
 import threading
 import time
+import urllib.parse
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -58,24 +59,23 @@ def lock_holder(cluster, namespace):
         raise
 
 
-class Receiver:
-    """A webhook receiver on 127.0.0.1: records every request; answers each with the next of
-    ``statuses`` (then 200)."""
+class JSONServer:
+    """An HTTP server on 127.0.0.1 that records every GET and POST (method, path, headers, body,
+    status) and answers it with the JSON of ``self.answer(request)``, a ``(status, body)``."""
 
-    def __init__(self, statuses=()):
+    def __init__(self):
         self.requests = []
-        self.statuses = list(statuses)
-        receiver = self
+        owner = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def _answer(self):
                 length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length).decode() if length else ""
-                status = receiver.statuses.pop(0) if receiver.statuses else 200
-                receiver.requests.append({"method": self.command, "path": self.path, "headers": dict(self.headers),
-                                          "body": body, "status": status})
-                payload = json.dumps({"health": "true"} if status == 200 else {"health": "false"}).encode()
-                self.send_response(status)
+                request = {"method": self.command, "path": self.path, "headers": dict(self.headers),
+                           "body": self.rfile.read(length).decode() if length else ""}
+                request["status"], answer = owner.answer(request)
+                owner.requests.append(request)
+                payload = json.dumps(answer).encode()
+                self.send_response(request["status"])
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
@@ -91,12 +91,27 @@ class Receiver:
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
-    def bodies(self):
-        return [json.loads(r["body"]) for r in self.requests if r["method"] == "POST" and r["status"] == 200]
+    def answer(self, request):
+        raise NotImplementedError
 
     def close(self):
         self.server.shutdown()
         self.server.server_close()
+
+
+class Receiver(JSONServer):
+    """A webhook receiver: answers each request with the next of ``statuses`` (then 200)."""
+
+    def __init__(self, statuses=()):
+        self.statuses = list(statuses)
+        super().__init__()
+
+    def answer(self, request):
+        status = self.statuses.pop(0) if self.statuses else 200
+        return status, {"health": "true"} if status == 200 else {"health": "false"}
+
+    def bodies(self):
+        return [json.loads(r["body"]) for r in self.requests if r["method"] == "POST" and r["status"] == 200]
 
 
 @pytest.fixture
@@ -120,6 +135,47 @@ def closed_port_url():
     return "http://127.0.0.1:%d/hook" % port
 
 
+class Prometheus(JSONServer):
+    """A stand-in for a Prometheus server: ``/api/v1/query`` (GET or POST, as the HTTP API takes it)
+    answers with the next of ``answers``, the last one repeating; each is ``(HTTP status, JSON body)``
+    in the format of Prometheus' docs/querying/api.md. Each request also records its ``query``."""
+
+    def __init__(self, answers):
+        self.answers = list(answers)
+        super().__init__()
+
+    def answer(self, request):
+        request["path"], _sep, url_query = request["path"].partition("?")
+        form = urllib.parse.parse_qs(request["body"] if request["method"] == "POST" else url_query)
+        request["query"] = (form.get("query") or [None])[0]
+        if request["path"] != "/api/v1/query":
+            return 404, {"status": "error", "errorType": "not_found", "error": request["path"]}
+        return self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+
+
+def prometheus_vector(*series):
+    """An instant query's success answer: a vector of (labels, value) series."""
+    return 200, {"status": "success", "data": {"resultType": "vector", "result": [
+        {"metric": labels, "value": [round(time.time(), 3), value]} for labels, value in series]}}
+
+
+PROMETHEUS_TIMEOUT = (503, {"status": "error", "errorType": "timeout",
+                            "error": "query timed out in expression evaluation"})
+
+
+@pytest.fixture
+def prometheus():
+    started = []
+
+    def _start(*answers):
+        started.append(Prometheus(answers))
+        return started[-1]
+
+    yield _start
+    for item in started:
+        item.close()
+
+
 @pytest.fixture
 def pool(cluster, namespace, make_node, run_playbook, tmp_path):
     """``pool(n, maintained)``: n kwok nodes labelled with this test's pool, the first ``maintained``
@@ -132,7 +188,7 @@ def pool(cluster, namespace, make_node, run_playbook, tmp_path):
         inventory.write_text("[k8s_nodes]\n" + "".join(
             "%s ansible_host=127.0.0.1 ansible_port=1\n" % name for name in nodes[:maintained]))
 
-        def run(rollout_id, **extra):
+        def run(rollout_id, _args=(), **extra):
             extra_vars = {"node_maintenance_rollout_id": rollout_id, "node_maintenance_action": "none",
                           "node_maintenance_lock_namespace": namespace,
                           "node_maintenance_report_dir": str(tmp_path / "reports"),
@@ -140,7 +196,7 @@ def pool(cluster, namespace, make_node, run_playbook, tmp_path):
                           "node_maintenance_ready_timeout": 60, "node_maintenance_connect_timeout": 3,
                           "node_maintenance_preflight_fail_on": ["capacity"]}
             extra_vars.update(extra)
-            return run_playbook(PLAYBOOK, extra_vars=extra_vars, inventory=str(inventory))
+            return run_playbook(PLAYBOOK, extra_vars=extra_vars, inventory=str(inventory), args=_args)
 
         run.nodes = nodes
         run.report = lambda rollout_id: json.loads((tmp_path / "reports" / rollout_id / "report.json").read_text())
@@ -302,6 +358,68 @@ def test_min_ready_guard_refuses_the_second_node_when_the_pool_is_short(cluster,
     assert untouched(cluster, first) and untouched(cluster, second)
 
 
+def test_a_prometheus_query_guard_holds_the_rollout_while_alerts_fire(cluster, namespace, pool, prometheus):
+    rollout = pool(2, 1)
+    target = rollout.nodes[0]
+    secret = "prom-token-%s" % namespace
+    query = 'ALERTS{alertstate="firing",severity="critical"}'
+    firing = prometheus_vector(
+        ({"__name__": "ALERTS", "alertname": "EtcdMembersDown", "alertstate": "firing", "severity": "critical"}, "1"),
+        ({"__name__": "ALERTS", "alertname": "KubeAPIErrorBudgetBurn", "alertstate": "firing",
+          "severity": "critical", "long": "1h"}, "1"))
+    guard = {"node_maintenance_guard_prometheus_query": query,
+             "node_maintenance_guard_prometheus_headers": {"Authorization": "Bearer " + secret}}
+
+    def unquoted(res):
+        return (res.stdout + res.stderr).replace('\\"', '"')
+
+    # critical alerts fire: refused before anything changes, naming the query and what it returned
+    server = prometheus(firing)
+    refused = rollout("prom", _args=("-vvv",), node_maintenance_guard_prometheus_url=server.url + "/", **guard)
+    assert refused.returncode != 0
+    out = unquoted(refused)
+    assert "cluster guard prometheus_query refused node %s" % target in out, refused.stdout[-4000:]
+    assert "Prometheus query %s at %s/: returned 2 series" % (query, server.url) in out
+    assert 'ALERTS{alertname="EtcdMembersDown",alertstate="firing",severity="critical"} = 1' in out
+    assert "Nothing was changed on the node: a cluster guard refused it" in out
+    assert untouched(cluster, target) and lock_holder(cluster, namespace) is None
+    node = rollout.report("prom")["nodes"][0]
+    assert node["status"] == "failed" and node["failed_phase"] == "guards"
+    assert node["guards"] == {"prometheus_query": "fail"}, node
+    assert [(r["method"], r["path"], r["query"]) for r in server.requests] == [("GET", "/api/v1/query", query)]
+    assert server.requests[0]["headers"].get("Authorization") == "Bearer " + secret
+    assert secret not in refused.stdout and secret not in refused.stderr, "the bearer token was printed (-vvv)"
+
+    # Prometheus fails to answer (its query timeout; retried within the wait timeout), and nothing
+    # listens: refusals, nothing changed
+    failing = prometheus(PROMETHEUS_TIMEOUT)
+    refused = rollout("prom", node_maintenance_guard_prometheus_url=failing.url,
+                      node_maintenance_guard_wait_timeout=5, **guard)
+    assert refused.returncode != 0
+    out = unquoted(refused)
+    assert "(waited node_maintenance_guard_wait_timeout 5s)" in out, refused.stdout[-4000:]
+    assert "HTTP 503, timeout: query timed out in expression evaluation" in out
+    assert len(failing.requests) == 2 and untouched(cluster, target)
+    refused = rollout("prom", node_maintenance_guard_prometheus_url=closed_port_url().rsplit("/", 1)[0], **guard)
+    assert refused.returncode != 0
+    out = unquoted(refused)
+    assert "(asked once, node_maintenance_guard_wait_timeout is 0)" in out, refused.stdout[-4000:]
+    assert "no answer (" in out and "Connection refused" in out, refused.stdout[-4000:]
+    assert untouched(cluster, target)
+    assert secret not in out
+
+    # the alerts resolve while the guard waits (POST this time): the node is maintained
+    resolving = prometheus(firing, prometheus_vector())
+    res = rollout("prom", node_maintenance_guard_prometheus_url=resolving.url,
+                  node_maintenance_guard_prometheus_method="POST", node_maintenance_guard_wait_timeout=30, **guard)
+    assert res.returncode == 0, res.stdout[-6000:]
+    node = rollout.report("prom")["nodes"][0]
+    assert node["status"] == "done" and node["guards"] == {"prometheus_query": "pass"}, node
+    assert [(r["method"], r["query"]) for r in resolving.requests] == [("POST", query), ("POST", query)]
+    assert not cluster.core.read_node(target).spec.unschedulable
+    assert secret not in res.stdout and secret not in res.stderr
+
+
 # ------------------------------------------------------------------------------------------------
 # hooks and webhook
 # ------------------------------------------------------------------------------------------------
@@ -349,15 +467,49 @@ def test_hooks_run_in_order_and_the_webhook_gets_every_phase_without_the_secret(
     for name in (first, second):
         mine = [(b["phase"], b["status"]) for b in bodies if b["node"] == name]
         assert mine == [("preflight", "done"), ("drain", "done"), ("action", "done"), ("return", "done"),
-                        ("verify", "done"), ("done", "done")], mine
+                        ("verify", "done"), ("after_node_hook", "done"), ("done", "done")], mine
     assert (bodies[-1]["node"], bodies[-1]["phase"], bodies[-1]["status"]) == (None, "rollout", "finished")
     done = [b for b in bodies if b["node"] == first and b["phase"] == "done"][0]
     assert done["cluster"] == "test-cluster" and done["rollout"] == "notified" and done["action"] == "none"
-    assert set(done["durations"]) == {"preflight", "drain", "action", "return", "verify"}
+    assert set(done["durations"]) == {"preflight", "drain", "action", "return", "verify", "after_node_hook"}
     assert done["elapsed_seconds"] > 0 and done["timestamp"].endswith("Z")
     assert {r["headers"].get("Authorization") for r in hook.requests} == {"Bearer " + secret}
     assert all(secret not in r["body"] for r in hook.requests)
     assert secret not in res.stdout and secret not in res.stderr
+
+
+def test_a_failing_after_node_hook_is_recorded_as_that_with_the_node_back_in_service(cluster, pool, tmp_path):
+    rollout = pool(2, 1)
+    target = rollout.nodes[0]
+    fixed = tmp_path / "fixed"
+    hook = tmp_path / "after_node.yml"
+    hook.write_text("- name: Post-maintenance check\n  ansible.builtin.command: test -e %s\n"
+                    "  delegate_to: localhost\n  changed_when: false\n" % fixed)
+
+    res = rollout("hooked", node_maintenance_hook_after_node=str(hook))
+    assert res.returncode != 0
+    record = node_record(cluster, target)
+    assert (record["phase"], record["status"]) == ("after_node_hook", "failed"), record
+    assert record["message"].startswith("Post-maintenance check: "), record["message"]
+    assert record["phases"]["verify"]["status"] == "done", "the health gate passed before the hook"
+    node = cluster.core.read_node(target)
+    assert not node.spec.unschedulable, "the node is back in service: only the hook failed"
+    assert not [t for t in node.spec.taints or [] if t.key.startswith("maintenance.kubeops.io")]
+    assert "The node's maintenance itself finished: it is back in service" in res.stdout, res.stdout[-4000:]
+    assert "left cordoned" not in res.stdout
+    failed = [e for e in events(cluster, target) if e.reason == "MaintenanceFailed"]
+    assert failed and "stopped at phase after_node_hook" in failed[-1].message
+    report = rollout.report("hooked")["nodes"][0]
+    assert (report["status"], report["failed_phase"]) == ("failed", "after_node_hook")
+
+    # the hook's cause fixed, a re-run resumes at the hook: health gate, hook, done; no second drain
+    fixed.write_text("")
+    res = rollout("hooked", node_maintenance_hook_after_node=str(hook))
+    assert res.returncode == 0, res.stdout[-6000:]
+    report = rollout.report("hooked")["nodes"][0]
+    assert (report["status"], report["resumed_from"]) == ("done", "after_node_hook"), report
+    assert set(report["phases"]) == {"verify", "after_node_hook"}, report["phases"]
+    assert node_record(cluster, target)["status"] == "done"
 
 
 def test_a_webhook_that_is_down_does_not_fail_the_rollout_unless_required(cluster, namespace, pool):
@@ -460,6 +612,86 @@ def test_a_stuck_drain_escalates_to_deleting_when_opted_in(cluster, namespace, p
     assert escalated and pod.metadata.name in escalated[0].message and escalated[0].type == "Warning"
     assert "drain stage 2 (delete" in rollout.report_md("escalated")
     wait_ready_pods(cluster, namespace, "db", 1)
+
+
+def owners(cluster, namespace, app):
+    """The ReplicaSet names of an app's pods."""
+    pods = cluster.core.list_namespaced_pod(namespace, label_selector="app=%s" % app).items
+    return {ref.name for p in pods for ref in p.metadata.owner_references or [] if ref.kind == "ReplicaSet"}
+
+
+def moved(record):
+    return {(w["namespace"], w["owner_kind"], w["owner_name"]) for w in record.get("moved_workloads", [])}
+
+
+def pinned(cluster, namespace, target, spare, *apps, finalizers=None):
+    """Deployments of one replica each, scheduled onto ``target`` (the spare cordoned meanwhile)."""
+    cluster.core.patch_node(spare, {"spec": {"unschedulable": True}})
+    for app in apps:
+        body = deployment(app, 1, namespace)
+        if finalizers and app in finalizers:
+            body["spec"]["template"]["metadata"]["finalizers"] = finalizers[app]
+        cluster.apps.create_namespaced_deployment(namespace, body)
+    for app in apps:
+        assert wait_ready_pods(cluster, namespace, app, 1)[0].spec.node_name == target
+    cluster.core.patch_node(spare, {"spec": {"unschedulable": False}})
+
+
+def test_a_drain_that_timed_out_records_what_it_moved_for_the_resumed_health_gate(cluster, namespace, pool):
+    rollout = pool(2, 1)
+    target, spare = rollout.nodes
+    # web has no budget and is evicted at once; db's budget allows no eviction: the drain stops part-way
+    pinned(cluster, namespace, target, spare, "web", "db")
+    cluster.policy.create_namespaced_pod_disruption_budget(namespace, {
+        "apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "db"},
+        "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "db"}}}})
+    web_rs, db_rs = owners(cluster, namespace, "web"), owners(cluster, namespace, "db")
+
+    res = rollout("timed-out", node_maintenance_drain_timeout=8)
+    assert res.returncode != 0
+    record = node_record(cluster, target)
+    assert (record["phase"], record["status"]) == ("drain", "failed"), record
+    assert moved(record) == {(namespace, "ReplicaSet", name) for name in web_rs}, record.get("moved_workloads")
+    assert cluster.core.read_node(target).spec.unschedulable
+
+    # the budget relaxed, the re-run resumes at the drain: it moves db only, and its health gate also
+    # checks web, which only the first run's record remembers
+    cluster.policy.delete_namespaced_pod_disruption_budget("db", namespace)
+    res = rollout("timed-out")
+    assert res.returncode == 0, res.stdout[-6000:]
+    node = rollout.report("timed-out")["nodes"][0]
+    assert (node["status"], node["resumed_from"]) == ("done", "drain"), node
+    assert node["pods_evicted"] == 1 and node["workloads_checked"] == 2, node
+    assert moved(node_record(cluster, target)) == {(namespace, "ReplicaSet", name) for name in web_rs | db_rs}
+
+
+def test_an_escalated_drain_that_fails_at_its_final_timeout_records_the_pods_it_deleted(cluster, namespace, pool):
+    rollout = pool(2, 1)
+    target, spare = rollout.nodes
+    hold = "kubeops.test/hold"
+    # db's budget refuses eviction (stage 2 deletes it); held's pod never goes (a finalizer), so the
+    # drain is still not finished at the final timeout
+    pinned(cluster, namespace, target, spare, "db", "held", finalizers={"held": [hold]})
+    cluster.policy.create_namespaced_pod_disruption_budget(namespace, {
+        "apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "db"},
+        "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "db"}}}})
+    db_pod = wait_ready_pods(cluster, namespace, "db", 1)[0].metadata.name
+    db_rs = owners(cluster, namespace, "db")
+    try:
+        res = rollout("escalated-fails", node_maintenance_drain_timeout=5, node_maintenance_drain_final_timeout=12,
+                      node_maintenance_drain_escalate_delete=True)
+        assert res.returncode != 0
+        assert "not finished at the final timeout (12s)" in res.stdout, res.stdout[-4000:]
+        record = node_record(cluster, target)
+        assert (record["phase"], record["status"]) == ("drain", "failed"), record
+        assert {(namespace, "ReplicaSet", name) for name in db_rs} <= moved(record), record.get("moved_workloads")
+        stages = rollout.report("escalated-fails")["nodes"][0]["drain_stages"]
+        assert [s["stage"] for s in stages] == ["evict", "delete"]
+        assert "%s/%s" % (namespace, db_pod) in stages[1]["deleted"], stages
+        assert stages[1]["outcome"].startswith("still not drained at the final timeout"), stages
+    finally:
+        for pod in cluster.core.list_namespaced_pod(namespace, label_selector="app=held").items:
+            cluster.core.patch_namespaced_pod(pod.metadata.name, namespace, {"metadata": {"finalizers": None}})
 
 
 # ------------------------------------------------------------------------------------------------
