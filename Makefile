@@ -17,7 +17,7 @@ integration:       ## integration tests on the local control plane, without the 
 	$(PY) -m pytest -m "integration and not hosts" tests/integration
 
 faults:            ## the fault and abuse suite alone (pytest marker faults): API server outages, races, kills, fuzzing, bad input
-	$(PY) -m pytest -m faults tests/unit tests/integration
+	KUBEOPS_FUZZ_EXAMPLES=10000 $(PY) -m pytest -m faults tests/unit tests/integration
 
 lint:
 	PATH=$(VENV_BIN):$$PATH bash tests/lint.sh

@@ -269,7 +269,12 @@ class Bench:
             if running >= total_pods:
                 return time.monotonic() - started
             if time.monotonic() - started > 1800:
-                raise SystemExit("only %d of %d pods Running after 30 min" % (running, total_pods))
+                # The pods exist and are bound: the module lists and checks them whatever their phase,
+                # so measure anyway (the table's "running" column says how many were Running) rather
+                # than lose the step and the ones measured before it.
+                log("only %d of %d pods Running after 30 min (kwok is behind on a busy machine): "
+                    "measuring anyway" % (running, total_pods))
+                return time.monotonic() - started
             time.sleep(3)
 
 
