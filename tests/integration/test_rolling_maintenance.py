@@ -136,6 +136,7 @@ def test_rollout_keeps_workloads_within_their_pdbs_and_a_second_run_does_nothing
         assert recap and "changed=0 " in recap.group(1), "a re-run of a finished rollout changes nothing"
 
 
+@pytest.mark.faults  # also in the fault suite (make faults)
 def test_a_pdb_that_never_allows_eviction_stops_the_rollout_and_a_rerun_resumes(cluster, namespace, rollout):
     spare = rollout.nodes[2]
     # A single replica behind a PDB that allows no disruption, on one of the two nodes the
@@ -183,6 +184,7 @@ def test_a_pdb_that_never_allows_eviction_stops_the_rollout_and_a_rerun_resumes(
     assert not cluster.core.read_node(stuck).spec.unschedulable
 
 
+@pytest.mark.faults  # also in the fault suite (make faults)
 def test_an_unreachable_host_fails_after_the_drain_and_the_resumed_health_gate_checks_what_was_moved(
         cluster, namespace, rollout):
     cluster.apps.create_namespaced_deployment(namespace, deployment("web", 4, rollout.pool))

@@ -134,6 +134,7 @@ def test_rollout_reboots_and_remounts_each_host_within_the_pdb(cluster, namespac
         assert sh(pool, name, "cat /proc/sys/kernel/random/boot_id") == boot_ids[name], "a re-run rebooted %s" % name
 
 
+@pytest.mark.faults  # also in the fault suite (make faults)
 def test_a_host_that_does_not_come_back_stops_the_rollout_with_its_node_cordoned_and_explained(
         cluster, namespace, pool, run_playbook, tmp_path):
     """The host powers off instead of rebooting (as a host whose firmware hangs would): the reboot

@@ -314,6 +314,7 @@ def test_reboot_if_required_reboots_only_the_flagged_host_and_proves_its_data_di
     cluster.apps.delete_namespaced_deployment("web", namespace)
 
 
+@pytest.mark.faults  # also in the fault suite (make faults)
 def test_ssh_dropped_while_kubelet_and_docker_are_stopped_for_the_remount(cluster, namespace, hosts, tmp_path):
     """Issue 12: the controller loses the host between the stop and the start of the node's services."""
     started = time.monotonic()
@@ -437,6 +438,7 @@ def mount_data_disk(cluster, launcher, name):
     assert res.returncode == 0, res.stdout[-6000:] + res.stderr[-2000:]
 
 
+@pytest.mark.faults  # also in the fault suite (make faults)
 def test_a_data_disk_missing_after_the_reboot_stops_before_uncordon_and_loses_nothing(
         cluster, namespace, hosts, tmp_path):
     """Issue 12: the host comes back from its reboot without its data disk."""
