@@ -5,8 +5,11 @@ systemd, docker.io, kwok as ``kubelet.service``) join the session's control plan
 carry the ``hosts`` marker and run in the whole suite (``make test``); ``-m "not hosts"`` leaves
 them out of a quick loop and ``make test-hosts`` runs only them.
 """
+import contextlib
 import importlib.util
 import os
+import shutil
+import tempfile
 import time
 
 from tests.conftest import REPO_ROOT
@@ -62,3 +65,40 @@ def forget_nodes(core, names):
         except ApiException as exc:
             if exc.status != 404:
                 raise
+
+
+@contextlib.contextmanager
+def host_pool(cluster, prefix, hosts, spare, labels, log):
+    """Hosts booted at once (Ready nodes of ``cluster``) beside a kwok ``spare`` node, all with
+    ``labels``; yields the launcher. At the end the hosts are destroyed and the Node objects of
+    all of them deleted (forget_nodes)."""
+    from tests.integration.conftest import node_manifest
+
+    launcher = load_launcher().Launcher(tempfile.mkdtemp(prefix=prefix), kubeconfig=cluster.kubeconfig)
+    cluster.core.create_node(node_manifest(spare, labels=labels))
+    try:
+        started = time.monotonic()
+        for name in hosts:  # all boot at once
+            launcher.up(name, labels=labels)
+        for name in hosts:
+            launcher.wait_ssh(name)
+            wait_node_ready(cluster.core, name, True, timeout=900)
+        log("hosts Ready %ds after start" % (time.monotonic() - started))
+        yield launcher
+    finally:
+        for name in hosts:
+            try:
+                launcher.destroy(name)
+            except Exception as exc:  # noqa: BLE001 - keep destroying the others
+                log("destroy %s: %s" % (name, exc))
+        shutil.rmtree(launcher.state, ignore_errors=True)
+        forget_nodes(cluster.core, tuple(hosts) + (spare,))
+
+
+def host_sh(launcher, name, command, check=True, timeout=180):
+    """A shell command on a test host; its stdout, stripped (asserts exit 0 unless not check)."""
+    res = launcher.ssh(name, command, check=False, timeout=timeout)
+    if check:
+        assert res.returncode == 0, "%s: `%s` failed (%d): %s" % (name, command, res.returncode,
+                                                                  res.stderr or res.stdout)
+    return res.stdout.strip()

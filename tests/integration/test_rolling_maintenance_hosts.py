@@ -12,14 +12,11 @@ nothing and reboot nothing.
 """
 import json
 import re
-import shutil
-import tempfile
 import time
 
 import pytest
 
-from tests.integration.conftest import node_manifest
-from tests.integration.hostsupport import forget_nodes, load_launcher, wait_node_ready
+from tests.integration.hostsupport import host_pool, host_sh as sh
 from tests.integration.test_rolling_maintenance import (PLAYBOOK, ReadyWatcher, deployment, node_record, pdb, ready_count,
                                                         wait_ready)
 
@@ -42,32 +39,8 @@ def _log(msg):
 @pytest.fixture(scope="module")
 def pool(cluster):
     """Two booted hosts (Ready nodes of ``cluster``) and a kwok spare, all labelled into one pool."""
-    launcher = load_launcher().Launcher(tempfile.mkdtemp(prefix="kubeops-rollout-hosts-"),
-                                        kubeconfig=cluster.kubeconfig)
-    cluster.core.create_node(node_manifest(SPARE, labels={POOL_LABEL: POOL}))
-    try:
-        started = time.monotonic()
-        for name in HOSTS:  # both boot at once
-            launcher.up(name, labels={POOL_LABEL: POOL})
-        for name in HOSTS:
-            launcher.wait_ssh(name)
-            wait_node_ready(cluster.core, name, True, timeout=900)
-        _log("hosts Ready %ds after start" % (time.monotonic() - started))
+    with host_pool(cluster, "kubeops-rollout-hosts-", HOSTS, SPARE, {POOL_LABEL: POOL}, _log) as launcher:
         yield launcher
-    finally:
-        for name in HOSTS:
-            try:
-                launcher.destroy(name)
-            except Exception as exc:  # keep destroying the others
-                _log("destroy %s: %s" % (name, exc))
-        shutil.rmtree(launcher.state, ignore_errors=True)
-        forget_nodes(cluster.core, HOSTS + (SPARE,))
-
-
-def sh(launcher, name, command):
-    res = launcher.ssh(name, command, check=False, timeout=180)
-    assert res.returncode == 0, "%s: `%s` failed (%d): %s" % (name, command, res.returncode, res.stderr or res.stdout)
-    return res.stdout.strip()
 
 
 def test_rollout_reboots_and_remounts_each_host_within_the_pdb(cluster, namespace, pool, run_playbook, tmp_path):

@@ -33,8 +33,7 @@ import time
 import pytest
 
 from tests.integration import conftest as integration
-from tests.integration.conftest import node_manifest
-from tests.integration.hostsupport import forget_nodes, load_launcher, wait_node_ready
+from tests.integration.hostsupport import host_pool, host_sh as sh, wait_node_ready
 from tests.integration.test_rolling_maintenance import PLAYBOOK, node_record
 
 pytestmark = [pytest.mark.integration, pytest.mark.hosts]
@@ -61,36 +60,13 @@ def _log(msg):
 def hosts(cluster):
     """Both hosts booted at once (Ready nodes of ``cluster``) and a kwok spare, in one pool."""
     started = time.monotonic()
-    launcher = load_launcher().Launcher(tempfile.mkdtemp(prefix="kubeops-guard-hosts-"),
-                                        kubeconfig=cluster.kubeconfig)
-    cluster.core.create_node(node_manifest(SPARE, labels={POOL_LABEL: POOL}))
     try:
-        for name in HOSTS:
-            launcher.up(name, labels={POOL_LABEL: POOL})
-        for name in HOSTS:
-            launcher.wait_ssh(name)
-            wait_node_ready(cluster.core, name, True, timeout=900)
-        TIMES["boot"] = time.monotonic() - started
-        _log("hosts Ready %ds after start" % TIMES["boot"])
-        yield launcher
+        with host_pool(cluster, "kubeops-guard-hosts-", HOSTS, SPARE, {POOL_LABEL: POOL}, _log) as launcher:
+            TIMES["boot"] = time.monotonic() - started
+            yield launcher
     finally:
-        for name in HOSTS:
-            try:
-                launcher.destroy(name)
-            except Exception as exc:  # keep destroying the others
-                _log("destroy %s: %s" % (name, exc))
-        shutil.rmtree(launcher.state, ignore_errors=True)
-        forget_nodes(cluster.core, HOSTS + (SPARE,))
         _log("times (s): %s; module %ds" % (json.dumps({k: round(v) for k, v in TIMES.items()}),
                                             time.monotonic() - started))
-
-
-def sh(launcher, name, command, check=True, timeout=180):
-    res = launcher.ssh(name, command, check=False, timeout=timeout)
-    if check:
-        assert res.returncode == 0, "%s: `%s` failed (%d): %s" % (name, command, res.returncode,
-                                                                  res.stderr or res.stdout)
-    return res.stdout.strip()
 
 
 def rollout_vars(namespace, reports, rollout_id, **extra):
