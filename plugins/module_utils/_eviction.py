@@ -28,16 +28,17 @@ What it does, compared with ``kubectl drain`` (k8s.io/kubectl/pkg/drain/drain.go
 
 from __future__ import annotations
 
-import json
 import random
-import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-from urllib.parse import quote, urlencode
 
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils import _pods
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_client import (
+    METADATA_ONLY,
     ApiException,
+    api_exception,
+    api_path,
+    describe_api_error,
     request_timeout,
 )
 
@@ -73,8 +74,9 @@ MIN_RETRY_SPACING = 0.5         # a pod refused by a budget is never retried soo
 # Node object, and then its pods are the pod garbage collector's, whatever their budgets say.
 NODE_CHECK_SECONDS = 5.0
 TRANSIENT_BACKOFF_MAX = 5.0
-LIST_PAGE_SIZE = 500            # kubectl's default --chunk-size
-METADATA_ONLY = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
+# Answers to the pod poll that end the drain at once: credentials no longer accepted (a bound
+# token expired), or the right to list pods taken away. Anything else is retried until the deadline.
+STOP_STATUSES = (401, 403)
 
 
 class Outcome:
@@ -316,6 +318,11 @@ class Drainer:
         self.polls = 0
         self.node_deleted = False
         self.next_node_check = None
+        # Why the drain stopped before its deadline (the API server no longer accepts our
+        # credentials or rights for the node's pods), or None.
+        self.stopped = None
+        self.poll_failures = 0          # consecutive failed polls
+        self.poll_error = None          # what the last failed poll said
 
     # budgets -------------------------------------------------------------------------------
     def _reset_budget(self):
@@ -455,9 +462,17 @@ class Drainer:
         if waiting:
             try:
                 listed = self.api.list_node_pod_metadata(self.node)
-            except Exception:  # noqa: BLE001 - try again at the next poll
+            except Exception as exc:  # noqa: BLE001 - classified: stop, or try again at the next poll
                 listed = None
+                self.poll_failures += 1
+                self.poll_error = describe_api_error(exc, "pods on node/%s" % self.node)
+                if isinstance(exc, ApiException) and getattr(exc, "status", None) in STOP_STATUSES:
+                    # A token that expired mid-drain (401) or rights taken away (403) will not come
+                    # back by waiting: say so now instead of at the timeout.
+                    self.stopped = self.poll_error
+                    return
             if listed is not None:
+                self.poll_failures = 0
                 self.polls += 1
                 present = {}
                 for meta in listed:
@@ -539,6 +554,8 @@ class Drainer:
                 if self.next_poll is not None and now >= self.next_poll:
                     self._poll(tasks, now)
                     now = self.clock()
+                    if self.stopped:
+                        break
                 if not inflight and all(t.state == PodTask.DONE for t in tasks):
                     break
                 if self.next_node_check is None:
@@ -563,7 +580,11 @@ class Drainer:
             except TypeError:  # Python < 3.9
                 pool.shutdown(wait=False)
         end = self.clock()
-        if self.node_deleted:
+        if self.stopped:
+            for task in tasks:
+                if task.state != PodTask.DONE:
+                    self._finish(task, ACTION_FAILED, "not confirmed gone: the drain stopped (%s)" % self.stopped, end)
+        elif self.node_deleted:
             for task in tasks:
                 if task.state != PodTask.DONE:
                     self._finish(task, ACTION_FAILED, "still on node/%s when the node was deleted; left to the "
@@ -585,6 +606,8 @@ class Drainer:
                     reason = "%s %ds before the timeout but still on the node (terminating)" % (
                         "deleted" if task.method == "delete" else "evicted",
                         int(round(now - (task.accepted_at or task.started))))
+                if self.poll_failures:
+                    reason += "; the last %d poll(s) of the node's pods failed: %s" % (self.poll_failures, self.poll_error)
                 self._finish(task, ACTION_FAILED, reason, now)
             elif task.budget_blocked:
                 infos = self._pdb_infos(task)
@@ -610,129 +633,55 @@ class Drainer:
 
 # --- talking to the API server ----------------------------------------------------------------
 
-class RawApi:
-    """JSON requests over the configured client's connection pool, auth and TLS settings.
-
-    The generated client builds model objects for every response; a node's pod list, polled many
-    times, does not need that, and metadata-only lists are not expressible through it across
-    client versions. Everything about *how* to reach the cluster still comes from the one client
-    factory (``_k8s_client.build_api_client``); this only sends the bytes.
-    """
-
-    def __init__(self, api_client, deadline, pool_size=None):
-        self.configuration = api_client.configuration
-        self.pool = api_client.rest_client.pool_manager
-        if pool_size:
-            # Enough kept-alive connections for every worker; otherwise urllib3 opens and throws
-            # away a TLS connection per request beyond its default of 4-10.
-            self.pool.connection_pool_kw["maxsize"] = max(pool_size, self.pool.connection_pool_kw.get("maxsize") or 1)
-            self.pool.clear()
-        self.host = self.configuration.host.rstrip("/")
-        self.deadline = deadline
-        self.counts = {}
-        self._lock = threading.Lock()
-
-    def _headers(self, accept, has_body):
-        headers = {"Accept": accept, "User-Agent": "kubeops.node_maintenance/k8s_node_drain"}
-        if has_body:
-            headers["Content-Type"] = "application/json"
-        with self._lock:
-            # auth_settings() runs the kubeconfig's token refresh hook (exec plugins): once at a time.
-            settings = self.configuration.auth_settings() or {}
-        for setting in settings.values():
-            if setting.get("in") == "header" and setting.get("value"):
-                headers[setting["key"]] = setting["value"]
-        return headers
-
-    def request(self, verb, path, query=None, body=None, accept="application/json", count_as=None):
-        """Returns ``(status, decoded body or None)``; raises only for transport failures."""
-        url = self.host + path
-        if query:
-            url += "?" + urlencode([(k, v) for k, v in query if v is not None])
-        data = json.dumps(body).encode() if body is not None else None
-        with self._lock:
-            name = count_as or verb
-            self.counts[name] = self.counts.get(name, 0) + 1
-        resp = self.pool.request(verb, url, body=data, headers=self._headers(accept, data is not None),
-                                 timeout=request_timeout(self.deadline), retries=False, preload_content=True)
-        try:
-            decoded = json.loads(resp.data) if resp.data else None
-        except ValueError:
-            decoded = {"message": resp.data[:200].decode(errors="replace")}
-        return resp.status, decoded
-
-
-def api_error(status, body):
-    """An ``ApiException`` for a non-2xx answer to a read, so the shared error translator and
-    ``retry_transient`` treat it like any other client error."""
-    exc = ApiException(status=status, reason=(body or {}).get("reason") or "")
-    exc.body = json.dumps(body or {})
-    return exc
-
-
 class DrainApi:
-    """The handful of calls a drain makes, each one request (lists page through ``continue``)."""
+    """The handful of calls a drain makes, each one request (lists page through ``continue``),
+    over ``_k8s_client.RawApi`` (made with ``retries=False``: the engine retries by its own rules)."""
 
-    def __init__(self, raw):
+    def __init__(self, raw, deadline):
         self.raw = raw
+        self.deadline = deadline
 
-    def _list(self, path, query, accept="application/json", count_as="list"):
-        items = []
-        token = None
-        while True:
-            page = list(query) + [("limit", str(LIST_PAGE_SIZE))] + ([("continue", token)] if token else [])
-            status, body = self.raw.request("GET", path, page, accept=accept, count_as=count_as)
-            if status == 410 and token:
-                # The continue token expired mid-list: start over for a consistent snapshot.
-                items, token = [], None
-                continue
-            if not 200 <= status < 300:
-                raise api_error(status, body)
-            items.extend(body.get("items") or [])
-            token = (body.get("metadata") or {}).get("continue")
-            if not token:
-                return items
+    def _timeout(self):
+        return request_timeout(self.deadline)
+
+    def _get(self, path, count_as):
+        """True when the object exists, False on 404."""
+        status, body, headers = self.raw.request("GET", path, timeout=self._timeout(), count_as=count_as)
+        if status == 404:
+            return False
+        if not 200 <= status < 300:
+            raise api_exception(status, body, headers)
+        return True
 
     def list_node_pods(self, node, label_selector=None):
         query = [("fieldSelector", "spec.nodeName=%s" % node)]
         if label_selector:
             query.append(("labelSelector", label_selector))
-        return self._list("/api/v1/pods", query, count_as="list pods")
+        return self.raw.list_all("/api/v1/pods", query, timeout=self._timeout(), count_as="list pods")
 
     def list_node_pod_metadata(self, node):
-        items = self._list("/api/v1/pods", [("fieldSelector", "spec.nodeName=%s" % node)],
-                           accept=METADATA_ONLY, count_as="list pods")
+        items = self.raw.list_all("/api/v1/pods", [("fieldSelector", "spec.nodeName=%s" % node)],
+                                  accept=METADATA_ONLY, timeout=self._timeout(), count_as="list pods")
         return [item.get("metadata") or {} for item in items]
 
     def list_pdbs(self):
-        return self._list("/apis/policy/v1/poddisruptionbudgets", [], count_as="list pdbs")
+        return self.raw.list_all("/apis/policy/v1/poddisruptionbudgets", timeout=self._timeout(),
+                                 count_as="list pdbs")
 
     def node_exists(self, name):
-        status, body = self.raw.request("GET", "/api/v1/nodes/%s" % quote(name), count_as="get node")
-        if status == 404:
-            return False
-        if not 200 <= status < 300:
-            raise api_error(status, body)
-        return True
+        return self._get(api_path("/api/v1/nodes", name), "get node")
 
     def daemonset_exists(self, namespace, name):
-        status, body = self.raw.request(
-            "GET", "/apis/apps/v1/namespaces/%s/daemonsets/%s" % (quote(namespace), quote(name)),
-            count_as="get daemonset")
-        if status == 404:
-            return False
-        if not 200 <= status < 300:
-            raise api_error(status, body)
-        return True
+        return self._get(api_path("/apis/apps/v1/namespaces", namespace, "daemonsets", name), "get daemonset")
 
     def evict(self, namespace, name, body):
-        status, answer = self.raw.request(
-            "POST", "/api/v1/namespaces/%s/pods/%s/eviction" % (quote(namespace), quote(name)), body=body,
-            count_as="evict")
+        status, answer, _headers = self.raw.request(
+            "POST", api_path("/api/v1/namespaces", namespace, "pods", name, "eviction"), body=body,
+            timeout=self._timeout(), count_as="evict")
         return classify_response(status, answer)
 
     def delete(self, namespace, name, options):
-        status, answer = self.raw.request(
-            "DELETE", "/api/v1/namespaces/%s/pods/%s" % (quote(namespace), quote(name)), body=options,
-            count_as="delete")
+        status, answer, _headers = self.raw.request(
+            "DELETE", api_path("/api/v1/namespaces", namespace, "pods", name), body=options,
+            timeout=self._timeout(), count_as="delete")
         return classify_response(status, answer)

@@ -12,6 +12,14 @@ Private to this collection (the leading underscore): other collections must not 
   user can do about it.
 - ``retry_transient(fn, deadline=..., describe=...)``: retries connection errors, 5xx and 429.
 - ``K8sAccessError``: raised with a message fit for ``fail_json(msg=...)``.
+- ``RawApi(api_client)``: JSON requests over that client's connection pool, auth and TLS settings;
+  ``call()`` raises ``ApiException`` for a non-2xx answer, ``list_all()`` pages through a list.
+
+Why requests go through ``RawApi`` and not the generated ``CoreV1Api`` & co.: since kubernetes 35
+the generated API classes are pydantic models, and importing ``CoreV1Api`` alone costs about 0.65 s
+of CPU (hundreds of model classes built at import), more than most of our module runs need for
+their own work; and a node's pod list, polled many times, does not need model objects at all.
+Everything about *how* to reach the cluster still comes from ``build_api_client``.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -23,7 +31,13 @@ import os
 import random
 import re
 import sys
+import threading
 import time
+
+try:
+    from urllib.parse import quote, urlencode
+except ImportError:  # pragma: no cover - Python 2 is not supported by the modules
+    from urllib import quote, urlencode
 
 from ansible.module_utils.basic import env_fallback
 
@@ -272,6 +286,129 @@ def request_timeout(deadline, cap=MAX_REQUEST_SECONDS, clock=time.monotonic):
 
 
 # --------------------------------------------------------------------------------------------
+# Raw JSON requests
+# --------------------------------------------------------------------------------------------
+
+JSON = "application/json"
+STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
+MERGE_PATCH = "application/merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
+# Metadata-only lists: the API server sends each item's metadata only (PartialObjectMetadataList).
+METADATA_ONLY = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
+LIST_PAGE_SIZE = 500            # kubectl's default --chunk-size
+
+
+def api_path(*parts):
+    """``/api/v1/nodes/worker%201`` from ``("/api/v1/nodes", "worker 1")``: every part after the
+    first is one quoted path segment, so a name can never add a segment or a query."""
+    return parts[0].rstrip("/") + "".join("/" + quote(str(part), safe="") for part in parts[1:])
+
+
+def api_exception(status, body, headers=None):
+    """An ``ApiException`` for a non-2xx answer, shaped like the generated client's: ``status``,
+    ``reason``, ``body`` (the JSON text) and ``headers``, so ``describe_api_error`` and
+    ``retry_transient`` treat it like any other."""
+    exc = ApiException(status=status, reason=(body or {}).get("reason") if isinstance(body, dict) else None)
+    exc.status = status
+    exc.reason = exc.reason or _STATUS_TEXT.get(status, "")
+    exc.body = json.dumps(body if body is not None else {})
+    exc.headers = headers
+    return exc
+
+
+class RawApi:
+    """JSON requests over the configured client's connection pool, auth and TLS settings.
+
+    ``request()`` returns ``(status, decoded body)`` and raises only when no HTTP answer came;
+    ``call()`` returns the decoded body of a 2xx answer and raises ``api_exception`` otherwise.
+    ``counts`` counts requests by ``count_as`` (or verb) for modules that report them.
+    ``retries`` is urllib3's: the pool's own setting (as the generated client uses) unless given;
+    ``False`` for callers that retry themselves and must not wait inside one request.
+    """
+
+    def __init__(self, api_client, user_agent="kubeops.node_maintenance", pool_size=None, retries=None):
+        self.configuration = api_client.configuration
+        self.pool = api_client.rest_client.pool_manager
+        if pool_size:
+            # Enough kept-alive connections for every worker; otherwise urllib3 opens and throws
+            # away a TLS connection per request beyond its default of 4-10.
+            self.pool.connection_pool_kw["maxsize"] = max(pool_size, self.pool.connection_pool_kw.get("maxsize") or 1)
+            self.pool.clear()
+        self.host = self.configuration.host.rstrip("/")
+        self.user_agent = user_agent
+        self.retries = retries
+        self.counts = {}
+        self._lock = threading.Lock()
+
+    def _headers(self, accept, content_type):
+        headers = {"Accept": accept, "User-Agent": self.user_agent}
+        if content_type:
+            headers["Content-Type"] = content_type
+        with self._lock:
+            # auth_settings() runs the kubeconfig's token refresh hook (exec plugins): once at a time.
+            settings = self.configuration.auth_settings() or {}
+        for setting in settings.values():
+            if setting.get("in") == "header" and setting.get("value"):
+                headers[setting["key"]] = setting["value"]
+        return headers
+
+    def request(self, verb, path, query=None, body=None, accept=JSON, content_type=JSON, timeout=None,
+                count_as=None, decode=True):
+        """``(status, decoded body or None, headers)``; raises only for transport failures.
+
+        ``query`` is a list of (name, value) pairs (None values are left out); ``timeout`` the
+        seconds one request may take (default ``MAX_REQUEST_SECONDS``). With ``decode=False`` a 2xx
+        body comes back as the raw bytes, for callers that decode it elsewhere (another thread)."""
+        url = self.host + path
+        if query:
+            url += "?" + urlencode([(k, v) for k, v in query if v is not None])
+        data = json.dumps(body).encode() if body is not None else None
+        with self._lock:
+            name = count_as or verb
+            self.counts[name] = self.counts.get(name, 0) + 1
+        kwargs = {} if self.retries is None else {"retries": self.retries}
+        resp = self.pool.request(verb, url, body=data, headers=self._headers(accept, content_type if data else None),
+                                 timeout=timeout or MAX_REQUEST_SECONDS, preload_content=True, **kwargs)
+        if not decode and 200 <= resp.status < 300:
+            return resp.status, resp.data, resp.headers
+        try:
+            decoded = json.loads(resp.data) if resp.data else None
+        except ValueError:
+            decoded = {"message": resp.data[:500].decode(errors="replace")}
+        return resp.status, decoded, resp.headers
+
+    def call(self, verb, path, query=None, body=None, accept=JSON, content_type=JSON, timeout=None,
+             count_as=None, decode=True):
+        """The decoded body of a 2xx answer (the raw bytes with ``decode=False``); ``ApiException``
+        (see ``api_exception``) otherwise."""
+        status, decoded, headers = self.request(verb, path, query=query, body=body, accept=accept,
+                                                content_type=content_type, timeout=timeout, count_as=count_as,
+                                                decode=decode)
+        if not 200 <= status < 300:
+            raise api_exception(status, decoded, headers)
+        return decoded
+
+    def list_all(self, path, query=(), accept=JSON, timeout=None, count_as=None, page_size=LIST_PAGE_SIZE):
+        """Every item of a list, paged with ``limit``/``continue``; a continue token that expired
+        mid-list (410) starts the list over, for one consistent snapshot."""
+        items = []
+        token = None
+        while True:
+            page = list(query) + [("limit", str(page_size))] + ([("continue", token)] if token else [])
+            status, body, headers = self.request("GET", path, page, accept=accept, timeout=timeout,
+                                                 count_as=count_as)
+            if status == 410 and token:
+                items, token = [], None
+                continue
+            if not 200 <= status < 300:
+                raise api_exception(status, body, headers)
+            items.extend(body.get("items") or [])
+            token = (body.get("metadata") or {}).get("continue")
+            if not token:
+                return items
+
+
+# --------------------------------------------------------------------------------------------
 # Error translation
 # --------------------------------------------------------------------------------------------
 
@@ -311,9 +448,14 @@ def api_error_message(exc):
 
 
 def _server_url(exc):
-    pool = getattr(exc, "pool", None)
-    if pool is not None and getattr(pool, "host", None):
-        return "%s://%s:%s" % (getattr(pool, "scheme", "https"), pool.host, pool.port)
+    # MaxRetryError names the connection pool; a request sent without urllib3 retries fails with
+    # NewConnectionError / timeouts that name the connection (``conn``; their ``pool`` is deprecated).
+    target = getattr(exc, "conn", None)
+    if target is None:
+        target = getattr(exc, "pool", None)
+    if target is not None and getattr(target, "host", None):
+        scheme = getattr(target, "scheme", None) or ("https" if "HTTPS" in type(target).__name__ else "http")
+        return "%s://%s:%s" % (scheme, target.host, target.port)
     return "the API server"
 
 

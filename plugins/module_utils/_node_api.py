@@ -1,43 +1,50 @@
 # -*- coding: utf-8 -*-
 # Copyright: kubeops.node_maintenance contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Reading Node objects through the shared client, with the shared retry rules."""
+"""Reading and patching Node objects over ``_k8s_client.RawApi``, with the shared retry rules."""
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_client import (
+    STRATEGIC_MERGE_PATCH,
     ApiException,
+    api_path,
     request_timeout,
     retry_transient,
 )
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils._nodes import cordon_patch
 
+NODES = "/api/v1/nodes"
 
-def read_node(api_client, name, deadline, missing_ok=False, core=None):
+
+def node_path(name):
+    return api_path(NODES, name)
+
+
+def read_node(raw, name, deadline, missing_ok=False):
     """The node as a plain dict; None when it does not exist and ``missing_ok`` (else the 404 raises).
 
-    ``core`` is a CoreV1Api to use instead of one made from ``api_client``.
-    """
-    if core is None:
-        from kubernetes.client import CoreV1Api
-
-        core = CoreV1Api(api_client)
+    ``raw`` is a ``_k8s_client.RawApi``."""
     try:
-        node = retry_transient(
-            lambda: core.read_node(name, _request_timeout=request_timeout(deadline)),
+        return retry_transient(
+            lambda: raw.call("GET", node_path(name), timeout=request_timeout(deadline), count_as="get node"),
             deadline=deadline, describe="node/%s" % name)
     except ApiException as exc:
         if missing_ok and exc.status == 404:
             return None
         raise
-    return api_client.sanitize_for_serialization(node)
 
 
-def patch_unschedulable(core, name, unschedulable, deadline):
+def patch_node(raw, name, patch, content_type, deadline):
+    """One PATCH of the node; returns the node after it. No retry here: callers wrap it in
+    ``retry_transient`` their own way (a patch guarded by resourceVersion must be recomputed)."""
+    return raw.call("PATCH", node_path(name), body=patch, content_type=content_type,
+                    timeout=request_timeout(deadline), count_as="patch node")
+
+
+def patch_unschedulable(raw, name, unschedulable, deadline):
     """One strategic-merge patch of ``spec.unschedulable`` (nobody else's data is in it, so no
-    resourceVersion guard). No retry here: callers wrap it in ``retry_transient`` their own way."""
-    return core.patch_node(name, cordon_patch(unschedulable),
-                           _content_type="application/strategic-merge-patch+json",
-                           _request_timeout=request_timeout(deadline))
+    resourceVersion guard); returns the node after it."""
+    return patch_node(raw, name, cordon_patch(unschedulable), STRATEGIC_MERGE_PATCH, deadline)

@@ -33,6 +33,8 @@ from __future__ import annotations
 import calendar
 import time
 
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._lease import parse_time
+
 MIRROR_POD_ANNOTATION = "kubernetes.io/config.mirror"
 FINISHED_PHASES = ("Succeeded", "Failed")
 
@@ -92,14 +94,10 @@ def has_emptydir(pod):
 
 
 def parse_timestamp(value):
-    """Seconds since the epoch of an RFC 3339 UTC timestamp as the API server writes it."""
-    if not value:
-        return None
-    text = value.rstrip("Z").split(".")[0]
-    try:
-        return calendar.timegm(time.strptime(text, "%Y-%m-%dT%H:%M:%S"))
-    except ValueError:
-        return None
+    """Whole seconds since the epoch of RFC 3339 text (``Z`` as the API server writes it, or an
+    offset such as ``+00:00``; any fraction), or None."""
+    parsed = parse_time(value)
+    return None if parsed is None else calendar.timegm(parsed.utctimetuple())
 
 
 def terminating_seconds(pod, now):

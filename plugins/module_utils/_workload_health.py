@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Is a controller back to full strength, and does its PodDisruptionBudget hold? (pure)
 
-Functions take the API objects as plain dicts (``sanitize_for_serialization`` output) and return
+Functions take the API objects as plain dicts (the API server's JSON, camelCase keys) and return
 plain dicts; ``k8s_workloads_healthy`` lists the objects and polls. The rules follow what
 ``kubectl rollout status`` waits for, plus the ready counts a maintenance needs.
 """

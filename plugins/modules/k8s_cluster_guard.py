@@ -215,12 +215,16 @@ from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_clie
     K8S_AUTH_ARG_SPEC,
     ApiException,
     K8sAccessError,
+    RawApi,
+    api_path,
     build_api_client,
     describe_api_error,
     request_timeout,
     retry_transient,
 )
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils import _cluster_guard as guard
+
+USER_AGENT = "kubeops.node_maintenance/k8s_cluster_guard"
 
 
 def argument_spec():
@@ -249,31 +253,31 @@ def argument_spec():
 
 
 class GuardReader:
-    """The list calls the guards need, each retried on transient errors, items as plain dicts."""
+    """The list calls the guards need, each retried on transient errors, items as plain dicts.
 
-    def __init__(self, api_client, params):
-        from kubernetes.client import CoreV1Api
+    ``raw`` is a ``_k8s_client.RawApi``: the API server's JSON as it is, no generated model classes."""
 
-        self.api_client = api_client
-        self.core = CoreV1Api(api_client)
+    def __init__(self, raw, params):
+        self.raw = raw
         self.params = params
 
-    def _list(self, call, ref, deadline, **kwargs):
+    def _list(self, path, ref, deadline, query=None):
         try:
-            result = retry_transient(lambda: call(_request_timeout=request_timeout(deadline), **kwargs),
+            result = retry_transient(lambda: self.raw.call("GET", path, query=query, timeout=request_timeout(deadline)),
                                      deadline=deadline, describe=ref)
         except ApiException as exc:
             raise K8sAccessError(describe_api_error(exc, ref), status=exc.status, cause=exc)
-        return self.api_client.sanitize_for_serialization(result).get("items") or []
+        return (result or {}).get("items") or []
 
     def nodes(self, deadline, selector=""):
-        kwargs = {"label_selector": selector} if selector else {}
-        return self._list(self.core.list_node, "nodes", deadline, **kwargs)
+        query = [("labelSelector", selector)] if selector else None
+        return self._list("/api/v1/nodes", "nodes", deadline, query)
 
     def etcd_pods(self, deadline):
         namespace = self.params["etcd_pod_namespace"]
-        return self._list(self.core.list_namespaced_pod, "pods %s/%s" % (namespace, self.params["etcd_pod_selector"]),
-                          deadline, namespace=namespace, label_selector=self.params["etcd_pod_selector"])
+        selector = self.params["etcd_pod_selector"]
+        return self._list(api_path("/api/v1/namespaces", namespace, "pods"), "pods %s/%s" % (namespace, selector),
+                          deadline, [("labelSelector", selector)])
 
     def etcd_endpoint_members(self):
         members = []
@@ -327,7 +331,7 @@ def main():
     deadline_at = started + params["wait_timeout"]
     checks = 0
     try:
-        reader = GuardReader(build_api_client(params), params)
+        reader = GuardReader(RawApi(build_api_client(params), user_agent=USER_AGENT), params)
         while True:
             checks += 1
             results = check_guards(reader, params, max(deadline_at, time.monotonic() + 30))

@@ -334,7 +334,6 @@ waited_for:
 import copy
 import datetime
 import getpass
-import json
 import os
 import socket
 import time
@@ -345,6 +344,9 @@ from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_clie
     K8S_AUTH_ARG_SPEC,
     ApiException,
     K8sAccessError,
+    RawApi,
+    api_exception,
+    api_path,
     build_api_client,
     describe_api_error,
     request_timeout,
@@ -440,30 +442,18 @@ def default_holder():
 # API access: raw JSON, so MicroTime values go out exactly as formatted
 # ------------------------------------------------------------------------------------------------
 
-def raw_request(api_client, method, path, body=None, timeout=None):
-    """``(object dict, Date header)`` for one request with a JSON body sent as it is.
+def raw_request(raw, method, path, body=None, timeout=None):
+    """``(object dict, Date header)`` for one request over ``raw`` (a ``_k8s_client.RawApi``).
 
-    The typed client methods would turn the body into model objects and back, and write times
-    with ``isoformat()``, which drops the fraction at a whole second; the API server rejects such a
-    MicroTime. Raises ``ApiException`` for non-2xx answers, like the typed methods.
+    The body is sent as it is: the generated client would turn it into model objects and back,
+    writing times with ``isoformat()``, which drops the fraction at a whole second; the API server
+    rejects such a MicroTime. Raises ``ApiException`` for non-2xx answers (with the answer's headers,
+    so a 404 still tells the server's time).
     """
-    headers = {"Accept": "application/json", "Content-Type": "application/json"}
-    if hasattr(api_client, "param_serialize"):  # the newer, pydantic-based client (37.x here)
-        request = api_client.param_serialize(method, path, header_params=headers, body=body,
-                                             auth_settings=["BearerToken"])
-        response = api_client.call_api(*request, _request_timeout=timeout)
-        data = response.read()
-        if not 200 <= response.status <= 299:
-            raise ApiException.from_response(
-                http_resp=response, body=data.decode("utf-8", "replace") if data else None, data=None)
-        date = response.getheader("Date")
-    else:  # older clients raise for non-2xx themselves
-        response, _status, _headers = api_client.call_api(
-            path, method, header_params=headers, body=body, auth_settings=["BearerToken"],
-            _preload_content=False, _return_http_data_only=False, _request_timeout=timeout)
-        data = response.data
-        date = response.headers.get("Date")
-    return json.loads(data.decode("utf-8") if isinstance(data, bytes) else data), date
+    status, data, headers = raw.request(method, path, body=body, timeout=timeout)
+    if not 200 <= status <= 299:
+        raise api_exception(status, data, headers)
+    return data, (headers or {}).get("Date")
 
 
 def _error_date(exc):
@@ -481,19 +471,19 @@ def _now(date_header):
 class LockClient(object):
     """Reads and writes of the Lease and kured's DaemonSet, with transient retries."""
 
-    def __init__(self, api_client, name, namespace, timeout):
-        self.api_client = api_client
+    def __init__(self, raw, name, namespace, timeout):
+        self.raw = raw
         self.name = name
         self.namespace = namespace
         self.timeout = max(1, timeout)
         self.ref = "lease %s/%s" % (namespace, name)
-        self.collection_path = "/apis/coordination.k8s.io/v1/namespaces/%s/leases" % namespace
-        self.path = "%s/%s" % (self.collection_path, name)
+        self.collection_path = api_path("/apis/coordination.k8s.io/v1/namespaces", namespace, "leases")
+        self.path = api_path(self.collection_path, name)
 
     def _call(self, method, path, body=None, ref=None):
         deadline = time.monotonic() + self.timeout
         return retry_transient(
-            lambda: raw_request(self.api_client, method, path, body, request_timeout(deadline)),
+            lambda: raw_request(self.raw, method, path, body, request_timeout(deadline)),
             deadline=deadline, describe=ref or self.ref)
 
     def read(self):
@@ -516,7 +506,7 @@ class LockClient(object):
         ref = "daemonset %s/%s" % (namespace, name)
         try:
             daemonset, _date = self._call(
-                "GET", "/apis/apps/v1/namespaces/%s/daemonsets/%s" % (namespace, name), ref=ref)
+                "GET", api_path("/apis/apps/v1/namespaces", namespace, "daemonsets", name), ref=ref)
         except ApiException as exc:
             if exc.status == 404:
                 return dict(_lease.parse_kured_lock({}, now), daemonset=None)
@@ -682,7 +672,8 @@ def main():
             "rollout id) to keep the lock across runs" % holder)
     ref = "lease %s/%s" % (params["namespace"], params["name"])
     try:
-        client = LockClient(build_api_client(params), params["name"], params["namespace"], params["timeout"])
+        raw = RawApi(build_api_client(params), user_agent="kubeops.node_maintenance/k8s_maintenance_lock")
+        client = LockClient(raw, params["name"], params["namespace"], params["timeout"])
         task = LockTask(module, client, holder)
         result = task.acquire() if params["state"] == "present" else task.release()
     except K8sAccessError as exc:

@@ -119,12 +119,15 @@ from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_clie
     K8S_AUTH_ARG_SPEC,
     ApiException,
     K8sAccessError,
+    RawApi,
     build_api_client,
     describe_api_error,
-    request_timeout,
     retry_transient,
 )
-from ansible_collections.kubeops.node_maintenance.plugins.module_utils._node_api import patch_unschedulable
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._node_api import (
+    patch_unschedulable,
+    read_node,
+)
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils._nodes import (
     is_unschedulable,
     node_summary,
@@ -143,13 +146,8 @@ def argument_spec():
 
 def set_unschedulable(api_client, name, unschedulable, check_mode, deadline):
     """Read the node, patch ``spec.unschedulable`` when it differs; (changed, node before, node after)."""
-    from kubernetes.client import CoreV1Api
-
-    core = CoreV1Api(api_client)
-    ref = "node/%s" % name
-    before = api_client.sanitize_for_serialization(retry_transient(
-        lambda: core.read_node(name, _request_timeout=request_timeout(deadline)),
-        deadline=deadline, describe=ref))
+    raw = RawApi(api_client, user_agent="kubeops.node_maintenance/k8s_node_cordon")
+    before = read_node(raw, name, deadline)
     if is_unschedulable(before) == unschedulable:
         return False, before, before
     if check_mode:
@@ -157,9 +155,8 @@ def set_unschedulable(api_client, name, unschedulable, check_mode, deadline):
         after.setdefault("spec", {})["unschedulable"] = unschedulable
         return True, before, after
     # A merge patch of the one field: no resourceVersion guard needed, nobody else's data is in it.
-    after = api_client.sanitize_for_serialization(retry_transient(
-        lambda: patch_unschedulable(core, name, unschedulable, deadline),
-        deadline=deadline, describe=ref))
+    after = retry_transient(lambda: patch_unschedulable(raw, name, unschedulable, deadline),
+                            deadline=deadline, describe="node/%s" % name)
     return True, before, after
 
 

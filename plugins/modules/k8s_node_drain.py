@@ -37,6 +37,10 @@ description:
   - When someone else deletes the Node object during the drain, the drain stops within a few seconds
     and fails saying so (RV(node_deleted)), instead of waiting out O(timeout) for pods that the pod
     garbage collector now removes.
+  - When the API server stops accepting the credentials while the module waits for the pods (HTTP 401,
+    for example a bound token that expired) or refuses it the right to list pods (403), the drain stops
+    at once and says so, instead of waiting out O(timeout). Other failed polls are retried until
+    O(timeout), and a timeout message then quotes the last one.
   - The result has one entry per pod with what was done, why, how many requests it took and how long.
 extends_documentation_fragment:
   - kubeops.node_maintenance.k8s_auth
@@ -303,12 +307,15 @@ from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_clie
     K8S_AUTH_ARG_SPEC,
     ApiException,
     K8sAccessError,
+    RawApi,
     build_api_client,
     describe_api_error,
-    request_timeout,
     retry_transient,
 )
-from ansible_collections.kubeops.node_maintenance.plugins.module_utils._node_api import patch_unschedulable
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._node_api import (
+    patch_unschedulable,
+    read_node,
+)
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils._nodes import is_unschedulable
 
 # How many pods a failure message names before it says "and N more" (all are in ``pods``).
@@ -348,32 +355,19 @@ def validate(params):
 
 
 class NodeApi:
-    """Read and cordon the node through the generated client, with the shared retry rules."""
+    """Read and cordon the node, with the shared retry rules."""
 
-    def __init__(self, api_client, name, deadline, counts):
-        from kubernetes.client import CoreV1Api
-
-        self.api_client = api_client
-        self.core = CoreV1Api(api_client)
+    def __init__(self, raw, name, deadline):
+        self.raw = raw
         self.name = name
         self.deadline = deadline
-        self.counts = counts
-
-    def _count(self, what):
-        self.counts[what] = self.counts.get(what, 0) + 1
 
     def read(self):
-        def call():
-            self._count("get node")
-            return self.core.read_node(self.name, _request_timeout=request_timeout(self.deadline))
-        return self.api_client.sanitize_for_serialization(
-            retry_transient(call, deadline=self.deadline, describe="node/%s" % self.name))
+        return read_node(self.raw, self.name, self.deadline)
 
     def set_unschedulable(self, value):
-        def call():
-            self._count("patch node")
-            return patch_unschedulable(self.core, self.name, value, self.deadline)
-        retry_transient(call, deadline=self.deadline, describe="node/%s" % self.name)
+        retry_transient(lambda: patch_unschedulable(self.raw, self.name, value, self.deadline),
+                        deadline=self.deadline, describe="node/%s" % self.name)
 
 
 def missing_daemonsets(api, pods, deadline):
@@ -420,11 +414,19 @@ def ordered(results, entries):
     return sorted(results, key=lambda r: index.get((r["namespace"], r["name"]), 0))
 
 
-def failure_message(node, results, cordoned, timed_out, timeout, node_deleted=False):
+def failure_message(node, results, cordoned, timed_out, timeout, node_deleted=False, stopped=None):
     failed = [r for r in results if r["action"] == _eviction.ACTION_FAILED]
     lines = ["%s/%s: %s" % (r["namespace"], r["name"], r["reason"]) for r in failed[:MESSAGE_POD_LIMIT]]
     if len(failed) > MESSAGE_POD_LIMIT:
         lines.append("and %d more (see pods)" % (len(failed) - MESSAGE_POD_LIMIT))
+    if stopped:
+        # The reason is the same for every pod: say it once, then name the pods.
+        names = ["%s/%s" % (r["namespace"], r["name"]) for r in failed[:MESSAGE_POD_LIMIT]]
+        more = " and %d more" % (len(failed) - MESSAGE_POD_LIMIT) if len(failed) > MESSAGE_POD_LIMIT else ""
+        return ("drain of node/%s stopped before its timeout: %s. %d pod(s) not confirmed gone: %s%s. %s; "
+                "renew the credentials (or restore the rights) and run the drain again"
+                % (node, stopped, len(failed), ", ".join(names), more,
+                   "node/%s stays cordoned" % node if cordoned else "node/%s was not cordoned (cordon: false)" % node))
     if node_deleted:
         return ("drain of node/%s stopped: the Node object was deleted during the drain (not by this task). "
                 "The %d pod(s) still bound to it are deleted by the pod garbage collector without regard to "
@@ -444,9 +446,11 @@ def run(module, params, started):
     no_changes = module.check_mode or dry_run
     warnings = []
     api_client = build_api_client(params)
-    raw = _eviction.RawApi(api_client, deadline, pool_size=params["max_concurrency"])
-    api = _eviction.DrainApi(raw)
-    node_api = NodeApi(api_client, node, deadline, raw.counts)
+    # retries=False: the drain engine retries by its own rules and must not wait inside a request.
+    raw = RawApi(api_client, user_agent="kubeops.node_maintenance/k8s_node_drain",
+                 pool_size=params["max_concurrency"], retries=False)
+    api = _eviction.DrainApi(raw, deadline)
+    node_api = NodeApi(raw, node, deadline)
     result = {"node": node, "changed": False}
 
     before = node_api.read()
@@ -523,8 +527,10 @@ def run(module, params, started):
         results.extend(drainer.run(tasks))
         accepted = any(task.accepted_at is not None for task in tasks)
         node_deleted = drainer.node_deleted
+        stopped = drainer.stopped
     else:
         accepted = node_deleted = False
+        stopped = None
     results = ordered(results, entries)
     if no_changes:
         result["changed"] = (params["cordon"] and not was_cordoned) or any(
@@ -535,7 +541,7 @@ def run(module, params, started):
     if failed and not dry_run:
         timed_out = time.monotonic() >= deadline
         return finish(results, node_deleted=node_deleted), failure_message(
-            node, results, cordoned, timed_out, params["timeout"], node_deleted)
+            node, results, cordoned, timed_out, params["timeout"], node_deleted, stopped)
     return finish(results), None
 
 

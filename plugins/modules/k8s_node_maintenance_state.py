@@ -320,11 +320,17 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.kubeops.node_maintenance.plugins.module_utils._node_api import read_node
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._node_api import (
+    patch_node,
+    read_node,
+)
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_client import (
     K8S_AUTH_ARG_SPEC,
+    MERGE_PATCH,
     ApiException,
     K8sAccessError,
+    RawApi,
+    api_path,
     build_api_client,
     describe_api_error,
     request_timeout,
@@ -364,26 +370,24 @@ def argument_spec():
     return spec
 
 
-def write_record(core, api_client, name, compute, check_mode, deadline, sleep=time.sleep):
+def write_record(raw, name, compute, check_mode, deadline, sleep=time.sleep):
     """Read the node, ``compute(node) -> (before, after, annotation patch or None)``, patch it.
 
     The patch carries the resourceVersion read, so a write racing with another one gets HTTP 409;
     then the node is read again and the record recomputed, until ``deadline``.
     Returns ``(node or None, before, after, changed, warnings)``; ``changed`` is whether a write
-    was (or, in check mode, would be) needed.
+    was (or, in check mode, would be) needed. ``raw`` is a ``_k8s_client.RawApi``.
     """
     while True:
-        node = read_node(api_client, name, deadline, missing_ok=True, core=core)
+        node = read_node(raw, name, deadline, missing_ok=True)
         if node is None:
             return None, {}, {}, False, []
         before, after, patch, warnings = compute(node)
         if patch is None or check_mode:
             return node, before, after, patch is not None, warnings
         try:
-            retry_transient(
-                lambda: core.patch_node(name, patch, _content_type="application/merge-patch+json",
-                                        _request_timeout=request_timeout(deadline)),
-                deadline=deadline, describe="node/%s" % name)
+            retry_transient(lambda: patch_node(raw, name, patch, MERGE_PATCH, deadline),
+                            deadline=deadline, describe="node/%s" % name)
             return node, before, after, True, warnings
         except ApiException as exc:
             if exc.status != 409 or time.monotonic() >= deadline:
@@ -391,13 +395,13 @@ def write_record(core, api_client, name, compute, check_mode, deadline, sleep=ti
             sleep(0.2)
 
 
-def create_event(core, node, event, deadline):
+def create_event(raw, node, event, deadline):
     body = ms.event_body(node, event, ms.utc_now(), socket.gethostname())
     created = retry_transient(
-        lambda: core.create_namespaced_event(ms.EVENT_NAMESPACE, body,
-                                             _request_timeout=request_timeout(deadline)),
+        lambda: raw.call("POST", api_path("/api/v1/namespaces", ms.EVENT_NAMESPACE, "events"), body=body,
+                         timeout=request_timeout(deadline), count_as="create event"),
         deadline=deadline, describe="event %s/%s" % (ms.EVENT_NAMESPACE, body["metadata"]["name"]))
-    return created.metadata.name, body["message"]
+    return created["metadata"]["name"], body["message"]
 
 
 def main():
@@ -433,11 +437,8 @@ def main():
 
     event_result = None
     try:
-        from kubernetes.client import CoreV1Api
-
-        api_client = build_api_client(params)
-        core = CoreV1Api(api_client)
-        node, before, after, changed, warnings = write_record(core, api_client, name, compute, module.check_mode, deadline)
+        raw = RawApi(build_api_client(params), user_agent="kubeops.node_maintenance/k8s_node_maintenance_state")
+        node, before, after, changed, warnings = write_record(raw, name, compute, module.check_mode, deadline)
         for warning in warnings:
             module.warn("%s: %s" % (ref, warning))
         if node is None and state == "present":
@@ -453,7 +454,7 @@ def main():
             if node is None:
                 module.warn("%s does not exist; the %s event was not written" % (ref, event["reason"]))
             elif not module.check_mode:
-                event_result["name"], event_result["message"] = create_event(core, node, event, deadline)
+                event_result["name"], event_result["message"] = create_event(raw, node, event, deadline)
                 event_result["created"] = True
     except K8sAccessError as exc:
         module.fail_json(msg=exc.message, status=exc.status, name=name)

@@ -107,12 +107,16 @@ from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_clie
     K8S_AUTH_ARG_SPEC,
     ApiException,
     K8sAccessError,
+    RawApi,
     build_api_client,
     describe_api_error,
     request_timeout,
     retry_transient,
 )
-from ansible_collections.kubeops.node_maintenance.plugins.module_utils._node_api import read_node
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._node_api import (
+    node_path,
+    read_node,
+)
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils._node_removal import (
     pods_in_the_way,
     removal_refusal,
@@ -130,19 +134,17 @@ def argument_spec():
     return spec
 
 
-def remove_node(api_client, params, check_mode, deadline):
-    from kubernetes.client import CoreV1Api
-
-    core = CoreV1Api(api_client)
+def remove_node(raw, params, check_mode, deadline):
+    """``raw`` is a ``_k8s_client.RawApi``."""
     name = params["name"]
     ref = "node/%s" % name
-    node = read_node(api_client, name, deadline, missing_ok=True)
+    node = read_node(raw, name, deadline, missing_ok=True)
     if node is None:
         return {"changed": False, "existed": False}
-    pods = api_client.sanitize_for_serialization(retry_transient(
-        lambda: core.list_pod_for_all_namespaces(field_selector="spec.nodeName=%s" % name,
-                                                 _request_timeout=request_timeout(deadline)),
-        deadline=deadline, describe="pods on %s" % ref)).get("items") or []
+    pods = retry_transient(
+        lambda: raw.list_all("/api/v1/pods", [("fieldSelector", "spec.nodeName=%s" % name)],
+                             timeout=request_timeout(deadline), count_as="list pods"),
+        deadline=deadline, describe="pods on %s" % ref)
     blocking = pods_in_the_way(pods)
     result = {"existed": True, "uid": node["metadata"].get("uid"), "blocking_pods": blocking}
     refusal = removal_refusal(name, node, blocking, params["require_cordoned"], params["require_drained"])
@@ -153,8 +155,8 @@ def remove_node(api_client, params, check_mode, deadline):
         try:
             # The uid precondition: never delete a node object that re-registered meanwhile.
             retry_transient(
-                lambda: core.delete_node(name, body={"preconditions": {"uid": result["uid"]}},
-                                         _request_timeout=request_timeout(deadline)),
+                lambda: raw.call("DELETE", node_path(name), body={"preconditions": {"uid": result["uid"]}},
+                                 timeout=request_timeout(deadline), count_as="delete node"),
                 deadline=deadline, describe=ref)
         except ApiException as exc:
             if exc.status != 404:
@@ -168,8 +170,8 @@ def main():
     name = module.params["name"]
     deadline = time.monotonic() + max(1, module.params["timeout"])
     try:
-        api_client = build_api_client(module.params)
-        result = remove_node(api_client, module.params, module.check_mode, deadline)
+        raw = RawApi(build_api_client(module.params), user_agent="kubeops.node_maintenance/k8s_node_remove")
+        result = remove_node(raw, module.params, module.check_mode, deadline)
     except K8sAccessError as exc:
         module.fail_json(msg=exc.message, name=name, status=exc.status)
     except ApiException as exc:

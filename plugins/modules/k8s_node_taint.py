@@ -225,13 +225,19 @@ import traceback
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_client import (
+    JSON_PATCH,
     K8S_AUTH_ARG_SPEC,
     ApiException,
     K8sAccessError,
+    RawApi,
     build_api_client,
     describe_api_error,
     request_timeout,
     retry_transient,
+)
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._node_api import (
+    patch_node,
+    read_node,
 )
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils._nodes import (
     merge_taints,
@@ -275,35 +281,27 @@ def is_write_conflict(exc, tested_version, version_now):
 class NodeTaints:
     """Reads and writes one node's taints through the API (kept apart so tests can interpose)."""
 
-    def __init__(self, api_client, name, deadline):
-        from kubernetes.client import CoreV1Api
-
-        self.api_client = api_client
-        self.core = CoreV1Api(api_client)
+    def __init__(self, raw, name, deadline):
+        self.raw = raw
         self.name = name
         self.ref = "node/%s" % name
         self.deadline = deadline
 
     def read(self):
-        node = retry_transient(
-            lambda: self.core.read_node(self.name, _request_timeout=request_timeout(self.deadline)),
-            deadline=self.deadline, describe=self.ref)
-        return self.api_client.sanitize_for_serialization(node)
+        return read_node(self.raw, self.name, self.deadline)
 
     def write(self, resource_version, taints):
-        node = retry_transient(
-            lambda: self.core.patch_node(self.name, taints_json_patch(resource_version, taints),
-                                         _content_type="application/json-patch+json",
-                                         _request_timeout=request_timeout(self.deadline)),
+        return retry_transient(
+            lambda: patch_node(self.raw, self.name, taints_json_patch(resource_version, taints), JSON_PATCH,
+                               self.deadline),
             deadline=self.deadline, describe=self.ref)
-        return self.api_client.sanitize_for_serialization(node)
 
     def pods(self):
-        pods = retry_transient(
-            lambda: self.core.list_pod_for_all_namespaces(
-                field_selector="spec.nodeName=%s" % self.name, _request_timeout=request_timeout(self.deadline)),
+        # Paged with limit/continue like kubectl (500 a page), not one unbounded list answer.
+        return retry_transient(
+            lambda: self.raw.list_all("/api/v1/pods", [("fieldSelector", "spec.nodeName=%s" % self.name)],
+                                      timeout=request_timeout(self.deadline), count_as="list pods"),
             deadline=self.deadline, describe="node/%s (listing its pods)" % self.name)
-        return self.api_client.sanitize_for_serialization(pods).get("items") or []
 
 
 def converge_taints(nodes, requested, state, replace, check_mode, deadline, clock=time.monotonic,
@@ -361,7 +359,8 @@ def main():
     deadline = time.monotonic() + max(1, params["timeout"])
 
     try:
-        nodes = NodeTaints(build_api_client(params), name, deadline)
+        raw = RawApi(build_api_client(params), user_agent="kubeops.node_maintenance/k8s_node_taint")
+        nodes = NodeTaints(raw, name, deadline)
         # The pods must be listed before the write: the taint eviction controller deletes the
         # intolerant ones within moments of it.
         pods = []

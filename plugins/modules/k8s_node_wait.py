@@ -243,6 +243,7 @@ from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_clie
     K8S_AUTH_ARG_SPEC,
     ApiException,
     K8sAccessError,
+    RawApi,
     build_api_client,
     describe_api_error,
 )
@@ -266,14 +267,15 @@ def argument_spec():
     return spec
 
 
-def wait_for_node(api_client, name, wanted, timeout, poll_interval, check_mode,
+def wait_for_node(raw, name, wanted, timeout, poll_interval, check_mode,
                   sleep=time.sleep, clock=time.monotonic):
-    """Poll until ``wanted`` holds; ``(met, unmet, state, waited seconds)``."""
+    """Poll until ``wanted`` holds; ``(met, unmet, state, waited seconds)``. ``raw`` is a
+    ``_k8s_client.RawApi``."""
     state = _node_wait.WaitState()
     started = clock()
     deadline = started + timeout
     while True:
-        node = read_node(api_client, name, max(deadline, clock() + 5), missing_ok=True)
+        node = read_node(raw, name, max(deadline, clock() + 5), missing_ok=True)
         unmet = _node_wait.observe(state, node, wanted, clock() - started)
         if not unmet or check_mode:
             return not unmet, unmet, state, clock() - started
@@ -302,9 +304,9 @@ def main():
         module.fail_json(msg="; ".join(errors), name=name)
 
     try:
-        api_client = build_api_client(params)
+        raw = RawApi(build_api_client(params), user_agent="kubeops.node_maintenance/k8s_node_wait")
         met, unmet, state, waited = wait_for_node(
-            api_client, name, wanted, params["timeout"], params["poll_interval"], module.check_mode)
+            raw, name, wanted, params["timeout"], params["poll_interval"], module.check_mode)
     except K8sAccessError as exc:
         module.fail_json(msg=exc.message, status=exc.status, name=name)
     except ApiException as exc:

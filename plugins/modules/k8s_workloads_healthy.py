@@ -285,6 +285,8 @@ from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_clie
     K8S_AUTH_ARG_SPEC,
     ApiException,
     K8sAccessError,
+    RawApi,
+    api_path,
     build_api_client,
     describe_api_error,
     request_timeout,
@@ -313,44 +315,45 @@ def argument_spec():
     return spec
 
 
+USER_AGENT = "kubeops.node_maintenance/k8s_workloads_healthy"
+# Where each kind is listed in a namespace.
+LIST_PATHS = {
+    wh.DEPLOYMENT: ("/apis/apps/v1/namespaces", "deployments"),
+    wh.STATEFULSET: ("/apis/apps/v1/namespaces", "statefulsets"),
+    wh.REPLICASET: ("/apis/apps/v1/namespaces", "replicasets"),
+    wh.DAEMONSET: ("/apis/apps/v1/namespaces", "daemonsets"),
+    wh.PDB: ("/apis/policy/v1/namespaces", "poddisruptionbudgets"),
+}
+
+
 class ClusterReader:
-    """List calls for the kinds the gate reads; every object comes back as a plain dict."""
+    """List calls for the kinds the gate reads; every object comes back as a plain dict.
 
-    def __init__(self, api_client, deadline_fn):
-        from kubernetes.client import AppsV1Api, PolicyV1Api
+    ``raw`` is a ``_k8s_client.RawApi``: the API server's JSON as it is, no generated model classes."""
 
-        self.api_client = api_client
-        self.apps = AppsV1Api(api_client)
-        self.policy = PolicyV1Api(api_client)
+    def __init__(self, raw, deadline_fn):
+        self.raw = raw
         self.deadline_fn = deadline_fn
         self.calls = 0
 
-    def _lister(self, kind):
-        return {
-            "Deployment": self.apps.list_namespaced_deployment,
-            "StatefulSet": self.apps.list_namespaced_stateful_set,
-            "ReplicaSet": self.apps.list_namespaced_replica_set,
-            "DaemonSet": self.apps.list_namespaced_daemon_set,
-            "PodDisruptionBudget": self.policy.list_namespaced_pod_disruption_budget,
-        }[kind]
-
     def list(self, kind, namespace, names=None):
         """Objects of ``kind`` in ``namespace``; only ``names`` when given (a field selector for one)."""
-        kwargs = {}
+        query = []
         if names is not None and len(names) == 1:
-            kwargs["field_selector"] = "metadata.name=%s" % next(iter(names))
+            query.append(("fieldSelector", "metadata.name=%s" % next(iter(names))))
         deadline = self.deadline_fn()
-        lister = self._lister(kind)
+        prefix, resource = LIST_PATHS[kind]
+        path = api_path(prefix, namespace, resource)
         self.calls += 1
         ref = "%s %s/%s" % (wh.kind_ref(kind), namespace,
                             next(iter(names)) if names is not None and len(names) == 1 else "*")
         try:
             result = retry_transient(
-                lambda: lister(namespace, _request_timeout=request_timeout(deadline), **kwargs),
+                lambda: self.raw.call("GET", path, query=query, timeout=request_timeout(deadline)),
                 deadline=deadline, describe=ref)
         except ApiException as exc:
             raise K8sAccessError(describe_api_error(exc, ref), status=exc.status, cause=exc)
-        items = self.api_client.sanitize_for_serialization(result).get("items") or []
+        items = (result or {}).get("items") or []
         if names is not None:
             items = [item for item in items if item["metadata"]["name"] in names]
         return items
@@ -423,7 +426,7 @@ def main():
         return max(started + params["timeout"], time.monotonic() + 10)
 
     try:
-        reader = ClusterReader(build_api_client(params), deadline_fn)
+        reader = ClusterReader(RawApi(build_api_client(params), user_agent=USER_AGENT), deadline_fn)
         refs = resolve_replicasets(reader, refs)
         result = wait_healthy(reader, refs, pdb_refs, params["pdbs_from_workloads"],
                               params["timeout"] - (time.monotonic() - started), params["poll_interval"])

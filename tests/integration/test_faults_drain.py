@@ -3,6 +3,7 @@
 
 - the node object deleted by someone else mid-drain;
 - a PodDisruptionBudget swapped for a stricter one mid-drain;
+- the drain's credentials revoked while it waits for the pods (401 on its polls): it stops at once;
 - a pod stuck terminating behind a finalizer, in a rollout: the drain waits for it, times out
   naming it, the node stays cordoned with its record saying so, and a re-run after the finalizer
   is gone resumes and finishes;
@@ -16,7 +17,7 @@ import time
 import pytest
 
 from tests.conftest import REPO_ROOT
-from tests.integration.conftest import in_thread, is_ready, wait_for as _wait_for
+from tests.integration.conftest import in_thread, is_ready, register_secret, wait_for as _wait_for
 
 
 def wait_for(what, predicate, timeout=90, interval=0.2):
@@ -106,6 +107,45 @@ def test_node_deleted_mid_drain_stops_the_drain_with_a_clear_message(cluster, na
     # It says so at once instead of waiting out its timeout for pods of a node that is gone.
     assert time.monotonic() - started < 100, "the drain ran on to its timeout after the node was deleted"
     assert "stays cordoned" not in msg, "there is no node left to stay cordoned: %s" % msg
+
+
+def test_credentials_revoked_while_waiting_stop_the_drain_at_once(cluster, namespace, make_node, run_module):
+    """A bound ServiceAccount token that stops being valid mid-drain (here: its ServiceAccount is
+    deleted, as when a short-lived token expires) ends the drain within seconds with the 401 named,
+    not at the timeout with "still on the node"."""
+    node = make_node()
+    # The finalizer keeps the evicted pods Terminating, so the drain is still waiting when the token dies.
+    apply(cluster, namespace, deployment("held", 2, {"kubernetes.io/hostname": node}, finalizers=[HOLD]))
+    ready_on(cluster, namespace, node, 2)
+    account = "drainer"
+    cluster.kubectl("-n", namespace, "create", "serviceaccount", account)
+    binding = "kubeops-test-drainer-%s" % namespace
+    cluster.kubectl("create", "clusterrolebinding", binding, "--clusterrole=cluster-admin",
+                    "--serviceaccount=%s:%s" % (namespace, account))
+    try:
+        token = register_secret(cluster.kubectl("-n", namespace, "create", "token", account, "--duration=1h")
+                                .stdout.strip(), "the drainer's token")
+        drain = in_thread(run_module, "k8s_node_drain", {
+            "name": node, "timeout": 240, "host": cluster.server, "api_key": token, "validate_certs": False}, auth=False)
+        wait_for("both pods evicted (terminating)", lambda: len([
+            p for p in cluster.core.list_namespaced_pod(namespace, field_selector="spec.nodeName=%s" % node).items
+            if p.metadata.deletion_timestamp]) == 2, timeout=120)
+        cluster.kubectl("-n", namespace, "delete", "serviceaccount", account)
+        revoked = time.monotonic()
+        result = drain()
+        waited = time.monotonic() - revoked
+    finally:
+        cluster.kubectl("delete", "clusterrolebinding", binding, "--ignore-not-found")
+        release_all(cluster, namespace)
+
+    assert result["failed"], result
+    msg = result["msg"]
+    assert "drain of node/%s stopped before its timeout" % node in msg, msg
+    assert "unauthorized (401)" in msg and "pods on node/%s" % node in msg, msg
+    assert "2 pod(s) not confirmed gone" in msg and "stays cordoned" in msg, msg
+    assert waited < 60, "the drain took %.0f s after its token was revoked (timeout 240 s)" % waited
+    assert [p["action"] for p in result["pods"]] == ["failed", "failed"]
+    assert cluster.core.read_node(node).spec.unschedulable is True
 
 
 def test_pdb_swapped_for_a_stricter_one_mid_drain_times_out_naming_it(cluster, namespace, make_node, run_module):

@@ -195,7 +195,7 @@ def test_noexecute_reports_and_warns(cluster, namespace, make_node, run_module):
 
 def test_conflicting_write_is_redone_not_lost(cluster, make_node):
     """A second writer changes the taints between the module's read and its write, every time at first."""
-    from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_client import build_api_client
+    from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_client import RawApi, build_api_client
     from ansible_collections.kubeops.node_maintenance.plugins.modules import k8s_node_taint
 
     node = make_node(taints=[{"key": "base", "effect": "NoSchedule"}])
@@ -213,7 +213,7 @@ def test_conflicting_write_is_redone_not_lost(cluster, make_node):
             return seen
 
     deadline = time.monotonic() + 60
-    nodes = RacedNodeTaints(build_api_client({"kubeconfig": cluster.kubeconfig}), node, deadline)
+    nodes = RacedNodeTaints(RawApi(build_api_client({"kubeconfig": cluster.kubeconfig})), node, deadline)
     before, after, change, conflicts = k8s_node_taint.converge_taints(
         nodes, [MAINT], "present", False, False, deadline)
     assert conflicts == 3

@@ -396,3 +396,50 @@ def test_a_budget_created_mid_drain_is_found_when_budgets_are_listed_again():
     assert results[0]["pdb"][0]["name"] == "freeze"
     # Once the fresh list showed the spent budget, the pod was held back, not sent for more 429s.
     assert len(api.calls) < 5
+
+
+class PollFailingApi(ScriptedApi):
+    """Evictions are accepted but the pods never leave; every poll after the first fails with
+    ``error`` (an exception instance)."""
+
+    def __init__(self, pods, error):
+        super().__init__(pods, vanish_after_accept=False)
+        self.error = error
+
+    def list_node_pod_metadata(self, node):
+        listed = super().list_node_pod_metadata(node)
+        if self.lists > 1:
+            raise self.error
+        return listed
+
+
+def status_error(status, message):
+    from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_client import api_exception
+
+    return api_exception(status, {"kind": "Status", "message": message, "code": status})
+
+
+@pytest.mark.parametrize("status, words", [(401, "unauthorized (401)"), (403, "forbidden (403)")])
+def test_credentials_refused_while_waiting_stop_the_drain_at_once(status, words):
+    pods = [pod("a"), pod("b")]
+    api = PollFailingApi(pods, status_error(status, "Unauthorized" if status == 401 else
+                                            'pods is forbidden: User "x" cannot list resource "pods"'))
+    started = time.monotonic()
+    drainer, results = run(api, tasks_for(pods), timeout=20)
+    assert time.monotonic() - started < 5, "stopped long before the 20 s timeout"
+    assert drainer.stopped and words in drainer.stopped and "pods on node/node-1" in drainer.stopped
+    assert [r["action"] for r in results] == ["failed", "failed"]
+    assert all(r["reason"].startswith("not confirmed gone: the drain stopped (pods on node/node-1: ")
+               for r in results)
+
+
+def test_other_poll_failures_are_retried_and_quoted_at_the_timeout():
+    pods = [pod("a")]
+    api = PollFailingApi(pods, status_error(503, "etcd leader changed"))
+    drainer, results = run(api, tasks_for(pods), timeout=1.5)
+    assert drainer.stopped is None
+    assert api.lists > 2, "kept polling after the 503s"
+    assert results[0]["action"] == "failed"
+    assert "evicted" in results[0]["reason"] and "still on the node" in results[0]["reason"]
+    assert "poll(s) of the node's pods failed: pods on node/node-1: service unavailable (503): etcd leader changed" \
+        in results[0]["reason"]

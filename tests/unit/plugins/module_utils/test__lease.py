@@ -44,9 +44,31 @@ def lease(holder="rollout-a", renew=NOW, duration=60, acquire=None, transitions=
     ("2024-05-01T12:00:00+02:00", NOW),
     ("2024-05-01T07:30:00-02:30", NOW),
     ("2024-05-01t10:00:00z", NOW),
+    # what the generated client's sanitize_for_serialization wrote (isoformat()): same instants
+    ("2024-05-01T10:00:00+00:00", NOW),
+    ("2024-05-01T10:00:00.123456+00:00", NOW.replace(microsecond=123456)),
+    ("2024-05-01T10:00:00.123456Z", NOW.replace(microsecond=123456)),  # MicroTime as the API server writes it
 ])
 def test_parse_time(text, expected):
     assert _lease.parse_time(text) == expected
+
+
+@given(aware_times)
+def test_api_server_and_isoformat_texts_of_one_instant_parse_alike(moment):
+    api_server = moment.strftime("%Y-%m-%dT%H:%M:%S") + (".%06d" % moment.microsecond if moment.microsecond else "") + "Z"
+    assert _lease.parse_time(api_server) == _lease.parse_time(moment.isoformat()) == moment
+    assert _lease.parse_time(_lease.format_micro_time(moment)) == moment
+
+
+@pytest.mark.parametrize("renew", ["2024-05-01T09:59:00.000000Z", "2024-05-01T09:59:00Z",
+                                   "2024-05-01T09:59:00+00:00", "2024-05-01T11:59:00+02:00"])
+def test_expiry_is_the_same_whatever_form_the_renew_time_has(renew):
+    current = lease(renew=None)
+    current["spec"]["renewTime"] = renew
+    assert _lease.lease_expiry(current) == NOW
+    assert _lease.lease_expired(current, NOW) and not _lease.lease_expired(current, NOW - datetime.timedelta(seconds=1))
+    assert _lease.describe_holder(current, NOW) == "'rollout-a' (renewed 2024-05-01T09:59:00Z, expired " \
+                                                   "2024-05-01T10:00:00Z, 0s ago)"
 
 
 @pytest.mark.parametrize("text", [None, "", "yesterday", "2024-05-01", "2024-13-01T00:00:00Z",

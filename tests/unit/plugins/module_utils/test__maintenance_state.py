@@ -38,6 +38,9 @@ def test_phase_seconds():
     assert ms.phase_seconds("2024-05-01T10:01:00Z", "2024-05-01T10:00:00Z") == 0.0
     assert ms.phase_seconds("yesterday", "2024-05-01T10:00:00Z") is None
     assert ms.phase_seconds(None, "2024-05-01T10:00:00Z") is None
+    # a record written by hand or by another tool with isoformat() (+00:00) times the same way
+    assert ms.phase_seconds("2024-05-01T10:00:00+00:00", "2024-05-01T10:01:30.250000+00:00") == 90.25
+    assert ms.phase_seconds("2024-05-01T10:00:00.000Z", "2024-05-01T12:01:30.250+02:00") == 90.25
 
 
 def test_cut():

@@ -163,3 +163,27 @@ def test_validate_wanted(wanted, message):
 
 def test_validate_wanted_accepts_defaults():
     assert _node_wait.validate_wanted(want(conditions=[{"type": "X"}])) == []
+
+
+@pytest.mark.parametrize("first, later", [
+    ("2024-05-01T10:00:00Z", "2024-05-01T10:00:00+00:00"),        # API server vs isoformat() text
+    ("2024-05-01T10:00:00+00:00", "2024-05-01T10:00:00Z"),
+    ("2024-05-01T10:00:00.123456+00:00", "2024-05-01T10:00:00.123456Z"),
+    ("2024-05-01T10:00:00Z", "2024-05-01T12:00:00+02:00"),
+])
+def test_one_instant_written_two_ways_is_no_transition(first, later):
+    """lastTransitionTime is compared as a time, not as text: the same instant in another form
+    must not pass for a NotReady blip."""
+    state, results = run([node(transition=first), node(transition=later)], want(require_not_ready_first=True))
+    assert not state.transition_proven and not state.seen_not_ready
+    assert results[1] == ["the node to go NotReady first (it has been Ready on every poll so far, and its Ready "
+                          "lastTransitionTime has not moved)"]
+
+
+@pytest.mark.parametrize("first, later", [
+    ("2024-05-01T10:00:00+00:00", "2024-05-01T10:00:01Z"),
+    ("2024-05-01T10:00:00Z", "2024-05-01T10:00:00.000001+00:00"),
+])
+def test_a_later_transition_in_either_form_proves_one(first, later):
+    state, results = run([node(transition=first), node(transition=later)], want(require_not_ready_first=True))
+    assert state.transition_proven and results[1] == []

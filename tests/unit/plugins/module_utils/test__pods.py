@@ -211,6 +211,8 @@ def test_all_options_on_means_only_skip_wait_delete_or_evict(kind, emptydir, pha
 def test_parse_timestamp_handles_fractions_and_garbage():
     assert _pods.parse_timestamp("2023-11-14T22:13:20Z") == NOW
     assert _pods.parse_timestamp("2023-11-14T22:13:20.123456Z") == NOW
+    assert _pods.parse_timestamp("2023-11-14T22:13:20+00:00") == NOW
+    assert _pods.parse_timestamp("2023-11-15T00:13:20.5+02:00") == NOW
     assert _pods.parse_timestamp("yesterday") is None
     assert _pods.parse_timestamp(None) is None
 
