@@ -9,6 +9,11 @@ Scenarios (fresh namespace and nodes for every run, so no run sees another's lef
   pdb-60    one node with 60 pods: 6 Deployments of 10, each behind a PDB with maxUnavailable 1
 Replacements land on two spare nodes that are uncordoned just before the drain.
 
+Besides the three tools, ``floor`` (pods-300 only) is no tool at all: every eviction sent at once
+over kept-alive connections, timed from the first eviction to the last pod deleted (seen by a
+watch). It is what the control plane itself needs on this machine, so the report can say how close
+each tool comes to it and how much faster than another tool any tool could possibly be here.
+
 Wall time is the whole command as a user runs it (``ansible localhost -m ...`` for both modules,
 so Ansible's start-up is included for both; the kubeops module also reports its own seconds).
 
@@ -25,7 +30,9 @@ eviction handler lists the namespace's PDBs for every eviction, over its loopbac
 """
 
 import argparse
+import http.client
 import json
+import threading
 import os
 import re
 import shutil
@@ -37,6 +44,8 @@ import time
 import urllib.request
 import uuid
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import quote, urlsplit
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TESTBED = os.path.join(REPO, "tests", "testbed")
@@ -44,7 +53,7 @@ sys.path.insert(0, REPO)
 from tests.conftest import COLLECTIONS_ROOT  # noqa: E402  (also builds the collection symlink tree)
 
 KWOK_ANNOTATION = {"kwok.x-k8s.io/node": "fake"}
-TOOLS = ("kubeops", "kubectl", "k8s_drain")
+TOOLS = ("kubeops", "kubectl", "k8s_drain", "floor")
 SCENARIOS = ("pods-300", "pdb-60")
 METRIC_RE = re.compile(r'^apiserver_request_total\{([^}]*)\} ([0-9.e+]+)$')
 LABEL_RE = re.compile(r'(\w+)="([^"]*)"')
@@ -213,6 +222,85 @@ def run_ansible_module(cluster, fqcn, args, timeout):
     return wall, result
 
 
+def run_floor(cluster, node, timeout, concurrency=50):
+    """Not a drain tool: what this control plane needs to evict a node's pods and see them gone.
+
+    Every eviction is sent at once (``concurrency`` in flight over kept-alive connections, no
+    classification, no retries, no start-up), and a watch opened before the first one records when
+    the last pod is deleted. The wall time is first eviction sent -> last pod deleted: a floor for
+    any client on this machine, since the API server, etcd, the controllers, the scheduler and
+    kwok (deleting the pods and starting their replacements) do the same work whoever asks.
+    Only for scenarios without budgets (a 429 would need a retry policy, i.e. a drain tool).
+    """
+    cluster.kubectl("cordon", node)   # one PATCH, like every tool's own cordon; not timed
+    listed = cluster.get_json("/api/v1/pods?fieldSelector=spec.nodeName%%3D%s" % node)
+    keys = [(p["metadata"]["namespace"], p["metadata"]["name"]) for p in listed["items"]]
+    remaining = set(keys)
+    split = urlsplit(cluster.server)
+    done = threading.Event()
+    last_deleted = [None]
+
+    def watch():
+        version = listed["metadata"]["resourceVersion"]
+        deadline = time.monotonic() + timeout
+        while remaining and time.monotonic() < deadline:
+            # A watch can end early (the server closes it, or answers "too old"): list again
+            # (whatever is gone by then went meanwhile) and watch on from the new list.
+            conn = http.client.HTTPSConnection(split.hostname, split.port, context=cluster._ctx, timeout=timeout)
+            conn.request("GET", "/api/v1/pods?watch=1&fieldSelector=spec.nodeName%%3D%s&resourceVersion=%s"
+                         % (node, version))
+            for line in conn.getresponse():
+                event = json.loads(line)
+                meta = event["object"].get("metadata") or {}
+                if event["type"] == "DELETED":
+                    remaining.discard((meta.get("namespace"), meta.get("name")))
+                    if not remaining:
+                        last_deleted[0] = time.monotonic()
+                        break
+                elif event["type"] == "ERROR":
+                    break
+                version = meta.get("resourceVersion") or version
+            conn.close()
+            if remaining:
+                again = cluster.get_json("/api/v1/pods?fieldSelector=spec.nodeName%%3D%s" % node)
+                remaining.intersection_update((p["metadata"]["namespace"], p["metadata"]["name"])
+                                              for p in again["items"])
+                version = again["metadata"]["resourceVersion"]
+                if not remaining:
+                    last_deleted[0] = time.monotonic()
+        done.set()
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    time.sleep(0.5)  # the watch is open before the first eviction
+    local = threading.local()
+    answers = Counter()
+
+    def evict(key):
+        conn = getattr(local, "conn", None)
+        if conn is None:
+            conn = local.conn = http.client.HTTPSConnection(split.hostname, split.port, context=cluster._ctx,
+                                                            timeout=60)
+        body = json.dumps({"apiVersion": "policy/v1", "kind": "Eviction",
+                           "metadata": {"namespace": key[0], "name": key[1]}})
+        conn.request("POST", "/api/v1/namespaces/%s/pods/%s/eviction" % (quote(key[0]), quote(key[1])), body=body,
+                     headers={"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        resp.read()
+        answers[resp.status] += 1
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        list(pool.map(evict, keys))
+    accepted = time.monotonic() - started
+    done.wait(timeout)
+    if last_deleted[0] is None:
+        return timeout, False, "%d pods not deleted within %ds; answers %s" % (len(remaining), timeout, dict(answers))
+    wall = last_deleted[0] - started
+    return wall, True, "not a tool: every eviction at once; all %d answered in %.2fs (%s), last pod deleted at %.2fs" % (
+        len(keys), accepted, ", ".join("%d x %s" % (n, code) for code, n in sorted(answers.items())), wall)
+
+
 def run_tool(cluster, tool, node, timeout):
     """Returns (wall seconds, ok, note)."""
     if tool == "kubeops":
@@ -237,6 +325,8 @@ def run_tool(cluster, tool, node, timeout):
                                "wait_timeout": timeout, "wait_sleep": 1}}, timeout + 120)
         return wall, not result.get("failed"), result.get("result", "") if not result.get("failed") else \
             result.get("msg", "")[:300]
+    if tool == "floor":
+        return run_floor(cluster, node, timeout)
     raise ValueError(tool)
 
 
@@ -317,6 +407,17 @@ def report(results):
                 tool, ours["wall"] / other["wall"], tool, other["wall"] / ours["wall"],
                 ours["client"]["total"], other["client"]["total"], status))
         print("%-9s %s" % (scenario, "; ".join(parts)))
+        floor, slow = by.get((scenario, "floor")), by.get((scenario, "k8s_drain"))
+        own = re.search(r"module's own time ([0-9.]+)s", ours["note"])
+        if floor and floor["ok"] and own:
+            start_up = ours["wall"] - float(own.group(1))
+            print("%-9s floor (the control plane with every eviction sent at once, no tool) %.2fs: the module's own "
+                  "%.2fs is %.2fx the floor; with the %.2fs kubeops spent outside the module (Ansible, Python, "
+                  "imports), no tool run by Ansible could take less than %.2fs here%s" % (
+                      scenario, floor["wall"], float(own.group(1)), float(own.group(1)) / floor["wall"], start_up,
+                      floor["wall"] + start_up,
+                      ", i.e. at most %.1fx faster than k8s_drain" % (slow["wall"] / (floor["wall"] + start_up))
+                      if slow and slow["ok"] else ""))
 
 
 def main():
@@ -348,6 +449,8 @@ def main():
         for round_no in range(args.repeat):
             for scenario in args.scenarios.split(","):
                 for tool in args.tools.split(","):
+                    if tool == "floor" and scenario != "pods-300":
+                        continue  # behind budgets a floor would need a retry policy: a drain tool
                     log("round %d, %s: %s" % (round_no + 1, scenario, tool))
                     result = measure(cluster, scenario, tool, args.timeout)
                     log("  %.2fs ok=%s client requests=%d %s" % (
