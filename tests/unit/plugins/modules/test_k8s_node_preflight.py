@@ -27,8 +27,13 @@ from tests.unit.fake_k8s_server import (
     status_body,
 )
 
-PODS, NODES = "/api/v1/pods", "/api/v1/nodes"
-REPLICASETS, PDBS, PVS = "/apis/apps/v1/replicasets", "/apis/policy/v1/poddisruptionbudgets", "/api/v1/persistentvolumes"
+# One name per line: ansible-lint reads files under tests/unit/plugins/modules/ for module docs
+# and warns about tuple assignments at module level.
+PODS = "/api/v1/pods"
+NODES = "/api/v1/nodes"
+REPLICASETS = "/apis/apps/v1/replicasets"
+PDBS = "/apis/policy/v1/poddisruptionbudgets"
+PVS = "/api/v1/persistentvolumes"
 
 
 def api_node(name, cpu="4", stamp=STAMPS[0]):
