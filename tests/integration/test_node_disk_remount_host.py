@@ -40,7 +40,7 @@ REMOUNT_ARGS = {
 DOCKER_ROOT_CMD = "docker info --format '{{.DockerRootDir}}'"
 
 
-class TestHost:
+class HostUnderTest:
     """One launcher-made host, with Ansible pointed at it through the launcher's inventory."""
 
     def __init__(self, launcher, name, cluster):
@@ -110,7 +110,7 @@ def test_host(cluster):
     launcher.up(HOST)
     try:
         launcher.wait_ssh(HOST)
-        host = TestHost(launcher, HOST, cluster)
+        host = HostUnderTest(launcher, HOST, cluster)
         host.node_ready(True)
         yield host
     finally:
