@@ -262,12 +262,12 @@ class GuardReader:
         self.params = params
 
     def _list(self, path, ref, deadline, query=None):
+        # Paged (500 a page, as kubectl): a cluster's node list can be tens of MB in one answer.
         try:
-            result = retry_transient(lambda: self.raw.call("GET", path, query=query, timeout=request_timeout(deadline)),
-                                     deadline=deadline, describe=ref)
+            return retry_transient(lambda: self.raw.list_all(path, query or (), timeout=request_timeout(deadline)),
+                                   deadline=deadline, describe=ref)
         except ApiException as exc:
             raise K8sAccessError(describe_api_error(exc, ref), status=exc.status, cause=exc)
-        return (result or {}).get("items") or []
 
     def nodes(self, deadline, selector=""):
         query = [("labelSelector", selector)] if selector else None

@@ -348,12 +348,12 @@ class ClusterReader:
         ref = "%s %s/%s" % (wh.kind_ref(kind), namespace,
                             next(iter(names)) if names is not None and len(names) == 1 else "*")
         try:
-            result = retry_transient(
-                lambda: self.raw.call("GET", path, query=query, timeout=request_timeout(deadline)),
+            # Paged (500 a page, as kubectl): one namespace can hold thousands of ReplicaSets.
+            items = retry_transient(
+                lambda: self.raw.list_all(path, query, timeout=request_timeout(deadline)),
                 deadline=deadline, describe=ref)
         except ApiException as exc:
             raise K8sAccessError(describe_api_error(exc, ref), status=exc.status, cause=exc)
-        items = (result or {}).get("items") or []
         if names is not None:
             items = [item for item in items if item["metadata"]["name"] in names]
         return items

@@ -87,6 +87,9 @@ from tests.unit.fake_k8s_server import (  # noqa: E402
 )
 
 
+PAGE = ("limit", "500")  # every list is paged, as kubectl pages (--chunk-size 500)
+
+
 def api_node(name, labels=None, ready="True", unschedulable=False, stamp=STAMPS[0]):
     return {"metadata": {"name": name, "labels": labels or {}, "creationTimestamp": stamp},
             "spec": {"unschedulable": True} if unschedulable else {},
@@ -122,9 +125,9 @@ def test_reader_lists_nodes_and_etcd_pods_on_the_wire(k8s_server):
     assert reader.nodes(deadline, "pool=x")[0]["status"]["conditions"][0]["lastTransitionTime"] == STAMPS[0]
     assert reader.etcd_pods(deadline)[0]["spec"] == {"nodeName": "a"}
     assert [(r["path"], r["query"]) for r in server.requests] == [
-        ("/api/v1/nodes", []),
-        ("/api/v1/nodes", [("labelSelector", "pool=x")]),
-        ("/api/v1/namespaces/kube-system/pods", [("labelSelector", "component=etcd")]),
+        ("/api/v1/nodes", [PAGE]),
+        ("/api/v1/nodes", [("labelSelector", "pool=x"), PAGE]),
+        ("/api/v1/namespaces/kube-system/pods", [("labelSelector", "component=etcd"), PAGE]),
     ]
     for request in server.requests:
         assert request["headers"]["authorization"] == "Bearer " + TOKEN
@@ -204,7 +207,7 @@ def test_module_run_reads_the_api_without_the_generated_classes(k8s_server, tmp_
     assert result["failed"] is True
     assert result["refused"] == ["taking node/w1 out leaves 0 of 2 nodes Ready and schedulable, fewer than the 1 "
                                  "required (min_ready_nodes 1); not available now: w2 (cordoned)"]
-    assert ("/api/v1/nodes", [("labelSelector", "pool=x")]) in [(r["path"], r["query"]) for r in server.requests]
+    assert ("/api/v1/nodes", [("labelSelector", "pool=x"), PAGE]) in [(r["path"], r["query"]) for r in server.requests]
 
 
 def test_module_run_fails_with_the_translated_error(k8s_server, tmp_path):
@@ -212,3 +215,17 @@ def test_module_run_fails_with_the_translated_error(k8s_server, tmp_path):
     result, _imported = run_module("k8s_cluster_guard", dict(server.params, name="a"), tmp_path)
     assert result["failed"] is True and result["status"] == 401 and result["name"] == "a"
     assert result["msg"].startswith("nodes: unauthorized (401): Unauthorized; the API server did not accept the credentials")
+
+
+def test_a_big_node_list_is_read_page_by_page(k8s_server):
+    nodes = [api_node("n%04d" % i) for i in range(1203)]
+
+    def list_nodes(query):
+        start = int(query.get("continue") or 0)
+        end = start + int(query["limit"])
+        return 200, item_list("NodeList", nodes[start:end], continue_token=str(end) if end < len(nodes) else None)
+
+    server = k8s_server(by_path({"/api/v1/nodes": list_nodes}))
+    listed = reader_for(server).nodes(time.monotonic() + 10)
+    assert [n["metadata"]["name"] for n in listed] == [n["metadata"]["name"] for n in nodes]
+    assert [dict(r["query"]).get("continue") for r in server.requests] == [None, "500", "1000"]

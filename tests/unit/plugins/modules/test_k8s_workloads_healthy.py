@@ -105,6 +105,9 @@ from tests.unit.fake_k8s_server import (  # noqa: E402
 )
 
 
+PAGE = ("limit", "500")  # every list is paged, as kubectl pages (--chunk-size 500)
+
+
 def api_deployment(name, ready, stamp=STAMPS[0], progressing="NewReplicaSetAvailable"):
     obj = deployment(name, ready)
     obj["metadata"].update(creationTimestamp=stamp, uid="uid-" + name)
@@ -169,13 +172,13 @@ def test_reader_lists_each_kind_at_its_path_filtered_by_name(k8s_server):
     assert reader.list("DaemonSet", "shop") == [] and reader.list("ReplicaSet", "shop", {"x", "y"}) == []
     assert reader.list("PodDisruptionBudget", "shop") == [api_pdb()]  # the API's JSON as it is
     assert [(r["path"], r["query"]) for r in server.requests] == [
-        (DEPLOYMENTS, [("fieldSelector", "metadata.name=web")]),
-        (DEPLOYMENTS, []),
-        (DEPLOYMENTS, []),
-        ("/apis/apps/v1/namespaces/shop/statefulsets", [("fieldSelector", "metadata.name=db")]),
-        ("/apis/apps/v1/namespaces/shop/daemonsets", []),
-        (REPLICASETS, []),
-        (PDBS, []),
+        (DEPLOYMENTS, [("fieldSelector", "metadata.name=web"), PAGE]),
+        (DEPLOYMENTS, [PAGE]),
+        (DEPLOYMENTS, [PAGE]),
+        ("/apis/apps/v1/namespaces/shop/statefulsets", [("fieldSelector", "metadata.name=db"), PAGE]),
+        ("/apis/apps/v1/namespaces/shop/daemonsets", [PAGE]),
+        (REPLICASETS, [PAGE]),
+        (PDBS, [PAGE]),
     ]
     assert reader.calls == 7
     for request in server.requests:
@@ -240,9 +243,9 @@ def test_module_run_reads_the_api_without_the_generated_classes(k8s_server, tmp_
         ("web", "deployment shop/web: 3/3 ready", "ReplicaSet shop/web-6d4b")]
     assert [(p["name"], p["matched_workloads"]) for p in result["pdbs"]] == [("web", ["deployment shop/web"])]
     assert [(r["path"], r["query"]) for r in server.requests] == [
-        (REPLICASETS, [("fieldSelector", "metadata.name=web-6d4b")]),
-        (DEPLOYMENTS, []),
-        (PDBS, []),
+        (REPLICASETS, [("fieldSelector", "metadata.name=web-6d4b"), PAGE]),
+        (DEPLOYMENTS, [PAGE]),
+        (PDBS, [PAGE]),
     ]
 
 
