@@ -34,10 +34,7 @@ import sys
 import threading
 import time
 
-try:
-    from urllib.parse import quote, urlencode
-except ImportError:  # pragma: no cover - Python 2 is not supported by the modules
-    from urllib import quote, urlencode
+from urllib.parse import quote, urlencode
 
 from ansible.module_utils.basic import env_fallback
 
@@ -308,9 +305,8 @@ def api_exception(status, body, headers=None):
     """An ``ApiException`` for a non-2xx answer, shaped like the generated client's: ``status``,
     ``reason``, ``body`` (the JSON text) and ``headers``, so ``describe_api_error`` and
     ``retry_transient`` treat it like any other."""
-    exc = ApiException(status=status, reason=(body or {}).get("reason") if isinstance(body, dict) else None)
-    exc.status = status
-    exc.reason = exc.reason or _STATUS_TEXT.get(status, "")
+    reason = body.get("reason") if isinstance(body, dict) else None
+    exc = ApiException(status=status, reason=reason or _STATUS_TEXT.get(status, ""))
     exc.body = json.dumps(body if body is not None else {})
     exc.headers = headers
     return exc
@@ -319,7 +315,7 @@ def api_exception(status, body, headers=None):
 class RawApi:
     """JSON requests over the configured client's connection pool, auth and TLS settings.
 
-    ``request()`` returns ``(status, decoded body)`` and raises only when no HTTP answer came;
+    ``request()`` returns ``(status, decoded body, headers)`` and raises only when no HTTP answer came;
     ``call()`` returns the decoded body of a 2xx answer and raises ``api_exception`` otherwise.
     ``counts`` counts requests by ``count_as`` (or verb) for modules that report them.
     ``retries`` is urllib3's: the pool's own setting (as the generated client uses) unless given;

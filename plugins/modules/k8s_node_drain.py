@@ -419,14 +419,15 @@ def failure_message(node, results, cordoned, timed_out, timeout, node_deleted=Fa
     lines = ["%s/%s: %s" % (r["namespace"], r["name"], r["reason"]) for r in failed[:MESSAGE_POD_LIMIT]]
     if len(failed) > MESSAGE_POD_LIMIT:
         lines.append("and %d more (see pods)" % (len(failed) - MESSAGE_POD_LIMIT))
+    cordon_state = ("node/%s stays cordoned" % node if cordoned
+                    else "node/%s was not cordoned (cordon: false)" % node)
     if stopped:
         # The reason is the same for every pod: say it once, then name the pods.
         names = ["%s/%s" % (r["namespace"], r["name"]) for r in failed[:MESSAGE_POD_LIMIT]]
         more = " and %d more" % (len(failed) - MESSAGE_POD_LIMIT) if len(failed) > MESSAGE_POD_LIMIT else ""
         return ("drain of node/%s stopped before its timeout: %s. %d pod(s) not confirmed gone: %s%s. %s; "
                 "renew the credentials (or restore the rights) and run the drain again"
-                % (node, stopped, len(failed), ", ".join(names), more,
-                   "node/%s stays cordoned" % node if cordoned else "node/%s was not cordoned (cordon: false)" % node))
+                % (node, stopped, len(failed), ", ".join(names), more, cordon_state))
     if node_deleted:
         return ("drain of node/%s stopped: the Node object was deleted during the drain (not by this task). "
                 "The %d pod(s) still bound to it are deleted by the pod garbage collector without regard to "
@@ -434,8 +435,7 @@ def failure_message(node, results, cordoned, timed_out, timeout, node_deleted=Fa
                 % (node, len(failed), "; ".join(lines)))
     head = ("drain of node/%s did not finish within the timeout (%ds)" % (node, timeout) if timed_out
             else "drain of node/%s failed" % node)
-    tail = ("node/%s stays cordoned; fix the cause and run the drain again" % node if cordoned
-            else "node/%s was not cordoned (cordon: false)" % node)
+    tail = cordon_state + ("; fix the cause and run the drain again" if cordoned else "")
     return "%s: %d pod(s) still on the node. %s. %s" % (head, len(failed), "; ".join(lines), tail)
 
 
