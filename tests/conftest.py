@@ -1,14 +1,39 @@
-"""Make the repository importable as ``ansible_collections.kubeops.node_maintenance``.
+"""Make the repository importable as ``ansible_collections.kubeops.node_maintenance``, and spread
+the suite over parallel workers (pytest-xdist) the way its costs need.
 
 The collection lives at the repository root; Python (and ansible-core's collection loader) expect
 it under ``<dir>/ansible_collections/kubeops/node_maintenance``. A symlink tree in ``build/``
 provides that without copying anything.
+
+Parallel runs (``-n N --dist loadscope``, as tests/run.sh does, our scheduler below): the tests on
+QEMU hosts (marker ``hosts``) are the longest chain of the suite, so they are split into
+HOST_CHAINS, each one unit of work for one worker, handed out first. A chain's worker boots a
+session-wide pool of hosts once (``host_pool`` in tests/integration/conftest.py) and lends it to
+each module of the chain in turn, restored to its post-boot snapshot; it gets no other work
+until its chain is done. Every other module is a unit of its own (its module fixtures are made
+once, on one worker, and its tests keep their written order), the heaviest integration modules
+first, then the rest, then the unit-test modules that fill the gaps. Every worker starts its own
+control plane (the session ``cluster`` fixture) on its own state directory when a test of it
+first needs one. (Groups by ``xdist_group`` marks would not work: pytest 9 ignores the node-id
+suffix that pytest-xdist 3.8's loadgroup adds.)
 """
 import os
 import sys
 
+import pytest
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COLLECTIONS_ROOT = os.path.join(REPO_ROOT, "build", "collections")
+# The host test modules, in chains of about equal length (about 18 and 19 minutes on a busy
+# 2-core machine), each run in this order on one pool of hosts: the test bed's own checks first
+# (when they fail, the rest would only fail less clearly).
+HOST_CHAINS = (("test_testbed_hosts", "test_rolling_maintenance_hosts"),
+               ("test_node_disk_remount_host", "test_rollout_hosts_faults"))
+HOST_UNIT_PREFIX = "qemu-hosts-"
+# Integration modules that take five minutes or more of a worker: handed out first, so that none
+# of them is left to run alone at the end.
+HEAVY_MODULES = ("test_rollout_guards", "test_faults_apiserver", "test_rolling_maintenance", "test_faults_rollout",
+                 "test_faults_security")
 
 
 def ensure_collection_tree():
@@ -16,10 +41,88 @@ def ensure_collection_tree():
     link = os.path.join(namespace_dir, "node_maintenance")
     os.makedirs(namespace_dir, exist_ok=True)
     if not os.path.islink(link):
-        os.symlink(REPO_ROOT, link)
+        try:
+            os.symlink(REPO_ROOT, link)
+        except FileExistsError:  # another worker of the same run made it first
+            pass
     return COLLECTIONS_ROOT
 
 
 ensure_collection_tree()
 if COLLECTIONS_ROOT not in sys.path:
     sys.path.insert(0, COLLECTIONS_ROOT)
+
+
+def _module_name(item):
+    return os.path.splitext(os.path.basename(str(item.path)))[0]
+
+
+def _host_chain(module):
+    """(chain index, position in it) of a host test module, or None."""
+    for index, chain in enumerate(HOST_CHAINS):
+        if module in chain:
+            return index, chain.index(module)
+    return None
+
+
+def _run_order(item, parallel):
+    """In parallel workers: host chains first, then the heavy integration modules, the other
+    integration modules, the unit tests. In one process: unit tests, integration modules, and the
+    host tests last: a pool's hosts stay nodes of the session's cluster until it ends, and a host a
+    test left powered off would count as a NotReady node in the cluster tests after it (the node
+    lifecycle controller's disruption modes)."""
+    module = _module_name(item)
+    chain = _host_chain(module)
+    if chain is not None:
+        return (0 if parallel else 3,) + chain
+    if item.get_closest_marker("integration"):
+        return (1, 0 if module in HEAVY_MODULES else 1, HEAVY_MODULES.index(module) if module in HEAVY_MODULES else 0)
+    return (2 if parallel else 0,)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """The order in which the modules are handed out. Tests of one module keep their written
+    order (sorted() is stable): chained scenarios rely on it."""
+    for item in items:
+        if item.get_closest_marker("hosts") and _host_chain(_module_name(item)) is None:
+            raise pytest.UsageError("%s has tests marked hosts: add %s to a chain of HOST_CHAINS in "
+                                    "tests/conftest.py, so that they run on a worker that holds a host pool"
+                                    % (item.path, _module_name(item)))
+    parallel = hasattr(config, "workerinput")  # this process is an xdist worker
+    items[:] = sorted(items, key=lambda item: _run_order(item, parallel))
+
+
+def _scope_of(nodeid):
+    """The unit of work of a test: its host chain, else its module."""
+    path = nodeid.split("::", 1)[0]
+    chain = _host_chain(os.path.splitext(os.path.basename(path))[0])
+    return path if chain is None else HOST_UNIT_PREFIX + str(chain[0] + 1)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """loadscope scheduling in collection order, each host chain one unit of work, whose worker is
+    kept for it alone."""
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class HostsApartScheduling(LoadScopeScheduling):
+        def __init__(self, config, log=None):
+            super().__init__(config, log)
+            config.option.loadscopereorder = False  # our order, not "most tests first"
+
+        def _split_scope(self, nodeid):
+            return _scope_of(nodeid)
+
+        def _busy_with_hosts(self, node):
+            return any(scope.startswith(HOST_UNIT_PREFIX) and not all(tests.values())
+                       for scope, tests in self.assigned_work.get(node, {}).items())
+
+        def _reschedule(self, node):
+            if self.workqueue and self._busy_with_hosts(node):
+                return  # nothing queued behind the host tests: another worker takes it
+            super()._reschedule(node)
+
+    return HostsApartScheduling(config, log)

@@ -2,32 +2,68 @@
 # The whole test suite, as README and CI run it: bootstrap (cached), static checks, collection
 # build, then one pytest run of unit and integration tests on the real local control plane
 # (and on QEMU test hosts where the host tests are present). Exits non-zero on any failure.
+#
+# Every stage's duration is printed when it ends and again, as a table, when the run ends (also
+# on failure), with pytest's 25 slowest tests before it: a CI log says where the minutes went.
+#
+# pytest runs in parallel workers (pytest-xdist, tests/conftest.py's scheduler): the QEMU host tests
+# in two chains, each on a worker of its own that boots its hosts once and restores them from a
+# snapshot for each module; the other workers take the rest module by module; every worker has a
+# control plane of its own.
+# KUBEOPS_TEST_WORKERS sets their number (default 4: two host chains, two for the rest; 0 runs
+# everything in this process).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
 say() { printf '\n[test %s] == %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 t0=$(date +%s)
+stages=()
+stage_name="" stage_start=0
+stage() {  # stage NAME: ends the stage before (printing its duration) and starts NAME
+  local now; now=$(date +%s)
+  if [[ -n $stage_name ]]; then
+    stages+=("$(printf '%-40s %5ds' "$stage_name" $((now - stage_start)))")
+    say "$stage_name: $((now - stage_start))s"
+  fi
+  stage_name=$1 stage_start=$now
+  [[ -n $stage_name ]] && say "$stage_name"
+  return 0
+}
+summary() {
+  local rc=$?
+  stage ""
+  {
+    printf '\n[test] stage durations (rc %d)\n' "$rc"
+    printf '  %s\n' "${stages[@]}"
+    printf '  %-40s %5ds\n' "total" $(( $(date +%s) - t0 ))
+  } >&2
+}
+trap summary EXIT
 
-say "bootstrap (Debian packages, virtualenv, control-plane binaries; cached)"
+stage "bootstrap (Debian packages, virtualenv, control-plane binaries, host image; cached)"
 venv_bin=$(bash tests/bootstrap.sh | tail -n 1)
 export PATH="$venv_bin:$PATH"
-say "bootstrap done in $(( $(date +%s) - t0 ))s"
 
-say "ansible-lint --profile production"
+stage "ansible-lint --profile production"
 bash tests/lint.sh
 
-say "ansible-test sanity"
+stage "ansible-test sanity"
 bash tests/sanity.sh
 
-say "ansible-galaxy collection build"
+stage "ansible-galaxy collection build"
 out=$(mktemp -d)
 ansible-galaxy collection build --force --output-path "$out" . >&2
 ls "$out"/kubeops-node_maintenance-*.tar.gz >&2
 rm -rf "$out"
 
-say "pytest: unit and integration tests"
+stage "pytest: unit and integration tests"
 # The parser fuzzing runs 2,000 cases per property here to keep the whole suite inside CI's 90
 # minutes; `make faults` (the fault suite alone) runs the full 10,000. Override by setting it.
 export KUBEOPS_FUZZ_EXAMPLES="${KUBEOPS_FUZZ_EXAMPLES:-2000}"
+workers=${KUBEOPS_TEST_WORKERS:-4}
+parallel=()
+if [[ $workers != 0 ]]; then
+  parallel=(-n "$workers" --dist loadscope)
+fi
 # -p no:cacheprovider: CI clones are read-only-ish and the cache is noise there.
-python -m pytest -p no:cacheprovider "$@"
+python -m pytest -p no:cacheprovider "${parallel[@]}" --durations=25 "$@"

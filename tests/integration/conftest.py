@@ -89,6 +89,22 @@ def cluster():
         yield started
 
 
+@pytest.fixture(scope="session")
+def host_pool(cluster):
+    """The session's QEMU test hosts (tests/integration/hostsupport.HostPool): booted on first use,
+    lent to each host test module in turn as they were just after the boot, destroyed at the end."""
+    from tests.integration.hostsupport import HostPool
+
+    def log(msg):
+        print("[host-pool %s] %s" % (time.strftime("%H:%M:%S"), msg), file=sys.stderr, flush=True)
+
+    pool = HostPool(cluster, log)
+    try:
+        yield pool
+    finally:
+        pool.close()
+
+
 def wait_for(what, predicate, timeout=60, interval=0.2, tolerate_errors=False):
     """Poll ``predicate`` until it returns something true and return that; fail naming ``what``.
     ``tolerate_errors``: an exception counts as not yet (the API server may be restarting)."""

@@ -1,4 +1,5 @@
-"""What the tests on QEMU test hosts share: the launcher, and waiting on a node's Ready condition.
+"""What the tests on QEMU test hosts share: the session's pool of booted hosts, the launcher, and
+waiting on a node's Ready condition.
 
 The hosts (tests/testbed/hosts/launcher.py: Debian bookworm under QEMU software emulation,
 systemd, docker.io, kwok as ``kubelet.service``) join the session's control plane. These tests
@@ -67,32 +68,128 @@ def forget_nodes(core, names):
                 raise
 
 
-@contextlib.contextmanager
-def host_pool(cluster, prefix, hosts, spare, labels, log):
-    """Hosts booted at once (Ready nodes of ``cluster``) beside a kwok ``spare`` node, all with
-    ``labels``; yields the launcher. At the end the hosts are destroyed and the Node objects of
-    all of them deleted (forget_nodes)."""
-    from tests.integration.conftest import node_manifest
+# The hosts of the session-wide pool (fixture ``host_pool`` in tests/integration/conftest.py).
+POOL_HOSTS = ("pool-host-a", "pool-host-b")
+SETTLING_TAINTS = ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable")
 
-    launcher = load_launcher().Launcher(tempfile.mkdtemp(prefix=prefix), kubeconfig=cluster.kubeconfig)
-    cluster.core.create_node(node_manifest(spare, labels=labels))
-    try:
+
+class HostPool:
+    """Test hosts booted once for the whole session and lent to one test module after another.
+
+    The first ``lend`` boots the hosts (all at once), waits until they are Ready nodes of
+    ``cluster`` and snapshots each one (its memory, devices and disks: launcher ``snapshot``).
+    Every later ``lend`` first puts them back to that moment (launcher ``restore``: root and data
+    disks and the running machine as they were just after the boot, the guest clock set, the
+    kubelet restarted) and their Node objects back to what they were then (labels, annotations,
+    taints, schedulable), so each module starts on hosts exactly as booted, whatever the module
+    before did to them (reboots, reimages, a powered-off host, a detached disk, a moved runtime
+    root). At the end of the session the hosts are destroyed and their Node objects deleted."""
+
+    def __init__(self, cluster, log, names=POOL_HOSTS):
+        self.cluster = cluster
+        self.log = log
+        self.names = tuple(names)
+        self.launcher = None
+        self.baseline = {}  # node name -> (labels, annotations, taints) just after the boot
+        self.lent = 0
+        self.timings = []
+
+    def _boot(self):
+        self.launcher = load_launcher().Launcher(tempfile.mkdtemp(prefix="kubeops-host-pool-"),
+                                                 kubeconfig=self.cluster.kubeconfig)
         started = time.monotonic()
-        for name in hosts:  # all boot at once
-            launcher.up(name, labels=labels)
-        for name in hosts:
-            launcher.wait_ssh(name)
-            wait_node_ready(cluster.core, name, True, timeout=900)
-        log("hosts Ready %ds after start" % (time.monotonic() - started))
-        yield launcher
-    finally:
-        for name in hosts:
+        for name in self.names:  # all boot at once
+            self.launcher.up(name)
+        for name in self.names:
+            self.launcher.wait_ssh(name)
+            wait_node_ready(self.cluster.core, name, True, timeout=900)
+        self._settle()
+        for name in self.names:
+            node = self.cluster.core.read_node(name)
+            self.baseline[name] = (dict(node.metadata.labels or {}), dict(node.metadata.annotations or {}),
+                                   list(node.spec.taints or []))
+            self.launcher.snapshot(name)
+        self._timing("boot + snapshot", started)
+
+    def _restore(self):
+        started = time.monotonic()
+        for name in self.names:
+            self.launcher.restore(name)
+        self._timing("restore", started)
+
+    def _timing(self, what, started):
+        self.timings.append((what, round(time.monotonic() - started)))
+        self.log("host pool: %s of %s in %ds" % (what, ", ".join(self.names), self.timings[-1][1]))
+
+    def _reset_nodes(self, labels):
+        """Each Node object as it was after the boot, plus ``labels``."""
+        from kubernetes.client import ApiException
+
+        for name in self.names:
+            base_labels, base_annotations, base_taints = self.baseline[name]
+            for _attempt in range(20):
+                node = self.cluster.core.read_node(name)
+                node.metadata.labels = dict(base_labels, **labels)
+                node.metadata.annotations = dict(base_annotations)
+                node.spec.taints = [t for t in node.spec.taints or [] if t.key in SETTLING_TAINTS] + base_taints
+                node.spec.unschedulable = None
+                try:
+                    self.cluster.core.replace_node(name, node)
+                    break
+                except ApiException as exc:
+                    if exc.status != 409:  # a status update of the kubelet came between: read again
+                        raise
+            else:
+                raise AssertionError("node %s: could not reset its labels and taints (409 twenty times)" % name)
+
+    def _settle(self, timeout=300):
+        """Wait until every host is a Ready node without the lifecycle controller's taints."""
+        deadline = time.monotonic() + timeout
+        for name in self.names:
+            while True:
+                node = self.cluster.core.read_node(name)
+                ready = [c.status for c in node.status.conditions or [] if c.type == "Ready"]
+                settling = [t.key for t in node.spec.taints or [] if t.key in SETTLING_TAINTS]
+                if ready == ["True"] and not settling:
+                    break
+                if time.monotonic() > deadline:
+                    raise AssertionError("host %s: node Ready=%s, taints %s %ds after it was handed out"
+                                         % (name, ready, settling, timeout))
+                time.sleep(0.5)
+
+    @contextlib.contextmanager
+    def lend(self, labels=None, spare=None):
+        """The pool's launcher, its hosts as booted and labelled with ``labels``; with ``spare``
+        a kwok node of that name (same labels) beside them, deleted afterwards."""
+        from tests.integration.conftest import node_manifest
+
+        labels = dict(labels or {})
+        if self.launcher is None:
+            self._boot()
+        elif self.lent:
+            self._restore()
+        self._reset_nodes(labels)
+        self._settle()
+        self.lent += 1
+        if spare:
+            self.cluster.core.create_node(node_manifest(spare, labels=labels))
+        try:
+            yield self.launcher
+        finally:
+            if spare:
+                forget_nodes(self.cluster.core, [spare])
+
+    def close(self):
+        if self.launcher is None:
+            return
+        self.log("host pool timings: %s" % self.timings)
+        for name in self.names:
             try:
-                launcher.destroy(name)
+                self.launcher.destroy(name)
             except Exception as exc:  # noqa: BLE001 - keep destroying the others
-                log("destroy %s: %s" % (name, exc))
-        shutil.rmtree(launcher.state, ignore_errors=True)
-        forget_nodes(cluster.core, tuple(hosts) + (spare,))
+                self.log("destroy %s: %s" % (name, exc))
+        shutil.rmtree(self.launcher.state, ignore_errors=True)
+        forget_nodes(self.cluster.core, self.names)
 
 
 def host_sh(launcher, name, command, check=True, timeout=180):

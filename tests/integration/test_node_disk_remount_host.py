@@ -16,17 +16,16 @@ import os
 import shlex
 import subprocess
 import sys
-import tempfile
 import time
 
 import pytest
 
 from tests.conftest import COLLECTIONS_ROOT
-from tests.integration.hostsupport import forget_nodes, load_launcher
+from tests.integration.hostsupport import POOL_HOSTS
 
 pytestmark = [pytest.mark.integration, pytest.mark.hosts]
 
-HOST = "remount-1"
+HOST = POOL_HOSTS[0]
 MOUNT_POINT = "/data"
 DATA_ROOT = "/data/docker"
 REMOUNT_ARGS = {
@@ -103,19 +102,12 @@ class HostUnderTest:
 
 
 @pytest.fixture(scope="module")
-def test_host(cluster):
-    launcher_module = load_launcher()
-    state = tempfile.mkdtemp(prefix="kubeops-remount-")
-    launcher = launcher_module.Launcher(state, kubeconfig=cluster.kubeconfig)
-    launcher.up(HOST)
-    try:
-        launcher.wait_ssh(HOST)
+def test_host(cluster, host_pool):
+    """One of the session's hosts, as booted (the other one idles)."""
+    with host_pool.lend() as launcher:
         host = HostUnderTest(launcher, HOST, cluster)
         host.node_ready(True)
         yield host
-    finally:
-        launcher.destroy(HOST)
-        forget_nodes(cluster.core, [HOST])
 
 
 def _stop_node_services(host):

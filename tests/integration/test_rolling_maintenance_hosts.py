@@ -16,13 +16,13 @@ import time
 
 import pytest
 
-from tests.integration.hostsupport import host_pool, host_sh as sh
+from tests.integration.hostsupport import POOL_HOSTS, host_sh as sh
 from tests.integration.test_rolling_maintenance import (PLAYBOOK, ReadyWatcher, deployment, node_record, pdb, ready_count,
                                                         wait_ready)
 
 pytestmark = [pytest.mark.integration, pytest.mark.hosts]
 
-HOSTS = ("rollout-host-a", "rollout-host-b")
+HOSTS = POOL_HOSTS
 SPARE = "rollout-spare"
 POOL_LABEL = "kubeops.test/pool"
 POOL = "rollout-hosts"
@@ -37,9 +37,10 @@ def _log(msg):
 
 
 @pytest.fixture(scope="module")
-def pool(cluster):
-    """Two booted hosts (Ready nodes of ``cluster``) and a kwok spare, all labelled into one pool."""
-    with host_pool(cluster, "kubeops-rollout-hosts-", HOSTS, SPARE, {POOL_LABEL: POOL}, _log) as launcher:
+def pool(host_pool):
+    """The session's two hosts (Ready nodes of ``cluster``, as booted) and a kwok spare, all
+    labelled into one pool."""
+    with host_pool.lend({POOL_LABEL: POOL}, spare=SPARE) as launcher:
         yield launcher
 
 

@@ -33,12 +33,12 @@ import time
 import pytest
 
 from tests.integration import conftest as integration
-from tests.integration.hostsupport import host_pool, host_sh as sh, wait_node_ready
+from tests.integration.hostsupport import POOL_HOSTS, host_sh as sh, wait_node_ready
 from tests.integration.test_rolling_maintenance import PLAYBOOK, node_record
 
 pytestmark = [pytest.mark.integration, pytest.mark.hosts]
 
-HOST_A, HOST_B = HOSTS = ("guard-host-a", "guard-host-b")
+HOST_A, HOST_B = HOSTS = POOL_HOSTS
 SPARE = "guard-spare"
 POOL_LABEL = "kubeops.test/pool"
 POOL = "guard-hosts"
@@ -57,12 +57,12 @@ def _log(msg):
 
 
 @pytest.fixture(scope="module")
-def hosts(cluster):
-    """Both hosts booted at once (Ready nodes of ``cluster``) and a kwok spare, in one pool."""
+def hosts(host_pool):
+    """The session's two hosts (Ready nodes of ``cluster``, as booted) and a kwok spare, in one pool."""
     started = time.monotonic()
     try:
-        with host_pool(cluster, "kubeops-guard-hosts-", HOSTS, SPARE, {POOL_LABEL: POOL}, _log) as launcher:
-            TIMES["boot"] = time.monotonic() - started
+        with host_pool.lend({POOL_LABEL: POOL}, spare=SPARE) as launcher:
+            TIMES["hand-out"] = time.monotonic() - started
             yield launcher
     finally:
         _log("times (s): %s; module %ds" % (json.dumps({k: round(v) for k, v in TIMES.items()}),

@@ -11,18 +11,16 @@ Boots take one to several minutes under emulation. Marker ``hosts``: part of the
 """
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 
 import pytest
 
 from tests.conftest import COLLECTIONS_ROOT
-from tests.integration.hostsupport import forget_nodes, load_launcher, node_ready, wait_node_ready
+from tests.integration.hostsupport import POOL_HOSTS, node_ready, wait_node_ready
 
-HOSTS = ("tb-host-a", "tb-host-b")
+HOSTS = POOL_HOSTS
 REBOOT_TIMEOUT = 900
 pytestmark = [pytest.mark.integration, pytest.mark.hosts]
 
@@ -70,33 +68,14 @@ class Hosts:
 
 
 @pytest.fixture(scope="module")
-def test_hosts(cluster):
-    """Two running hosts, both Ready nodes of ``cluster``; destroyed (disks too) at the end."""
-    launcher_module = load_launcher()
-    state = tempfile.mkdtemp(prefix="kubeops-hosts-")
-    launcher = launcher_module.Launcher(state, kubeconfig=cluster.kubeconfig)
-    hosts = Hosts(launcher, cluster)
-    try:
-        started = time.monotonic()
-        for name in HOSTS:  # both boot at once: two guests fit this machine
-            launcher.up(name)
-        for name in HOSTS:
-            launcher.wait_ssh(name)
-            hosts.timings["%s ssh after start" % name] = round(time.monotonic() - started)
-        for name in HOSTS:
-            hosts.wait_ready(name, True)
-            hosts.timings["%s Ready after start" % name] = round(time.monotonic() - started)
-        _log("hosts up: %s" % hosts.timings)
-        yield hosts
-    finally:
-        _log("timings: %s" % hosts.timings)
-        for name in HOSTS:
-            try:
-                launcher.destroy(name)
-            except Exception as exc:  # keep destroying the others
-                _log("destroy %s: %s" % (name, exc))
-        forget_nodes(cluster.core, HOSTS)
-        shutil.rmtree(state, ignore_errors=True)
+def test_hosts(cluster, host_pool):
+    """The session's two hosts, both Ready nodes of ``cluster``, as booted."""
+    with host_pool.lend() as launcher:
+        hosts = Hosts(launcher, cluster)
+        try:
+            yield hosts
+        finally:
+            _log("timings: %s" % hosts.timings)
 
 
 def test_hosts_are_nodes_with_runtime_and_data_disk(test_hosts):

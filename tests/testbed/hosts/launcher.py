@@ -17,8 +17,12 @@ State lives in one directory (``--state``): a key pair, ``inventory.yml`` for An
 folder per host with its disks, console log, QEMU pid file and ``host.json``. Processes are
 stopped by the pid QEMU wrote, after checking it still is that host's QEMU.
 
+A running host can be saved (``snapshot``: memory, devices and disks) and brought back to that
+moment (``restore``) in seconds, where a boot takes minutes under emulation; the test suite's
+host pool uses that to hand the same booted hosts to one test module after another.
+
 Usage: launcher.py --state DIR up NAME [NAME...] --kubeconfig FILE [--wait ssh|node|none]
-       launcher.py --state DIR {stop,start,reimage,reset,destroy,status,ssh} ...
+       launcher.py --state DIR {stop,start,reimage,reset,destroy,snapshot,restore,status,ssh} ...
 Run as root only for the image build (first ``up``); the hosts themselves need no privileges.
 """
 import argparse
@@ -34,6 +38,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.parse
 
@@ -284,11 +289,12 @@ class Launcher:
         image = info["image_dir"]
         relay = "%s %s %s %d" % (sys.executable, os.path.join(HERE, "apiserver-relay.py"),
                                  info["api_host"], info["api_port"])
-        if "," in relay:
-            raise TestbedError("paths with commas cannot go into QEMU's -netdev option: %s" % relay)
+        hdir = self.host_dir(info["name"])
+        if "," in relay or "," in hdir:
+            raise TestbedError("paths with commas cannot go into QEMU's options: %s, %s" % (relay, hdir))
         netdev = ("user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:%d-:22,guestfwd=tcp:%s:%d-cmd:%s"
                   % (info["ssh_port"], GUEST_API_ADDRESS, GUEST_API_PORT, relay))
-        data = ["-drive", "file=data.qcow2,if=none,id=data,format=qcow2",
+        data = ["-drive", "file=%s/data.qcow2,if=none,id=data,format=qcow2" % hdir,
                 "-device", "virtio-blk-pci,drive=data,serial=kubeops-data"] if data_disk else []
         return [
             shutil.which("qemu-system-x86_64") or "qemu-system-x86_64",
@@ -299,10 +305,12 @@ class Launcher:
             "-kernel", os.path.join(image, "vmlinuz"), "-initrd", os.path.join(image, "initrd.img"),
             "-append", "root=/dev/vda rw console=ttyS0 net.ifnames=0 mitigations=off tsc=reliable quiet",
             # The overlay is thrown away on reimage: skip host flushes. The data disk stays safe.
-            "-drive", "file=root.qcow2,if=none,id=root,format=qcow2,cache=unsafe",
+            # Absolute paths: a daemonized QEMU runs in /, and re-opens its images by name when a
+            # migration (``snapshot``) completes.
+            "-drive", "file=%s/root.qcow2,if=none,id=root,format=qcow2,cache=unsafe" % hdir,
             "-device", "virtio-blk-pci,drive=root,serial=kubeops-root",
         ] + data + [
-            "-drive", "file=seed.img,if=none,id=seed,format=raw,readonly=on",
+            "-drive", "file=%s/seed.img,if=none,id=seed,format=raw,readonly=on" % hdir,
             "-device", "virtio-blk-pci,drive=seed,serial=kubeops-seed",
             "-netdev", netdev, "-device", "virtio-net-pci,netdev=net0",
             "-device", "virtio-rng-pci",
@@ -319,17 +327,10 @@ class Launcher:
         info = self.info(name)
         if self.pid(name):
             return info
-        hdir = self.host_dir(name)
         if not _port_free(info["ssh_port"], reuse=keep_port):
             info["ssh_port"] = free_port()
         self._write_seed(info)
-        argv = self.qemu_argv(info, data_disk=data_disk)
-        with open(os.path.join(hdir, "qemu.log"), "a") as qlog:
-            qlog.write("\n# %s %s\n" % (time.strftime("%Y-%m-%dT%H:%M:%S"), " ".join(map(shlex.quote, argv))))
-            qlog.flush()
-            res = subprocess.run(argv, cwd=hdir, stdout=qlog, stderr=qlog, stdin=subprocess.DEVNULL, check=False)
-        if res.returncode != 0 or not self.pid(name):
-            raise TestbedError("starting QEMU for %s failed; see %s" % (name, os.path.join(hdir, "qemu.log")))
+        self._run_qemu(name, self.qemu_argv(info, data_disk=data_disk), "starting QEMU")
         info["started"] = time.time()
         info["data_disk"]["attached"] = data_disk
         self.save(info)
@@ -338,24 +339,118 @@ class Launcher:
                                                           "" if data_disk else ", data disk detached"))
         return info
 
+    def _run_qemu(self, name, argv, step):
+        """Start the host's QEMU (it daemonizes once the machine is set up), logging its argv."""
+        hdir = self.host_dir(name)
+        with open(os.path.join(hdir, "qemu.log"), "a") as qlog:
+            qlog.write("\n# %s %s\n" % (time.strftime("%Y-%m-%dT%H:%M:%S"), " ".join(map(shlex.quote, argv))))
+            qlog.flush()
+            res = subprocess.run(argv, cwd=hdir, stdout=qlog, stderr=qlog, stdin=subprocess.DEVNULL, check=False)
+        if res.returncode != 0 or not self.pid(name):
+            raise TestbedError("%s for %s failed; see %s" % (step, name, os.path.join(hdir, "qemu.log")))
+
     def up(self, name, data_size=DEFAULT_DATA_SIZE, labels=None):
         if not os.path.exists(os.path.join(self.host_dir(name), "host.json")):
             self.create(name, data_size=data_size, labels=labels)
         return self.start(name)
 
-    def monitor(self, name, command):
+    def monitor(self, name, command, timeout=10):
+        """One command on the host's QEMU monitor (HMP); returns what QEMU answered (the text
+        before its next prompt)."""
+        with _MONITOR_LOCK:  # os.chdir is process-wide
+            cwd = os.getcwd()
+            os.chdir(self.host_dir(name))  # the socket path is relative (length limit of unix socket paths)
+            try:
+                with socket.socket(socket.AF_UNIX) as sock:
+                    sock.settimeout(timeout)
+                    sock.connect("monitor.sock")
+                    _read_prompt(sock)
+                    sock.sendall(command.encode() + b"\n")
+                    answer = _read_prompt(sock)
+            finally:
+                os.chdir(cwd)
+        # HMP echoes the command line (with terminal escapes) before its answer
+        lines = answer.replace("\r", "").split("\n")
+        return "\n".join(lines[1:]).strip()
+
+    # --- snapshots of a running host ---------------------------------------------------------------
+    def snapshot_dir(self, name):
+        return os.path.join(self.host_dir(name), "snapshot")
+
+    def snapshot(self, name):
+        """Save the running host as it is now: its memory and devices (QEMU migration to a file)
+        and copies of its root and data disks, taken while QEMU holds the machine paused after the
+        migration, so the three agree. The host runs on afterwards. ``restore`` brings it back to
+        exactly this moment, much faster than a boot under emulation."""
+        info = self.info(name)
+        if not self.pid(name):
+            raise TestbedError("%s is not running: only a running host can be snapshotted" % name)
         hdir = self.host_dir(name)
-        cwd = os.getcwd()
-        os.chdir(hdir)  # the socket path is relative (length limit of unix socket paths)
+        final = self.snapshot_dir(name)
+        work = tempfile.mkdtemp(prefix=".snapshot-", dir=hdir)
+        started = time.monotonic()
         try:
-            with socket.socket(socket.AF_UNIX) as sock:
-                sock.settimeout(10)
-                sock.connect("monitor.sock")
-                sock.recv(4096)
-                sock.sendall(command.encode() + b"\n")
-                time.sleep(0.3)
+            vmstate = os.path.join(work, "vmstate")
+            if "'" in vmstate or " " in vmstate:
+                raise TestbedError("the snapshot path %r cannot go into QEMU's exec: URI" % vmstate)
+            answer = self.monitor(name, "migrate exec:cat>'%s'" % vmstate, timeout=300)
+            status = self.monitor(name, "info migrate")
+            if "Migration status: completed" not in status:
+                raise TestbedError("%s: saving the machine state failed: %s %s" % (name, answer, status))
+            for disk in ("root.qcow2", "data.qcow2"):  # QEMU flushed them when the migration completed
+                run(["cp", "--sparse=always", os.path.join(hdir, disk), os.path.join(work, disk)],
+                    "copy %s of %s" % (disk, name))
+            with open(os.path.join(work, "host.json"), "w") as handle:
+                json.dump(info, handle, indent=1)
+        except BaseException:
+            shutil.rmtree(work, ignore_errors=True)
+            raise
         finally:
-            os.chdir(cwd)
+            self.monitor(name, "cont")  # the source machine goes on running
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(work, final)
+        log("%s: snapshot saved in %.1fs (%d MB)" % (name, time.monotonic() - started, _du_mb(final)))
+
+    def restore(self, name, timeout=300):
+        """Bring the host back to its ``snapshot``: QEMU stopped (at once), the root and data disks
+        copied back, a new QEMU started from the saved machine state. Then the guest clock is set
+        (a restored guest wakes at the snapshot's time) and the kubelet restarted, so that its
+        node Lease is renewed with the right time over a fresh connection. The boot ID is the
+        snapshot's: the host did not boot. Returns the host's info."""
+        snap = self.snapshot_dir(name)
+        if not os.path.exists(os.path.join(snap, "host.json")):
+            raise TestbedError("%s has no snapshot to restore (take one with snapshot)" % name)
+        started = time.monotonic()
+        self.stop(name, graceful=False)
+        hdir = self.host_dir(name)
+        for disk in ("root.qcow2", "data.qcow2"):
+            run(["cp", "--sparse=always", os.path.join(snap, disk), os.path.join(hdir, disk + ".tmp")],
+                "copy back %s of %s" % (disk, name))
+            os.replace(os.path.join(hdir, disk + ".tmp"), os.path.join(hdir, disk))
+        with open(os.path.join(snap, "host.json")) as handle:
+            info = json.load(handle)
+        if not _port_free(info["ssh_port"], reuse=True):
+            info["ssh_port"] = free_port()
+        self._run_qemu(name, self.qemu_argv(info, data_disk=True) + [
+            "-incoming", "exec:cat '%s'" % os.path.join(snap, "vmstate")], "restoring from the snapshot")
+        deadline = time.monotonic() + timeout
+        status = ""
+        while "running" not in status:
+            if time.monotonic() > deadline:
+                raise TestbedError("restoring %s: machine state not loaded in %ds (%s); see %s"
+                                   % (name, timeout, status, os.path.join(hdir, "qemu.log")))
+            time.sleep(0.2)
+            status = self.monitor(name, "info status")
+            if "paused (postmigrate)" in status or "paused (prelaunch)" in status:
+                self.monitor(name, "cont")
+        info["started"] = time.time()
+        info["restored"] = info["started"]
+        self.save(info)
+        self.write_inventory()
+        self.wait_ssh(name, timeout=timeout)
+        self.ssh(name, "date -u -s @%.3f >/dev/null && systemctl restart kubelet.service" % time.time(), timeout=120)
+        log("%s: restored from its snapshot in %.1fs" % (name, time.monotonic() - started))
+        return info
 
     def stop(self, name, graceful=True, timeout=90):
         """ACPI power-off (the guest shuts down cleanly) then, past timeout, SIGTERM, SIGKILL."""
@@ -474,6 +569,27 @@ class Launcher:
         return rows
 
 
+_MONITOR_LOCK = threading.Lock()
+
+
+def _read_prompt(sock):
+    """What the QEMU monitor sends up to and without its ``(qemu)`` prompt."""
+    data = b""
+    while not data.endswith(b"(qemu) "):
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data[:-len(b"(qemu) ")].decode(errors="replace") if data.endswith(b"(qemu) ") else data.decode(errors="replace")
+
+
+def _du_mb(path):
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        total += sum(os.stat(os.path.join(root, f)).st_blocks * 512 for f in files)
+    return total // (1 << 20)
+
+
 def _port_free(port, reuse=False):
     """Whether 127.0.0.1:port can be bound; ``reuse`` binds as QEMU's forwarding does (SO_REUSEADDR),
     so the connections of a QEMU just killed, left in TIME_WAIT, do not count."""
@@ -525,7 +641,7 @@ def main(argv=None):
     p_up.add_argument("--label", action="append", default=[], help="node label key=value (repeatable)")
     p_up.add_argument("--wait", choices=("none", "ssh", "node"), default="ssh")
     p_up.add_argument("--timeout", type=int, default=900)
-    for action in ("stop", "start", "reimage", "reset", "destroy"):
+    for action in ("stop", "start", "reimage", "reset", "destroy", "snapshot", "restore"):
         p = sub.add_parser(action)
         p.add_argument("names", nargs="*", help="default: all hosts of the state directory")
         if action in ("stop", "reimage"):
@@ -570,12 +686,9 @@ def main(argv=None):
         elif args.action == "reimage":
             for name in names:
                 launcher.reimage(name, graceful=not args.force)
-        elif args.action == "reset":
+        elif args.action in ("reset", "destroy", "snapshot", "restore"):
             for name in names:
-                launcher.reset(name)
-        elif args.action == "destroy":
-            for name in names:
-                launcher.destroy(name)
+                getattr(launcher, args.action)(name)
         elif args.action == "status":
             for row in launcher.status():
                 print("%-20s %-8s pid=%-8s ssh=127.0.0.1:%d boots=%d" % (
