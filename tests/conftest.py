@@ -10,7 +10,8 @@ QEMU hosts (marker ``hosts``) are the longest chain of the suite, so they are sp
 HOST_CHAINS, each one unit of work for one worker, handed out first. A chain's worker boots a
 session-wide pool of hosts once (``host_pool`` in tests/integration/conftest.py) and lends it to
 each module of the chain in turn, restored to its post-boot snapshot; it gets no other work
-until its chain is done. Every other module is a unit of its own (its module fixtures are made
+until its chain is done; the other workers run at a lower priority (CLUSTER_WORKER_NICE).
+Every other module is a unit of its own (its module fixtures are made
 once, on one worker, and its tests keep their written order), the heaviest integration modules
 first, then the rest, then the unit-test modules that fill the gaps. Every worker starts its own
 control plane (the session ``cluster`` fixture) on its own state directory when a test of it
@@ -24,12 +25,20 @@ import pytest
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COLLECTIONS_ROOT = os.path.join(REPO_ROOT, "build", "collections")
-# The host test modules, in chains of about equal length (about 18 and 19 minutes on a busy
-# 2-core machine), each run in this order on one pool of hosts: the test bed's own checks first
-# (when they fail, the rest would only fail less clearly).
-HOST_CHAINS = (("test_testbed_hosts", "test_rolling_maintenance_hosts"),
-               ("test_node_disk_remount_host", "test_rollout_hosts_faults"))
+# The host test modules in chains, each run in this order on one pool of hosts, on one worker:
+# the test bed's own checks first (when they fail, the rest would only fail less clearly). One
+# chain: two chains (four guests) on two cores were slower, not faster. Guests under software
+# emulation burn more CPU for the same work when they wait for a core (a boot took 183 s of CPU
+# instead of ~45), and the cluster workers starved: after 24 minutes two chains and two cluster
+# workers had finished 24 tests, where one chain and two cluster workers finish all 993 in 38.
+HOST_CHAINS = (("test_testbed_hosts", "test_node_disk_remount_host", "test_rolling_maintenance_hosts",
+                "test_rollout_hosts_faults"),)
 HOST_UNIT_PREFIX = "qemu-hosts-"
+# The workers without hosts run at this niceness (and so do the control planes and Ansible runs
+# they start): the host chain is the critical path, and its guests, waiting for a core, would
+# spend more CPU on the same work. The cluster tests take the CPU the guests leave.
+CLUSTER_WORKER_NICE = 5
+_WORKER_PRIORITY = {}
 # Integration modules that take five minutes or more of a worker: handed out first, so that none
 # of them is left to run alone at the end.
 HEAVY_MODULES = ("test_rollout_guards", "test_faults_apiserver", "test_rolling_maintenance", "test_faults_rollout",
@@ -91,6 +100,17 @@ def pytest_collection_modifyitems(config, items):
                                     % (item.path, _module_name(item)))
     parallel = hasattr(config, "workerinput")  # this process is an xdist worker
     items[:] = sorted(items, key=lambda item: _run_order(item, parallel))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    """In an xdist worker, before its first test's fixtures (a control plane among them) start:
+    a worker whose first test is not on hosts will get no host chain, and lowers its priority."""
+    if _WORKER_PRIORITY or not hasattr(item.config, "workerinput"):
+        return
+    _WORKER_PRIORITY["hosts"] = _host_chain(_module_name(item)) is not None
+    if not _WORKER_PRIORITY["hosts"]:
+        os.nice(CLUSTER_WORKER_NICE)
 
 
 def _scope_of(nodeid):

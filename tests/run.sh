@@ -7,11 +7,10 @@
 # on failure), with pytest's 25 slowest tests before it: a CI log says where the minutes went.
 #
 # pytest runs in parallel workers (pytest-xdist, tests/conftest.py's scheduler): the QEMU host tests
-# in two chains, each on a worker of its own that boots its hosts once and restores them from a
-# snapshot for each module; the other workers take the rest module by module; every worker has a
-# control plane of its own.
-# KUBEOPS_TEST_WORKERS sets their number (default 4: two host chains, two for the rest; 0 runs
-# everything in this process).
+# on a worker of their own that boots its hosts once and restores them from a snapshot for each
+# module; the other workers, at a lower priority, take the rest module by module; every worker has
+# a control plane of its own. KUBEOPS_TEST_WORKERS sets their number (default 3: the host chain and
+# two for the rest; 0 runs everything in this process).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
@@ -60,7 +59,7 @@ stage "pytest: unit and integration tests"
 # The parser fuzzing runs 2,000 cases per property here to keep the whole suite inside CI's 90
 # minutes; `make faults` (the fault suite alone) runs the full 10,000. Override by setting it.
 export KUBEOPS_FUZZ_EXAMPLES="${KUBEOPS_FUZZ_EXAMPLES:-2000}"
-workers=${KUBEOPS_TEST_WORKERS:-4}
+workers=${KUBEOPS_TEST_WORKERS:-3}
 parallel=()
 if [[ $workers != 0 ]]; then
   parallel=(-n "$workers" --dist loadscope)
