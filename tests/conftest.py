@@ -10,10 +10,9 @@ QEMU hosts (marker ``hosts``) are the longest chain of the suite, so they are sp
 HOST_CHAINS, each one unit of work for one worker, handed out first. A chain's worker boots a
 session-wide pool of hosts once (``host_pool`` in tests/integration/conftest.py) and lends it to
 each module of the chain in turn, restored to its post-boot snapshot; it gets no other work
-until its chain is done; the other workers run at a lower priority (CLUSTER_WORKER_NICE).
-Every other module is a unit of its own (its module fixtures are made
-once, on one worker, and its tests keep their written order), the heaviest integration modules
-first, then the rest, then the unit-test modules that fill the gaps. Every worker starts its own
+until its chain is done. Every other module is a unit of its own (its module fixtures are made
+once, on one worker, and its tests keep their written order), the integration modules first,
+then the unit-test modules that fill the gaps. Every worker starts its own
 control plane (the session ``cluster`` fixture) on its own state directory when a test of it
 first needs one. (Groups by ``xdist_group`` marks would not work: pytest 9 ignores the node-id
 suffix that pytest-xdist 3.8's loadgroup adds.)
@@ -34,15 +33,6 @@ COLLECTIONS_ROOT = os.path.join(REPO_ROOT, "build", "collections")
 HOST_CHAINS = (("test_testbed_hosts", "test_node_disk_remount_host", "test_rolling_maintenance_hosts",
                 "test_rollout_hosts_faults"),)
 HOST_UNIT_PREFIX = "qemu-hosts-"
-# The workers without hosts run at this niceness (and so do the control planes and Ansible runs
-# they start): the host chain is the critical path, and its guests, waiting for a core, would
-# spend more CPU on the same work. The cluster tests take the CPU the guests leave.
-CLUSTER_WORKER_NICE = 5
-_WORKER_PRIORITY = {}
-# Integration modules that take five minutes or more of a worker: handed out first, so that none
-# of them is left to run alone at the end.
-HEAVY_MODULES = ("test_rollout_guards", "test_faults_apiserver", "test_rolling_maintenance", "test_faults_rollout",
-                 "test_faults_security")
 
 
 def ensure_collection_tree():
@@ -75,8 +65,7 @@ def _host_chain(module):
 
 
 def _run_order(item, parallel):
-    """In parallel workers: host chains first, then the heavy integration modules, the other
-    integration modules, the unit tests. In one process: unit tests, integration modules, and the
+    """In parallel workers: host chains first, then the integration modules, then the unit tests. In one process: unit tests, integration modules, and the
     host tests last: a pool's hosts stay nodes of the session's cluster until it ends, and a host a
     test left powered off would count as a NotReady node in the cluster tests after it (the node
     lifecycle controller's disruption modes)."""
@@ -85,7 +74,7 @@ def _run_order(item, parallel):
     if chain is not None:
         return (0 if parallel else 3,) + chain
     if item.get_closest_marker("integration"):
-        return (1, 0 if module in HEAVY_MODULES else 1, HEAVY_MODULES.index(module) if module in HEAVY_MODULES else 0)
+        return (1,)
     return (2 if parallel else 0,)
 
 
@@ -100,17 +89,6 @@ def pytest_collection_modifyitems(config, items):
                                     % (item.path, _module_name(item)))
     parallel = hasattr(config, "workerinput")  # this process is an xdist worker
     items[:] = sorted(items, key=lambda item: _run_order(item, parallel))
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_runtest_setup(item):
-    """In an xdist worker, before its first test's fixtures (a control plane among them) start:
-    a worker whose first test is not on hosts will get no host chain, and lowers its priority."""
-    if _WORKER_PRIORITY or not hasattr(item.config, "workerinput"):
-        return
-    _WORKER_PRIORITY["hosts"] = _host_chain(_module_name(item)) is not None
-    if not _WORKER_PRIORITY["hosts"]:
-        os.nice(CLUSTER_WORKER_NICE)
 
 
 def _scope_of(nodeid):

@@ -8,7 +8,7 @@
 #
 # pytest runs in parallel workers (pytest-xdist, tests/conftest.py's scheduler): the QEMU host tests
 # on a worker of their own that boots its hosts once and restores them from a snapshot for each
-# module; the other workers, at a lower priority, take the rest module by module; every worker has
+# module; the other workers take the rest module by module; every worker has
 # a control plane of its own. KUBEOPS_TEST_WORKERS sets their number (default 3: the host chain and
 # two for the rest; 0 runs everything in this process).
 set -euo pipefail
