@@ -21,7 +21,7 @@ stage_name="" stage_start=0
 stage() {  # stage NAME: ends the stage before (printing its duration) and starts NAME
   local now; now=$(date +%s)
   if [[ -n $stage_name ]]; then
-    stages+=("$(printf '%-40s %5ds' "$stage_name" $((now - stage_start)))")
+    stages+=("$(printf '%-45s %5ds' "$stage_name" $((now - stage_start)))")
     say "$stage_name: $((now - stage_start))s"
   fi
   stage_name=$1 stage_start=$now
@@ -34,12 +34,12 @@ summary() {
   {
     printf '\n[test] stage durations (rc %d)\n' "$rc"
     printf '  %s\n' "${stages[@]}"
-    printf '  %-40s %5ds\n' "total" $(( $(date +%s) - t0 ))
+    printf '  %-45s %5ds\n' "total" $(( $(date +%s) - t0 ))
   } >&2
 }
 trap summary EXIT
 
-stage "bootstrap (Debian packages, virtualenv, control-plane binaries, host image; cached)"
+stage "bootstrap (packages, venv, binaries, image)"
 venv_bin=$(bash tests/bootstrap.sh | tail -n 1)
 export PATH="$venv_bin:$PATH"
 
