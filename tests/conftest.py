@@ -12,10 +12,10 @@ session-wide pool of hosts once (``host_pool`` in tests/integration/conftest.py)
 each module of the chain in turn, restored to its post-boot snapshot; it gets no other work
 until its chain is done. Every other module is a unit of its own (its module fixtures are made
 once, on one worker, and its tests keep their written order), the integration modules first,
-then the unit-test modules that fill the gaps. Every worker starts its own
-control plane (the session ``cluster`` fixture) on its own state directory when a test of it
-first needs one. (Groups by ``xdist_group`` marks would not work: pytest 9 ignores the node-id
-suffix that pytest-xdist 3.8's loadgroup adds.)
+then the unit-test modules that fill the gaps. Every worker starts its own control plane (the
+session ``cluster`` fixture) on its own state directory when a test of it first needs one.
+(Groups by ``xdist_group`` marks would not work: pytest 9 ignores the node-id suffix that
+pytest-xdist 3.8's loadgroup adds.)
 """
 import os
 import sys
@@ -65,10 +65,11 @@ def _host_chain(module):
 
 
 def _run_order(item, parallel):
-    """In parallel workers: host chains first, then the integration modules, then the unit tests. In one process: unit tests, integration modules, and the
-    host tests last: a pool's hosts stay nodes of the session's cluster until it ends, and a host a
-    test left powered off would count as a NotReady node in the cluster tests after it (the node
-    lifecycle controller's disruption modes)."""
+    """In parallel workers: host chains first, then the integration modules, then the unit tests.
+    In one process: unit tests, integration modules, and the host tests last: a pool's hosts stay
+    nodes of the session's cluster until it ends, and a host a test left powered off would count as
+    a NotReady node in the cluster tests after it (the node lifecycle controller's disruption
+    modes)."""
     module = _module_name(item)
     chain = _host_chain(module)
     if chain is not None:

@@ -91,7 +91,6 @@ class HostPool:
         self.names = tuple(names)
         self.launcher = None
         self.baseline = {}  # node name -> (labels, annotations, taints) just after the boot
-        self.lent = 0
         self.timings = []
 
     def _boot(self):
@@ -144,18 +143,11 @@ class HostPool:
 
     def _settle(self, timeout=300):
         """Wait until every host is a Ready node without the lifecycle controller's taints."""
+        from tests.integration.conftest import wait_node_ready as wait_node_settled
+
         deadline = time.monotonic() + timeout
         for name in self.names:
-            while True:
-                node = self.cluster.core.read_node(name)
-                ready = [c.status for c in node.status.conditions or [] if c.type == "Ready"]
-                settling = [t.key for t in node.spec.taints or [] if t.key in SETTLING_TAINTS]
-                if ready == ["True"] and not settling:
-                    break
-                if time.monotonic() > deadline:
-                    raise AssertionError("host %s: node Ready=%s, taints %s %ds after it was handed out"
-                                         % (name, ready, settling, timeout))
-                time.sleep(0.5)
+            wait_node_settled(self.cluster, name, timeout=max(1, deadline - time.monotonic()))
 
     @contextlib.contextmanager
     def lend(self, labels=None, spare=None):
@@ -166,11 +158,10 @@ class HostPool:
         labels = dict(labels or {})
         if self.launcher is None:
             self._boot()
-        elif self.lent:
+        else:
             self._restore()
         self._reset_nodes(labels)
         self._settle()
-        self.lent += 1
         if spare:
             self.cluster.core.create_node(node_manifest(spare, labels=labels))
         try:
