@@ -54,6 +54,40 @@ def wait_node_ready(core, name, want=True, timeout=600):
                                                                     "True" if want else "not True"))
 
 
+class NotReadyWatcher:
+    """Samples a node's Ready condition in a thread while something runs (a reboot), and keeps
+    how many seconds after the start it was first seen not Ready (None: never)."""
+
+    def __init__(self, core, name, interval=1.0):
+        import threading
+
+        self.core, self.name, self.interval = core, name, interval
+        self.first_not_ready = None
+        self._started = time.monotonic()
+        self._stop_event = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop_event.is_set():
+            try:
+                status = node_ready(self.core, self.name)
+            except Exception:  # noqa: BLE001 - an API hiccup is no sample, neither way
+                status = None
+            if status not in (None, "True") and self.first_not_ready is None:
+                self.first_not_ready = time.monotonic() - self._started
+            self._stop_event.wait(self.interval)
+
+    def __enter__(self):
+        self._started = time.monotonic()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self._stop_event.set()
+        self._thread.join(10)
+        return False
+
+
 def forget_nodes(core, names):
     """Delete the Node objects of hosts a test destroyed: left behind NotReady they would push the
     node lifecycle controller of the shared cluster towards its disruption modes (with most nodes
@@ -71,6 +105,9 @@ def forget_nodes(core, names):
 # The hosts of the session-wide pool (fixture ``host_pool`` in tests/integration/conftest.py).
 POOL_HOSTS = ("pool-host-a", "pool-host-b")
 SETTLING_TAINTS = ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable")
+# kube-controller-manager's --node-monitor-period in tests/testbed/cluster.py: how often the node
+# lifecycle controller looks at the nodes' Leases.
+NODE_MONITOR_PERIOD_SECONDS = 2
 
 
 class HostPool:
@@ -112,9 +149,41 @@ class HostPool:
 
     def _restore(self):
         started = time.monotonic()
+        leases = {}
         for name in self.names:
             self.launcher.restore(name)
+            leases[name] = self._lease_version(name)
+        self._wait_heartbeat(leases)
         self._timing("restore", started)
+
+    def _lease_version(self, name):
+        from kubernetes.client import ApiException
+
+        try:
+            return self.cluster.coordination.read_namespaced_lease(name, "kube-node-lease").metadata.resource_version
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def _wait_heartbeat(self, leases, timeout=180):
+        """Wait until the kubelet each host started at its restore has renewed the node's Lease,
+        then for the node lifecycle controller to have seen it.
+
+        From the moment restore stops QEMU to the first renewal by the new kubelet, the Lease
+        ages; on a busy machine that can outlast the controller's grace period, and the node
+        then turns not Ready a few seconds *after* a check that found it Ready, the pods just
+        started on it marked not ready with it (kwok does not mark a running pod ready again,
+        as a kubelet would). Waiting for the renewal, and then one controller round more than
+        it needs to notice it, closes that window before the test starts."""
+        deadline = time.monotonic() + timeout
+        for name, version in leases.items():
+            while self._lease_version(name) in (None, version):
+                if time.monotonic() > deadline:
+                    raise AssertionError("node %s: its Lease was not renewed in %ds after the restore "
+                                         "(is kubelet.service running on the host?)" % (name, timeout))
+                time.sleep(0.5)
+        time.sleep(2 * NODE_MONITOR_PERIOD_SECONDS + 1)
 
     def _timing(self, what, started):
         self.timings.append((what, round(time.monotonic() - started)))

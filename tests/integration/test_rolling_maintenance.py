@@ -41,10 +41,33 @@ def ready_count(cluster, namespace, app):
                and any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or []))
 
 
+def describe_pods(cluster, namespace, app):
+    """What a failed wait needs to say why: each pod of ``app`` (node, phase, conditions), the
+    Ready condition and taints of the nodes they are on, and the namespace's latest events."""
+    lines = []
+    pods = cluster.core.list_namespaced_pod(namespace, label_selector="app=%s" % app).items
+    for pod in pods:
+        conditions = ",".join("%s=%s" % (c.type, c.status) for c in pod.status.conditions or [])
+        deleting = " (deleting)" if pod.metadata.deletion_timestamp else ""
+        lines.append("  pod %s on %s: %s%s [%s]" % (pod.metadata.name, pod.spec.node_name, pod.status.phase,
+                                                    deleting, conditions))
+    for node_name in sorted({pod.spec.node_name for pod in pods if pod.spec.node_name}):
+        node = cluster.core.read_node(node_name)
+        ready = [c for c in node.status.conditions or [] if c.type == "Ready"]
+        lines.append("  node %s: Ready=%s since %s, taints %s" % (
+            node_name, ready[0].status if ready else None, ready[0].last_transition_time if ready else None,
+            [t.key for t in node.spec.taints or []]))
+    for event in cluster.core.list_namespaced_event(namespace).items[-20:]:
+        lines.append("  event %s/%s %s: %s" % (event.involved_object.kind, event.involved_object.name,
+                                               event.reason, event.message))
+    return "\n".join(lines)
+
+
 def wait_ready(cluster, namespace, app, want, timeout=120):
     deadline = time.monotonic() + timeout
     while ready_count(cluster, namespace, app) < want:
-        assert time.monotonic() < deadline, "%s: fewer than %d ready pods after %ss" % (app, want, timeout)
+        assert time.monotonic() < deadline, "%s: fewer than %d ready pods after %ss:\n%s" % (
+            app, want, timeout, describe_pods(cluster, namespace, app))
         time.sleep(0.5)
 
 
