@@ -7,6 +7,9 @@ the disk mounted on /data by UUID, Docker's data-root moved to /data/docker, ser
 then it checks what the notes never did: check mode changes nothing, a second run changes
 nothing, the mount and the new root survive a reboot, the data disk's contents survive, and after
 a reimage (fresh root, same data disk) the same task brings the node back onto its old data.
+The reboot and the reimage also prove what the other host tests rely on (and are the test bed's
+only reboot and reimage, so the suite boots no guest just to check the test bed): the node goes
+not Ready during the reboot and comes back, a reboot keeps the root disk and a reimage does not.
 
 Marker ``hosts``: part of the whole suite (``make test``); boots take minutes under software
 emulation, so ``-m "not hosts"`` leaves it out of a quick loop and ``make test-hosts`` runs only these.
@@ -21,11 +24,11 @@ import time
 import pytest
 
 from tests.conftest import COLLECTIONS_ROOT
-from tests.integration.hostsupport import POOL_HOSTS
+from tests.integration.hostsupport import POOL_HOSTS, NotReadyWatcher, node_ready, wait_node_ready
 
 pytestmark = [pytest.mark.integration, pytest.mark.hosts]
 
-HOST = POOL_HOSTS[0]
+HOST, OTHER_HOST = POOL_HOSTS
 MOUNT_POINT = "/data"
 DATA_ROOT = "/data/docker"
 REMOUNT_ARGS = {
@@ -166,18 +169,32 @@ def test_field_notes_remount_end_to_end(test_host):
     again = host.remount()
     assert again["changed"] is False and again["mount_action"] == "none", again
 
-    # a reboot keeps it: systemd mounts /data from the fstab line, Docker starts on the disk
-    rebooted = host.ansible("ansible.builtin.reboot", {"reboot_timeout": 600})
+    # a reboot keeps it: systemd mounts /data from the fstab line, Docker starts on the disk.
+    # It also proves the test bed: ansible.builtin.reboot works unchanged, the node goes not
+    # Ready and comes back, the root disk is kept, the other host carries on.
+    boot_id = host.sh("cat /proc/sys/kernel/random/boot_id")
+    host.sh("echo kept > /root/kubeops-root-marker && sync")
+    with NotReadyWatcher(host.cluster.core, host.name) as watcher:
+        rebooted = host.ansible("ansible.builtin.reboot", {"reboot_timeout": 600})
     assert not rebooted["failed"] and rebooted["rebooted"], rebooted
+    if watcher.first_not_ready is None:  # seen not Ready only after the module returned
+        wait_node_ready(host.cluster.core, host.name, False, timeout=120)
     host.node_ready(True)
+    assert host.sh("cat /proc/sys/kernel/random/boot_id") != boot_id
+    assert host.sh("cat /root/kubeops-root-marker") == "kept"
+    assert node_ready(host.cluster.core, OTHER_HOST) == "True"
     _assert_on_data_disk(host, uuid)
     assert host.remount()["changed"] is False
 
-    # reimage: fresh root (daemon.json with "graph" again, no fstab line), same data disk
+    # reimage: fresh root (daemon.json with "graph" again, no fstab line, no marker, a new
+    # machine ID), same data disk
+    machine_id = host.sh("cat /etc/machine-id")
     host.launcher.reimage(host.name)
     host.launcher.wait_ssh(host.name)
     assert '"graph"' in host.sh("cat /etc/docker/daemon.json")
     assert MOUNT_POINT not in host.sh("cat /etc/fstab")
+    assert host.sh("test -e /root/kubeops-root-marker && echo present || echo absent") == "absent"
+    assert host.sh("cat /etc/machine-id") != machine_id
     _stop_node_services(host)
     result = host.remount()
     assert not result["failed"], result

@@ -1,27 +1,26 @@
-"""The QEMU test hosts are real nodes: they join the local cluster, reboot, keep their data disk.
+"""The QEMU test hosts are real nodes: they join the local cluster with a runtime and a data disk.
 
 Two hosts from tests/testbed/hosts/launcher.py (Debian bookworm under QEMU software emulation,
 systemd, docker.io, kwok as ``kubelet.service``) join the session's control plane. The tests prove
-what the node-side tests rely on: a node is Ready exactly while its kubelet service runs,
-``ansible.builtin.reboot`` works unchanged and the node goes NotReady and comes back, the data disk
-(/dev/vdb) survives reboot and reimage, and a reimage gives a fresh root.
+what the node-side tests rely on: each host is the node of its name, with Docker on the field
+notes' legacy daemon.json and an unmounted data disk (/dev/vdb) holding its sentinel, and a node
+is Ready exactly while its kubelet service runs. That ``ansible.builtin.reboot`` works unchanged,
+the node goes not Ready and comes back, a reboot keeps the root disk and a reimage gives a fresh
+one while the data disk survives both is proven where the suite reboots and reimages a host
+anyway (test_node_disk_remount_host.py): a boot costs minutes under emulation.
 
-Boots take one to several minutes under emulation. Marker ``hosts``: part of the whole suite
-(``make test``); ``-m "not hosts"`` leaves these out of a quick loop, ``make test-hosts`` runs only them.
+Marker ``hosts``: part of the whole suite (``make test``); ``-m "not hosts"`` leaves these out of
+a quick loop, ``make test-hosts`` runs only them.
 """
 import json
-import os
-import subprocess
 import sys
 import time
 
 import pytest
 
-from tests.conftest import COLLECTIONS_ROOT
 from tests.integration.hostsupport import POOL_HOSTS, node_ready, wait_node_ready
 
 HOSTS = POOL_HOSTS
-REBOOT_TIMEOUT = 900
 pytestmark = [pytest.mark.integration, pytest.mark.hosts]
 
 
@@ -56,15 +55,6 @@ class Hosts:
         return self.sh(name, "set -e; mkdir -p /run/sentinel-check; mount -o ro %s /run/sentinel-check; "
                              "trap 'umount /run/sentinel-check' EXIT; cat /run/sentinel-check/%s"
                        % (disk["device"], disk["sentinel_path"]))
-
-    def ansible(self, name, module, args, timeout=REBOOT_TIMEOUT + 120):
-        """Start one module on the host in the background; returns the Popen."""
-        cmd = [os.path.join(os.path.dirname(sys.executable), "ansible"), name,
-               "-i", self.launcher.write_inventory(), "-m", module, "-a", json.dumps(args)]
-        env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=COLLECTIONS_ROOT, ANSIBLE_NOCOLOR="1",
-                   ANSIBLE_HOST_KEY_CHECKING="False", ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
-                   ANSIBLE_LOAD_CALLBACK_PLUGINS="1")
-        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
 @pytest.fixture(scope="module")
@@ -102,48 +92,3 @@ def test_node_ready_exactly_while_kubelet_runs(test_hosts):
     test_hosts.sh(name, "systemctl start kubelet.service")
     took = test_hosts.wait_ready(name, True, timeout=300)
     test_hosts.timings["kubelet start -> Ready"] = round(took)
-
-
-def test_ansible_reboot_node_goes_not_ready_and_back(test_hosts):
-    name = HOSTS[0]
-    boot_id = test_hosts.sh(name, "cat /proc/sys/kernel/random/boot_id")
-    test_hosts.sh(name, "echo kept > /root/kubeops-root-marker && sync")
-    started = time.monotonic()
-    proc = test_hosts.ansible(name, "ansible.builtin.reboot", {"reboot_timeout": REBOOT_TIMEOUT})
-    saw_not_ready = None
-    while proc.poll() is None:
-        if saw_not_ready is None and test_hosts.ready(name) != "True":
-            saw_not_ready = time.monotonic() - started
-        time.sleep(2)
-    out, err = proc.communicate()
-    assert proc.returncode == 0, "ansible.builtin.reboot failed:\n%s\n%s" % (out[-3000:], err[-3000:])
-    result = json.loads(out)["plays"][0]["tasks"][0]["hosts"][name]
-    assert result["rebooted"] is True, result
-    test_hosts.timings["ansible reboot (module)"] = round(time.monotonic() - started)
-    if saw_not_ready is None:  # the node may only be seen NotReady once the module returned
-        test_hosts.wait_ready(name, False, timeout=120)
-        saw_not_ready = time.monotonic() - started
-    test_hosts.timings["reboot -> NotReady seen"] = round(saw_not_ready)
-    test_hosts.wait_ready(name, True, timeout=600)
-    test_hosts.timings["reboot -> Ready"] = round(time.monotonic() - started)
-    assert test_hosts.sh(name, "cat /proc/sys/kernel/random/boot_id") != boot_id
-    assert test_hosts.sh(name, "cat /root/kubeops-root-marker") == "kept"  # a reboot keeps the root
-    assert test_hosts.sentinel(name) == test_hosts.launcher.info(name)["data_disk"]["sentinel"]
-    # the other host carried on
-    assert test_hosts.ready(HOSTS[1]) == "True"
-
-
-def test_reimage_gives_fresh_root_and_keeps_data_disk(test_hosts):
-    name = HOSTS[1]
-    launcher = test_hosts.launcher
-    machine_id = test_hosts.sh(name, "cat /etc/machine-id")
-    test_hosts.sh(name, "echo old > /root/kubeops-root-marker && sync")
-    started = time.monotonic()
-    launcher.reimage(name)
-    launcher.wait_ssh(name)
-    test_hosts.timings["reimage -> ssh"] = round(time.monotonic() - started)
-    assert test_hosts.sh(name, "test -e /root/kubeops-root-marker && echo present || echo absent") == "absent"
-    assert test_hosts.sh(name, "cat /etc/machine-id") != machine_id
-    assert test_hosts.sentinel(name) == launcher.info(name)["data_disk"]["sentinel"]
-    test_hosts.wait_ready(name, True, timeout=600)
-    test_hosts.timings["reimage -> Ready"] = round(time.monotonic() - started)
