@@ -26,26 +26,46 @@ if ((${#missing[@]})); then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
 fi
 
+# The three builds below are independent and use different resources (pip and debootstrap
+# mostly wait on the network and the disk, the Go build on the CPU), so on a cold machine they
+# run side by side; warm, each one finds its cache and returns at once.
+
 # --- Python virtualenv ----------------------------------------------------------------------
+build_venv() {
+  local venv=$1 want have
+  want=$(cat "$repo/tests/requirements.txt" "$repo/requirements.txt" | sha256sum | cut -c1-16)
+  have=$(cat "$venv/.requirements-hash" 2>/dev/null || true)
+  if [[ "$want" != "$have" || ! -x "$venv/bin/python" ]]; then
+    say "virtualenv $venv (requirements changed or missing)"
+    # The hash is written last: an interrupted install leaves no hash and is redone next time.
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --upgrade pip >&2
+    "$venv/bin/pip" install -q -r "$repo/tests/requirements.txt" -r "$repo/requirements.txt" >&2
+    echo "$want" > "$venv/.requirements-hash"
+  fi
+}
 venv="$TESTBED_CACHE/venv"
-want=$(cat "$repo/tests/requirements.txt" "$repo/requirements.txt" | sha256sum | cut -c1-16)
-have=$(cat "$venv/.requirements-hash" 2>/dev/null || true)
-if [[ "$want" != "$have" || ! -x "$venv/bin/python" ]]; then
-  say "virtualenv $venv (requirements changed or missing)"
-  # The hash is written last: an interrupted install leaves no hash and is redone next time.
-  rm -rf "$venv"
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install -q --upgrade pip >&2
-  "$venv/bin/pip" install -q -r "$repo/tests/requirements.txt" -r "$repo/requirements.txt" >&2
-  echo "$want" > "$venv/.requirements-hash"
+build_venv "$venv" &
+venv_pid=$!
+
+# --- QEMU test host image (if the test-host builder exists) -----------------------------------
+image_pid=""
+if [[ -x "$here/testbed/hosts/build-image.sh" ]]; then
+  bash "$here/testbed/hosts/build-image.sh" >&2 &
+  image_pid=$!
 fi
 
 # --- Control plane binaries (Go module proxy) -------------------------------------------------
-bash "$here/testbed/build-binaries.sh"
-
-# --- QEMU test host image (if the test-host builder exists) -----------------------------------
-if [[ -x "$here/testbed/hosts/build-image.sh" ]]; then
-  bash "$here/testbed/hosts/build-image.sh" >&2
+failed=()
+bash "$here/testbed/build-binaries.sh" || failed+=("control plane binaries (tests/testbed/build-binaries.sh)")
+wait "$venv_pid" || failed+=("virtualenv $venv")
+if [[ -n $image_pid ]]; then
+  wait "$image_pid" || failed+=("test host image (tests/testbed/hosts/build-image.sh)")
+fi
+if ((${#failed[@]})); then
+  say "failed: ${failed[*]}; the messages above say why"
+  exit 1
 fi
 
 echo "$venv/bin"
