@@ -2,7 +2,7 @@
 
 AWX surveys and `ansible-doc -t role` are built from these specs, and role argument validation runs
 them, so each variable of defaults/main.yml needs an entry with a type, a description and the same
-default; the playbook-level variables of playbooks/rolling-maintenance.yml are documented in the
+default; the playbook-level variables of playbooks/rolling_maintenance.yml are documented in the
 node_maintenance role's spec with the defaults the playbook really uses.
 """
 import glob
@@ -17,7 +17,7 @@ from tests.conftest import REPO_ROOT
 
 ROLES = sorted(os.path.basename(os.path.dirname(os.path.dirname(path)))
                for path in glob.glob(os.path.join(REPO_ROOT, "roles", "*", "meta", "argument_specs.yml")))
-PLAYBOOK = os.path.join(REPO_ROOT, "playbooks", "rolling-maintenance.yml")
+PLAYBOOK = os.path.join(REPO_ROOT, "playbooks", "rolling_maintenance.yml")
 # Option keys ansible-core's role argument specs accept (module argument spec keys + documentation).
 KNOWN_KEYS = {"type", "elements", "default", "required", "choices", "description", "options", "aliases",
               "no_log", "version_added", "apply_defaults", "mutually_exclusive", "required_together",

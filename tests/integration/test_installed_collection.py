@@ -1,0 +1,78 @@
+"""The collection as users get it: built into a tarball, installed, its main job run by name.
+
+A user who installs the collection (``ansible-galaxy collection install``, or an execution
+environment built with it) has no checkout and no path to a playbook; the rolling maintenance job
+must run as ``ansible-playbook kubeops.node_maintenance.rolling_maintenance``. The test builds the
+collection from this checkout, installs the tarball into an empty directory, and runs the job by
+that name from a directory outside the checkout (so neither the checkout's ansible.cfg nor its
+build/collections link is in play) over two kwok nodes of the real local control plane.
+"""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO_ROOT
+from tests.integration.conftest import _ansible_env, assert_no_secret
+from tests.integration.test_rolling_maintenance import deployment, node_record, pdb, wait_ready
+
+pytestmark = pytest.mark.integration
+
+PLAYBOOK_FQCN = "kubeops.node_maintenance.rolling_maintenance"
+
+
+def _bin(name):
+    return os.path.join(os.path.dirname(sys.executable), name)
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory):
+    """The collection built from this checkout and installed into a fresh collections path."""
+    work = tmp_path_factory.mktemp("installed-collection")
+    subprocess.run([_bin("ansible-galaxy"), "collection", "build", "--output-path", str(work), REPO_ROOT],
+                   check=True, capture_output=True, text=True, cwd=str(work))
+    tarballs = sorted(work.glob("kubeops-node_maintenance-*.tar.gz"))
+    assert len(tarballs) == 1, tarballs
+    collections = work / "collections"
+    res = subprocess.run([_bin("ansible-galaxy"), "collection", "install", "--offline", "--no-deps",
+                          "-p", str(collections), str(tarballs[0])],
+                         capture_output=True, text=True, cwd=str(work), check=False)
+    assert res.returncode == 0, res.stdout + res.stderr
+    playbooks = collections / "ansible_collections" / "kubeops" / "node_maintenance" / "playbooks"
+    assert sorted(p.name for p in playbooks.iterdir()) == ["rolling-maintenance.yml", "rolling_maintenance.yml"]
+    return collections
+
+
+def test_the_rolling_job_runs_by_its_fqcn_from_an_installed_collection(
+        cluster, namespace, make_node, installed, tmp_path):
+    pool = namespace
+    nodes = [make_node(labels={"kubeops.test/pool": pool}) for _index in range(3)]
+    cluster.apps.create_namespaced_deployment(namespace, deployment("web", 3, pool))
+    cluster.policy.create_namespaced_pod_disruption_budget(namespace, pdb("web", minAvailable=2))
+    wait_ready(cluster, namespace, "web", 3)
+    inventory = tmp_path / "inventory.ini"
+    # action none never connects; port 1 makes an accidental connection fail, not reach this machine
+    inventory.write_text("[k8s_nodes]\n" + "".join(
+        "%s ansible_host=127.0.0.1 ansible_port=1\n" % name for name in nodes[:2]))
+    extra_vars = {"node_maintenance_rollout_id": "installed-1", "node_maintenance_action": "none",
+                  "node_maintenance_lock_namespace": namespace,
+                  "node_maintenance_report_dir": str(tmp_path / "reports"),
+                  "node_maintenance_drain_timeout": 60, "node_maintenance_health_timeout": 60,
+                  "node_maintenance_ready_timeout": 60}
+    env = _ansible_env(cluster, {"ANSIBLE_COLLECTIONS_PATH": str(installed)})
+    env.pop("ANSIBLE_CONFIG", None)
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    res = subprocess.run([_bin("ansible-playbook"), "-i", str(inventory), PLAYBOOK_FQCN,
+                          "-e", json.dumps(extra_vars)],
+                         capture_output=True, text=True, env=env, cwd=str(outside), timeout=900, check=False)
+    assert_no_secret("the output of %s" % PLAYBOOK_FQCN, res.stdout, res.stderr)
+    assert res.returncode == 0, res.stdout[-6000:] + res.stderr[-3000:]
+    for name in nodes[:2]:
+        record = node_record(cluster, name)
+        assert (record["rollout"], record["status"]) == ("installed-1", "done"), record
+        assert not cluster.core.read_node(name).spec.unschedulable
+    report = json.loads((tmp_path / "reports" / "installed-1" / "report.json").read_text())
+    assert [n["status"] for n in report["nodes"]] == ["done", "done"]
