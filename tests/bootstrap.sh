@@ -17,7 +17,8 @@ if [[ -f "$here/testbed/hosts/apt-packages.txt" ]]; then
 fi
 missing=()
 for pkg in "${apt_packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
+  [[ $status == *"install ok installed"* ]] || missing+=("$pkg")
 done
 if ((${#missing[@]})); then
   say "apt-get install ${missing[*]}"

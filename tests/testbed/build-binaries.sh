@@ -104,9 +104,21 @@ chmod -R u+w "$work/out/stages"
 
 # --- check and publish ----------------------------------------------------------------------
 CURRENT_STEP="verify binaries"
-"$work/out/bin/kubectl" version --client | grep -q "$K8S_VERSION"
-"$work/out/bin/kube-apiserver" --version | grep -q "$K8S_VERSION"
-"$work/out/bin/etcd" --version | grep -q "${ETCD_VERSION#v}"
+# Each one's output is read whole: `binary --version | grep -q` fails now and then under
+# pipefail, when grep stops reading at its match and the binary's next write gets SIGPIPE.
+verify() {  # verify WANT BINARY ARGS...: the binary runs and prints WANT
+  local want=$1 out
+  shift
+  CURRENT_STEP="verify binaries: $(basename "$1") ${*:2}"
+  out=$("$@" 2>&1)
+  if [[ $out != *"$want"* ]]; then
+    printf '[testbed-build] %s printed no %s:\n%s\n' "$*" "$want" "$out" >&2
+    return 1
+  fi
+}
+verify "$K8S_VERSION" "$work/out/bin/kubectl" version --client
+verify "$K8S_VERSION" "$work/out/bin/kube-apiserver" --version
+verify "${ETCD_VERSION#v}" "$work/out/bin/etcd" --version
 CURRENT_STEP="publish $TESTBED_ROOT"
 rm -rf "$TESTBED_ROOT"
 mv "$work/out" "$TESTBED_ROOT"
