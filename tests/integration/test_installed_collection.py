@@ -9,6 +9,7 @@ build/collections link is in play) over two kwok nodes of the real local control
 """
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -45,8 +46,9 @@ def installed(tmp_path_factory):
     return collections
 
 
-def test_the_rolling_job_runs_by_its_fqcn_from_an_installed_collection(
-        cluster, namespace, make_node, installed, tmp_path):
+def _kwok_rollout(cluster, namespace, make_node, tmp_path, rollout_id, extra_hosts=()):
+    """Three kwok nodes with ``web`` (3 replicas, PDB minAvailable 2) on them; an inventory of the
+    first two (and ``extra_hosts``) and the extra vars of an action-none rollout."""
     pool = namespace
     nodes = [make_node(labels={"kubeops.test/pool": pool}) for _index in range(3)]
     cluster.apps.create_namespaced_deployment(namespace, deployment("web", 3, pool))
@@ -55,20 +57,35 @@ def test_the_rolling_job_runs_by_its_fqcn_from_an_installed_collection(
     inventory = tmp_path / "inventory.ini"
     # action none never connects; port 1 makes an accidental connection fail, not reach this machine
     inventory.write_text("[k8s_nodes]\n" + "".join(
-        "%s ansible_host=127.0.0.1 ansible_port=1\n" % name for name in nodes[:2]))
-    extra_vars = {"node_maintenance_rollout_id": "installed-1", "node_maintenance_action": "none",
+        "%s ansible_host=127.0.0.1 ansible_port=1\n" % name for name in nodes[:2] + list(extra_hosts)))
+    extra_vars = {"node_maintenance_rollout_id": rollout_id, "node_maintenance_action": "none",
                   "node_maintenance_lock_namespace": namespace,
                   "node_maintenance_report_dir": str(tmp_path / "reports"),
                   "node_maintenance_drain_timeout": 60, "node_maintenance_health_timeout": 60,
                   "node_maintenance_ready_timeout": 60}
-    env = _ansible_env(cluster, {"ANSIBLE_COLLECTIONS_PATH": str(installed)})
+    return nodes, inventory, extra_vars
+
+
+def _run_job(cluster, installed, inventory, extra_vars, cwd, stdout_callback=None):
+    """``ansible-playbook kubeops.node_maintenance.rolling_maintenance`` with only the installed
+    collection on the collections path, run from ``cwd``."""
+    extra_env = {"ANSIBLE_COLLECTIONS_PATH": str(installed)}
+    if stdout_callback:
+        extra_env["ANSIBLE_STDOUT_CALLBACK"] = stdout_callback
+    env = _ansible_env(cluster, extra_env)
     env.pop("ANSIBLE_CONFIG", None)
+    res = subprocess.run([_bin("ansible-playbook"), "-i", str(inventory), PLAYBOOK_FQCN, "-e", json.dumps(extra_vars)],
+                         capture_output=True, text=True, env=env, cwd=str(cwd), timeout=900, check=False)
+    assert_no_secret("the output of %s" % PLAYBOOK_FQCN, res.stdout, res.stderr)
+    return res
+
+
+def test_the_rolling_job_runs_by_its_fqcn_from_an_installed_collection(
+        cluster, namespace, make_node, installed, tmp_path):
+    nodes, inventory, extra_vars = _kwok_rollout(cluster, namespace, make_node, tmp_path, "installed-1")
     outside = tmp_path / "elsewhere"
     outside.mkdir()
-    res = subprocess.run([_bin("ansible-playbook"), "-i", str(inventory), PLAYBOOK_FQCN,
-                          "-e", json.dumps(extra_vars)],
-                         capture_output=True, text=True, env=env, cwd=str(outside), timeout=900, check=False)
-    assert_no_secret("the output of %s" % PLAYBOOK_FQCN, res.stdout, res.stderr)
+    res = _run_job(cluster, installed, inventory, extra_vars, outside)
     assert res.returncode == 0, res.stdout[-6000:] + res.stderr[-3000:]
     for name in nodes[:2]:
         record = node_record(cluster, name)
@@ -76,3 +93,32 @@ def test_the_rolling_job_runs_by_its_fqcn_from_an_installed_collection(
         assert not cluster.core.read_node(name).spec.unschedulable
     report = json.loads((tmp_path / "reports" / "installed-1" / "report.json").read_text())
     assert [n["status"] for n in report["nodes"]] == ["done", "done"]
+
+
+def test_the_rollout_callback_prints_a_line_per_node_per_phase_and_failures_in_full(
+        cluster, namespace, make_node, installed, tmp_path):
+    """The installed collection's stdout callback: progress lines from the nodes' records, no task
+    banners or skipped tasks, the failure of a node that does not exist in full."""
+    ghost = "kubeops-no-such-node-%s" % namespace[-6:]
+    nodes, inventory, extra_vars = _kwok_rollout(cluster, namespace, make_node, tmp_path, "callback-1", [ghost])
+    res = _run_job(cluster, installed, inventory, extra_vars, tmp_path, "kubeops.node_maintenance.rollout")
+    out = res.stdout
+    assert res.returncode != 0, out[-6000:]
+    lines = out.splitlines()
+    progress = [line.split(" ", 1)[1] for line in lines if re.match(r"^\d\d:\d\d:\d\d ", line)]
+    for name in nodes[:2]:
+        assert any(line.startswith(name + ": drain done in ") for line in progress), out
+        assert any(line.startswith(name + ": DONE in ") for line in progress), out
+        assert node_record(cluster, name)["status"] == "done"
+    assert "PLAY Rolling Kubernetes node maintenance (3 nodes)" in progress, out
+    second_done = [line for line in progress if line.startswith(nodes[1] + ": DONE")]
+    assert re.search(r"\[2 done, 0 failed, 1 left, about \d+s to go\]$", second_done[0]), out
+    assert progress[-1] == "ROLLOUT 2 done, 1 failed (%s), 0 not reached" % ghost, out
+    # the ghost's failure in full, once (the role's rescue reports it, with what to do next), then
+    # the recap; no banners, no skipped tasks, no bookkeeping
+    assert out.count("fatal: [%s]: FAILED!" % ghost) == 1, out[-6000:]
+    assert "Rollout callback-1 stopped at node %s" % ghost in out
+    assert "PLAY RECAP" in out
+    assert "skipping:" not in out and "ok: [" not in out
+    assert sum(1 for line in lines if line.startswith("TASK [")) == 1, out  # the failure's
+    assert len(lines) < 80, "%d lines:\n%s" % (len(lines), out)
