@@ -87,7 +87,9 @@ def _private_data_dir(root, cluster, token, nodes, rollout_id):
     """The layout AWX hands to ansible-runner: project/, inventory/, env/extravars, env/envvars."""
     project = os.path.join(root, "project")
     os.makedirs(project)
-    shutil.copy(PLAYBOOK, os.path.join(project, "rolling-maintenance.yml"))
+    # the job template's playbook and the file it imports, side by side as in the repository
+    for playbook in (PLAYBOOK, os.path.join(os.path.dirname(PLAYBOOK), "rolling_maintenance.yml")):
+        shutil.copy(playbook, os.path.join(project, os.path.basename(playbook)))
     # No real host behind a kwok node: action none never connects; port 1 makes any accidental
     # connection fail instead of reaching this machine.
     _write(os.path.join(root, "inventory", "hosts"), "[k8s_nodes]\n" + "".join(
