@@ -79,7 +79,7 @@ def test_deployment_pods_are_scheduled_onto_kwok_nodes_and_become_ready(cluster,
 def test_pdb_status_comes_from_the_disruption_controller_and_eviction_honours_it(
         cluster, namespace, make_node):
     pool = namespace
-    make_node(labels={"kubeops.test/pool": pool})
+    node = make_node(labels={"kubeops.test/pool": pool})
     cluster.apps.create_namespaced_deployment(namespace, deployment("db", 3, pool))
     cluster.policy.create_namespaced_pod_disruption_budget(namespace, {
         "apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "db"},
@@ -96,6 +96,10 @@ def test_pdb_status_comes_from_the_disruption_controller_and_eviction_honours_it
     assert status.desired_healthy == 2 and status.expected_pods == 3
 
     victims = ready_pods(cluster, namespace, "app=db")
+    # The pool's only node cordoned: the replacement of the evicted pod stays Pending, so the
+    # budget stays spent for as long as the test needs (kwok makes a scheduled replacement Ready
+    # within a second, which on a busy machine can come before the second eviction below).
+    cluster.core.patch_node(node, {"spec": {"unschedulable": True}})
     first = client.V1Eviction(metadata=client.V1ObjectMeta(name=victims[0].metadata.name, namespace=namespace))
     cluster.core.create_namespaced_pod_eviction(victims[0].metadata.name, namespace, first)
 
@@ -107,7 +111,9 @@ def test_pdb_status_comes_from_the_disruption_controller_and_eviction_honours_it
     assert refused.value.status == 429
     assert "disruption budget" in refused.value.body.lower()
 
-    # The ReplicaSet controller replaces the evicted pod; then the same eviction succeeds.
+    # The ReplicaSet controller replaces the evicted pod; once it can be scheduled and is Ready,
+    # the same eviction succeeds.
+    cluster.core.patch_node(node, {"spec": {"unschedulable": False}})
     wait_for("replacement ready and budget restored", pdb_settled, timeout=90)
     cluster.core.create_namespaced_pod_eviction(victims[1].metadata.name, namespace, second)
     remaining = {p.metadata.name for p in cluster.core.list_namespaced_pod(namespace).items
