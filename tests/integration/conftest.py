@@ -323,7 +323,7 @@ def _ansible_env(cluster, extra=None):
         "K8S_AUTH_KUBECONFIG": cluster.kubeconfig,
     })
     env.update(extra or {})
-    return env
+    return {key: value for key, value in env.items() if value is not None}  # None: leave it unset
 
 
 def _localhost_inventory(tmp_path):
@@ -366,9 +366,10 @@ def run_module(cluster, tmp_path):
 
 @pytest.fixture
 def run_playbook(cluster, tmp_path):
-    """Run a playbook of this collection on localhost (or a given inventory)."""
+    """Run a playbook of this collection on localhost (or a given inventory); ``env`` adds to
+    (a None value removes from) the Ansible environment, ``cwd`` is where it runs."""
 
-    def _run(path, extra_vars=None, inventory=None, check=False, env=None, args=()):
+    def _run(path, extra_vars=None, inventory=None, check=False, env=None, args=(), cwd=None):
         cmd = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"),
                "-i", inventory or _localhost_inventory(str(tmp_path)), path]
         if extra_vars:
@@ -377,7 +378,7 @@ def run_playbook(cluster, tmp_path):
             cmd.append("--check")
         cmd += list(args)
         res = subprocess.run(cmd, capture_output=True, text=True, env=_ansible_env(cluster, env), timeout=3600,
-                             check=False)
+                             check=False, cwd=cwd)
         assert_no_secret("the output of %s" % os.path.basename(path), res.stdout, res.stderr)
         return res
 

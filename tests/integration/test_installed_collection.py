@@ -16,8 +16,9 @@ import sys
 import pytest
 
 from tests.conftest import REPO_ROOT
-from tests.integration.conftest import _ansible_env, assert_no_secret
-from tests.integration.test_rolling_maintenance import deployment, node_record, pdb, wait_ready
+# rollout: the fixture of test_rolling_maintenance (two kwok nodes to roll, one to take the pods)
+from tests.integration.test_rolling_maintenance import (  # pylint: disable=unused-import
+    deployment, node_record, pdb, rollout, wait_ready)
 
 pytestmark = pytest.mark.integration
 
@@ -46,48 +47,26 @@ def installed(tmp_path_factory):
     return collections
 
 
-def _kwok_rollout(cluster, namespace, make_node, tmp_path, rollout_id, extra_hosts=()):
-    """Three kwok nodes with ``web`` (3 replicas, PDB minAvailable 2) on them; an inventory of the
-    first two (and ``extra_hosts``) and the extra vars of an action-none rollout."""
-    pool = namespace
-    nodes = [make_node(labels={"kubeops.test/pool": pool}) for _index in range(3)]
+def _installed_env(installed, stdout_callback=None):
+    """Only the installed collection on the collections path, no ansible.cfg named."""
+    return {"ANSIBLE_COLLECTIONS_PATH": str(installed), "ANSIBLE_CONFIG": None,
+            "ANSIBLE_STDOUT_CALLBACK": stdout_callback}
+
+
+def _web_behind_a_pdb(cluster, namespace, pool):
     cluster.apps.create_namespaced_deployment(namespace, deployment("web", 3, pool))
     cluster.policy.create_namespaced_pod_disruption_budget(namespace, pdb("web", minAvailable=2))
     wait_ready(cluster, namespace, "web", 3)
-    inventory = tmp_path / "inventory.ini"
-    # action none never connects; port 1 makes an accidental connection fail, not reach this machine
-    inventory.write_text("[k8s_nodes]\n" + "".join(
-        "%s ansible_host=127.0.0.1 ansible_port=1\n" % name for name in nodes[:2] + list(extra_hosts)))
-    extra_vars = {"node_maintenance_rollout_id": rollout_id, "node_maintenance_action": "none",
-                  "node_maintenance_lock_namespace": namespace,
-                  "node_maintenance_report_dir": str(tmp_path / "reports"),
-                  "node_maintenance_drain_timeout": 60, "node_maintenance_health_timeout": 60,
-                  "node_maintenance_ready_timeout": 60}
-    return nodes, inventory, extra_vars
-
-
-def _run_job(cluster, installed, inventory, extra_vars, cwd, stdout_callback=None):
-    """``ansible-playbook kubeops.node_maintenance.rolling_maintenance`` with only the installed
-    collection on the collections path, run from ``cwd``."""
-    extra_env = {"ANSIBLE_COLLECTIONS_PATH": str(installed)}
-    if stdout_callback:
-        extra_env["ANSIBLE_STDOUT_CALLBACK"] = stdout_callback
-    env = _ansible_env(cluster, extra_env)
-    env.pop("ANSIBLE_CONFIG", None)
-    res = subprocess.run([_bin("ansible-playbook"), "-i", str(inventory), PLAYBOOK_FQCN, "-e", json.dumps(extra_vars)],
-                         capture_output=True, text=True, env=env, cwd=str(cwd), timeout=900, check=False)
-    assert_no_secret("the output of %s" % PLAYBOOK_FQCN, res.stdout, res.stderr)
-    return res
 
 
 def test_the_rolling_job_runs_by_its_fqcn_from_an_installed_collection(
-        cluster, namespace, make_node, installed, tmp_path):
-    nodes, inventory, extra_vars = _kwok_rollout(cluster, namespace, make_node, tmp_path, "installed-1")
+        cluster, namespace, rollout, installed, tmp_path):
+    _web_behind_a_pdb(cluster, namespace, rollout.pool)
     outside = tmp_path / "elsewhere"
     outside.mkdir()
-    res = _run_job(cluster, installed, inventory, extra_vars, outside)
+    res = rollout("installed-1", playbook=PLAYBOOK_FQCN, env=_installed_env(installed), cwd=str(outside))
     assert res.returncode == 0, res.stdout[-6000:] + res.stderr[-3000:]
-    for name in nodes[:2]:
+    for name in rollout.nodes[:2]:
         record = node_record(cluster, name)
         assert (record["rollout"], record["status"]) == ("installed-1", "done"), record
         assert not cluster.core.read_node(name).spec.unschedulable
@@ -96,12 +75,16 @@ def test_the_rolling_job_runs_by_its_fqcn_from_an_installed_collection(
 
 
 def test_the_rollout_callback_prints_a_line_per_node_per_phase_and_failures_in_full(
-        cluster, namespace, make_node, installed, tmp_path):
+        cluster, namespace, rollout, installed, tmp_path):
     """The installed collection's stdout callback: progress lines from the nodes' records, no task
     banners or skipped tasks, the failure of a node that does not exist in full."""
+    _web_behind_a_pdb(cluster, namespace, rollout.pool)
     ghost = "kubeops-no-such-node-%s" % namespace[-6:]
-    nodes, inventory, extra_vars = _kwok_rollout(cluster, namespace, make_node, tmp_path, "callback-1", [ghost])
-    res = _run_job(cluster, installed, inventory, extra_vars, tmp_path, "kubeops.node_maintenance.rollout")
+    with open(rollout.inventory, "a") as handle:
+        handle.write("%s ansible_host=127.0.0.1 ansible_port=1\n" % ghost)
+    nodes = rollout.nodes
+    res = rollout("callback-1", playbook=PLAYBOOK_FQCN, cwd=str(tmp_path),
+                  env=_installed_env(installed, "kubeops.node_maintenance.rollout"))
     out = res.stdout
     assert res.returncode != 0, out[-6000:]
     lines = out.splitlines()

@@ -95,7 +95,8 @@ class ReadyWatcher(threading.Thread):
 
 @pytest.fixture
 def rollout(cluster, namespace, make_node, run_playbook, tmp_path):
-    """Two kwok nodes to maintain and a third to take their pods; returns a runner."""
+    """Two kwok nodes to maintain and a third to take their pods; returns a runner (its playbook,
+    environment and working directory can be other than the checkout's)."""
     pool = namespace
     nodes = [make_node(labels={"kubeops.test/pool": pool}) for _index in range(3)]
     inventory = tmp_path / "inventory.ini"
@@ -104,17 +105,18 @@ def rollout(cluster, namespace, make_node, run_playbook, tmp_path):
     inventory.write_text("[k8s_nodes]\n" + "".join(
         "%s ansible_host=127.0.0.1 ansible_port=1\n" % name for name in nodes[:2]))
 
-    def run(rollout_id, **extra):
+    def run(rollout_id, playbook=PLAYBOOK, env=None, cwd=None, **extra):
         extra_vars = {"node_maintenance_rollout_id": rollout_id, "node_maintenance_action": "none",
                       "node_maintenance_lock_namespace": namespace,
                       "node_maintenance_report_dir": str(tmp_path / "reports"),
                       "node_maintenance_drain_timeout": 60, "node_maintenance_health_timeout": 60,
                       "node_maintenance_ready_timeout": 60}
         extra_vars.update(extra)
-        return run_playbook(PLAYBOOK, extra_vars=extra_vars, inventory=str(inventory))
+        return run_playbook(playbook, extra_vars=extra_vars, inventory=str(inventory), env=env, cwd=cwd)
 
     run.nodes = nodes
     run.pool = pool
+    run.inventory = inventory
     run.report = lambda rollout_id: json.loads((tmp_path / "reports" / rollout_id / "report.json").read_text())
     return run
 
