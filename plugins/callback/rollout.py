@@ -167,8 +167,8 @@ class CallbackModule(DefaultCallback):
 
     def v2_playbook_on_stats(self, stats):
         if self._progress.nodes or self._progress.total:
-            failed = [host for host in stats.processed if host != "localhost"
-                      and (stats.summarize(host)["failures"] or stats.summarize(host)["unreachable"])]
+            totals = {host: stats.summarize(host) for host in stats.processed if host != "localhost"}
+            failed = [host for host, total in totals.items() if total["failures"] or total["unreachable"]]
             self._say("ROLLOUT %s" % self._progress.final(failed))
         super(CallbackModule, self).v2_playbook_on_stats(stats)
 

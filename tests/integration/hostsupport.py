@@ -63,7 +63,7 @@ class NotReadyWatcher:
 
         self.core, self.name, self.interval = core, name, interval
         self.first_not_ready = None
-        self._started = time.monotonic()
+        self._started = None  # set when the watch starts
         self._stop_event = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 

@@ -24,7 +24,7 @@ import time
 import pytest
 
 from tests.conftest import COLLECTIONS_ROOT
-from tests.integration.hostsupport import POOL_HOSTS, NotReadyWatcher, node_ready, wait_node_ready
+from tests.integration.hostsupport import POOL_HOSTS, NotReadyWatcher, node_ready
 
 pytestmark = [pytest.mark.integration, pytest.mark.hosts]
 
@@ -178,7 +178,7 @@ def test_field_notes_remount_end_to_end(test_host):
         rebooted = host.ansible("ansible.builtin.reboot", {"reboot_timeout": 600})
     assert not rebooted["failed"] and rebooted["rebooted"], rebooted
     if watcher.first_not_ready is None:  # seen not Ready only after the module returned
-        wait_node_ready(host.cluster.core, host.name, False, timeout=120)
+        host.node_ready(False, timeout=120)
     host.node_ready(True)
     assert host.sh("cat /proc/sys/kernel/random/boot_id") != boot_id
     assert host.sh("cat /root/kubeops-root-marker") == "kept"
