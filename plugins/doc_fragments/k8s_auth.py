@@ -76,6 +76,9 @@ notes:
     C(module_defaults) and the action group C(group/kubeops.node_maintenance.k8s).
   - Transient API failures (no connection, HTTP 5xx, HTTP 429) are retried with backoff within the
     module's time limit.
+  - A failed task's result has the same fields in every module of the collection. Besides C(msg), it has
+    C(status), the HTTP status when the API server answered (else V(null)), C(object), the object the
+    task worked on (for example V(node/worker-3)), and C(seconds), how long the task ran.
 requirements:
   - kubernetes >= 29.0.0 (Python library, on the host that runs the module)
 """

@@ -7,6 +7,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import copy
+
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_client import (
     STRATEGIC_MERGE_PATCH,
     ApiException,
@@ -14,7 +16,11 @@ from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_clie
     request_timeout,
     retry_transient,
 )
-from ansible_collections.kubeops.node_maintenance.plugins.module_utils._nodes import cordon_patch
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._nodes import (
+    cordon_patch,
+    is_unschedulable,
+    node_summary,
+)
 
 NODES = "/api/v1/nodes"
 
@@ -48,3 +54,40 @@ def patch_unschedulable(raw, name, unschedulable, deadline):
     """One strategic-merge patch of ``spec.unschedulable`` (nobody else's data is in it, so no
     resourceVersion guard); returns the node after it."""
     return patch_node(raw, name, cordon_patch(unschedulable), STRATEGIC_MERGE_PATCH, deadline)
+
+
+def set_unschedulable(raw, name, unschedulable, check_mode, deadline):
+    """Read the node and patch ``spec.unschedulable`` when it differs, as ``kubectl cordon`` and
+    ``uncordon`` do; returns (changed, node before, node after). Check mode writes nothing and
+    returns the node as it would be."""
+    before = read_node(raw, name, deadline)
+    if is_unschedulable(before) == unschedulable:
+        return False, before, before
+    if check_mode:
+        after = copy.deepcopy(before)
+        after.setdefault("spec", {})["unschedulable"] = unschedulable
+        return True, before, after
+    after = retry_transient(lambda: patch_unschedulable(raw, name, unschedulable, deadline),
+                            deadline=deadline, describe="node/%s" % name)
+    return True, before, after
+
+
+def cordon_result(name, changed, before, after, diff):
+    """What k8s_node_cordon returns."""
+    summary = node_summary(after)
+    result = {
+        "changed": changed,
+        "name": name,
+        "unschedulable": summary["unschedulable"],
+        "resource_version": summary["resource_version"],
+        "taints": summary["taints"],
+    }
+    if diff:
+        header = "node/%s" % name
+        result["diff"] = {
+            "before_header": header,
+            "after_header": header,
+            "before": {"spec": {"unschedulable": is_unschedulable(before)}},
+            "after": {"spec": {"unschedulable": summary["unschedulable"]}},
+        }
+    return result

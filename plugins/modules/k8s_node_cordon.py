@@ -21,13 +21,9 @@ description:
   - Cordoning does not move running pods; use M(kubeops.node_maintenance.k8s_node_drain) for that.
 extends_documentation_fragment:
   - kubeops.node_maintenance.k8s_auth
+  - kubeops.node_maintenance.k8s_options.node_name
+  - kubeops.node_maintenance.k8s_options.timeout
 options:
-  name:
-    description:
-      - Name of the node, as C(kubectl get nodes) lists it.
-    type: str
-    required: true
-    aliases: [node]
   state:
     description:
       - V(cordoned) marks the node unschedulable, so the scheduler places no new pods on it.
@@ -36,9 +32,6 @@ options:
     choices: [cordoned, uncordoned]
     default: cordoned
   timeout:
-    description:
-      - Seconds to keep retrying when the API server is unreachable or answers with HTTP 5xx or 429.
-    type: int
     default: 60
 attributes:
   check_mode:
@@ -109,88 +102,37 @@ taints:
   sample: [{"key": "dedicated", "value": "db", "effect": "NoSchedule"}]
 """
 
-import copy
-import time
-import traceback
-
-from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_client import (
-    K8S_AUTH_ARG_SPEC,
-    ApiException,
-    K8sAccessError,
-    RawApi,
-    build_api_client,
-    describe_api_error,
-    retry_transient,
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_module import (
+    NODE_NAME_SPEC,
+    K8sModule,
+    timeout_spec,
 )
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils._node_api import (
-    patch_unschedulable,
-    read_node,
-)
-from ansible_collections.kubeops.node_maintenance.plugins.module_utils._nodes import (
-    is_unschedulable,
-    node_summary,
+    cordon_result,
+    set_unschedulable,
 )
 
 
 def argument_spec():
-    spec = copy.deepcopy(K8S_AUTH_ARG_SPEC)
-    spec.update(
-        name={"type": "str", "required": True, "aliases": ["node"]},
-        state={"type": "str", "choices": ["cordoned", "uncordoned"], "default": "cordoned"},
-        timeout={"type": "int", "default": 60},
-    )
-    return spec
-
-
-def set_unschedulable(api_client, name, unschedulable, check_mode, deadline):
-    """Read the node, patch ``spec.unschedulable`` when it differs; (changed, node before, node after)."""
-    raw = RawApi(api_client, user_agent="kubeops.node_maintenance/k8s_node_cordon")
-    before = read_node(raw, name, deadline)
-    if is_unschedulable(before) == unschedulable:
-        return False, before, before
-    if check_mode:
-        after = copy.deepcopy(before)
-        after.setdefault("spec", {})["unschedulable"] = unschedulable
-        return True, before, after
-    # A merge patch of the one field: no resourceVersion guard needed, nobody else's data is in it.
-    after = retry_transient(lambda: patch_unschedulable(raw, name, unschedulable, deadline),
-                            deadline=deadline, describe="node/%s" % name)
-    return True, before, after
+    return {
+        "name": NODE_NAME_SPEC,
+        "state": {"type": "str", "choices": ["cordoned", "uncordoned"], "default": "cordoned"},
+        "timeout": timeout_spec(60),
+    }
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    module = K8sModule("k8s_node_cordon", argument_spec())
     name = module.params["name"]
-    want = module.params["state"] == "cordoned"
-    deadline = time.monotonic() + max(1, module.params["timeout"])
-    try:
-        api_client = build_api_client(module.params)
-        changed, before, after = set_unschedulable(api_client, name, want, module.check_mode, deadline)
-    except K8sAccessError as exc:
-        module.fail_json(msg=exc.message, status=exc.status)
-    except ApiException as exc:
-        module.fail_json(msg=describe_api_error(exc, "node/%s" % name), status=exc.status)
-    except Exception as exc:  # noqa: BLE001 - anything the client raises gets the same translation
-        module.fail_json(msg=describe_api_error(exc, "node/%s" % name), exception=traceback.format_exc())
+    module.about("node/%s" % name, name=name)
 
-    summary = node_summary(after)
-    result = {
-        "changed": changed,
-        "name": name,
-        "unschedulable": summary["unschedulable"],
-        "resource_version": summary["resource_version"],
-        "taints": summary["taints"],
-    }
-    if module._diff:
-        result["diff"] = {
-            "before_header": "node/%s" % name,
-            "after_header": "node/%s" % name,
-            "before": {"spec": {"unschedulable": is_unschedulable(before)}},
-            "after": {"spec": {"unschedulable": summary["unschedulable"]}},
-        }
-    module.exit_json(**result)
+    def cordon():
+        changed, before, after = set_unschedulable(
+            module.raw, name, module.params["state"] == "cordoned", module.check_mode,
+            module.deadline(module.params["timeout"], minimum=1))
+        return cordon_result(name, changed, before, after, module.diff)
+
+    module.run(cordon)
 
 
 if __name__ == "__main__":

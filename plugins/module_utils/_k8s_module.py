@@ -1,0 +1,160 @@
+# -*- coding: utf-8 -*-
+# Copyright: kubeops.node_maintenance contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The skeleton every Kubernetes module of the collection shares.
+
+Private to this collection (the leading underscore): other collections must not import it.
+
+A module file is its documentation, its option spec and a ``main()`` like::
+
+    def main():
+        module = K8sModule("k8s_node_cordon", argument_spec())
+        module.about("node/%s" % module.params["name"], name=module.params["name"])
+        module.run(lambda: cordon.converge(module.raw, ...))
+
+``K8sModule`` merges the connection options (``K8S_AUTH_ARG_SPEC``) into the module's spec, makes
+the API client on first use with the module's name as its user agent, and turns whatever the work
+raises into one failure shape, the same in every module:
+
+- ``msg``: what happened to which object, and what to do about it;
+- ``status``: the HTTP status when the API answered, else ``None``;
+- ``object``: the object the module works on (``node/worker-3``, ``lease kube-system/x``);
+- ``seconds``: how long the module ran;
+- the module's identity fields (``name``, ``holder``, ...) given to ``about()``, and the fields the
+  failing code attached (``ModuleFailure(msg, **fields)``).
+
+Logic in module_utils raises ``ModuleFailure`` instead of calling ``fail_json``, so it can be unit
+tested without an ``AnsibleModule``.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import copy
+import time
+import traceback
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_client import (
+    ApiException,
+    K8S_AUTH_ARG_SPEC,
+    K8sAccessError,
+    RawApi,
+    build_api_client,
+    describe_api_error,
+)
+
+USER_AGENT_PREFIX = "kubeops.node_maintenance/"
+
+# Option specs several modules share, so one option name means one thing everywhere.
+NODE_NAME_SPEC = {"type": "str", "required": True, "aliases": ["node"]}
+
+
+def timeout_spec(default):
+    """The ``timeout`` option: seconds the whole module run may take, transient API errors retried
+    within it (doc fragment ``kubeops.node_maintenance.k8s_timeout``)."""
+    return {"type": "int", "default": default}
+
+
+class ModuleFailure(Exception):
+    """A failure to report as the module's result: ``msg`` and result fields.
+
+    ``status`` (an HTTP status) and ``object`` may be given among the fields; otherwise the module's
+    own object reference is used.
+    """
+
+    def __init__(self, msg, **fields):
+        super(ModuleFailure, self).__init__(msg)
+        self.msg = msg
+        self.fields = fields
+
+
+class K8sModule:
+    """An ``AnsibleModule`` for a Kubernetes module: connection options, lazy client, one failure shape."""
+
+    def __init__(self, name, argument_spec, **module_kwargs):
+        spec = copy.deepcopy(K8S_AUTH_ARG_SPEC)
+        spec.update(argument_spec)
+        module_kwargs.setdefault("supports_check_mode", True)
+        self.ansible = AnsibleModule(argument_spec=spec, **module_kwargs)
+        self.started = time.monotonic()
+        self.user_agent = USER_AGENT_PREFIX + name
+        self.object_ref = None
+        self.identity = {}
+        self._api_client = None
+        self._raw = None
+
+    @property
+    def params(self):
+        return self.ansible.params
+
+    @property
+    def check_mode(self):
+        return self.ansible.check_mode
+
+    @property
+    def diff(self):
+        return bool(self.ansible._diff)
+
+    def about(self, object_ref, **identity):
+        """Name the object this run works on and the fields every result and failure carries."""
+        self.object_ref = object_ref
+        self.identity = identity
+
+    @property
+    def api_client(self):
+        """The ``kubernetes.client.ApiClient`` from the connection options (raises ``K8sAccessError``)."""
+        if self._api_client is None:
+            self._api_client = build_api_client(self.params)
+        return self._api_client
+
+    @property
+    def raw(self):
+        """A ``RawApi`` over ``api_client`` with this module's user agent."""
+        if self._raw is None:
+            self._raw = RawApi(self.api_client, user_agent=self.user_agent)
+        return self._raw
+
+    def deadline(self, seconds, minimum=0):
+        """The monotonic time ``seconds`` (at least ``minimum``) after the module started."""
+        return self.started + max(minimum, seconds)
+
+    def seconds(self):
+        return round(time.monotonic() - self.started, 3)
+
+    def warn(self, msg):
+        self.ansible.warn(msg)
+
+    def fail(self, msg, **fields):
+        """Fail with the shared shape; ``fields`` override the defaults."""
+        result = {"status": None, "object": self.object_ref, "seconds": self.seconds()}
+        result.update(self.identity)
+        result.update(fields)
+        result.pop("failed", None)
+        self.ansible.fail_json(msg=msg, **result)
+
+    def exit(self, **result):
+        for key, value in self.identity.items():
+            result.setdefault(key, value)
+        self.ansible.exit_json(**result)
+
+    def run(self, work):
+        """Call ``work()`` and exit with the dict it returns, or fail in the shared shape.
+
+        ``ModuleFailure`` is reported as raised; ``K8sAccessError`` with its message; an
+        ``ApiException`` or anything else the client raises with ``describe_api_error`` for the
+        module's object (an unexpected error also with its traceback).
+        """
+        try:
+            result = work()
+        except ModuleFailure as exc:
+            self.fail(exc.msg, **exc.fields)
+        except K8sAccessError as exc:
+            self.fail(exc.message, status=exc.status)
+        except ApiException as exc:
+            self.fail(describe_api_error(exc, self.object_ref), status=exc.status)
+        except Exception as exc:  # noqa: BLE001 - anything the client raises gets the same translation
+            self.fail(describe_api_error(exc, self.object_ref), exception=traceback.format_exc())
+        self.exit(**result)
