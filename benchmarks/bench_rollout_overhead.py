@@ -44,6 +44,8 @@ NO_PROCESS = {
     "ansible.builtin.import_role", "ansible.builtin.include_vars", "ansible.builtin.meta",
     "ansible.builtin.set_stats", "ansible.builtin.validate_argument_spec", "ansible.builtin.pause",
     "debug", "set_fact", "assert", "fail", "include_tasks", "include_role", "meta", "validate_argument_spec",
+    # an action plugin that writes on the controller in its own process
+    "kubeops.node_maintenance.rollout_report",
 }
 # Waits: the module's own reported seconds are the wait, the rest is overhead.
 REPORTED_WAITS = {"k8s_node_drain", "k8s_node_wait", "k8s_workloads_healthy", "k8s_cluster_guard"}
