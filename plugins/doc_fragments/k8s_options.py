@@ -32,3 +32,87 @@ options:
       - API errors that may pass (no connection, HTTP 5xx, 429) are retried within this time.
     type: int
 """
+
+    # kubeops.node_maintenance.k8s_options.record
+    RECORD = r"""
+options:
+  record:
+    description:
+      - Before its own work, the task records the node's maintenance phase in the node's maintenance
+        record (the annotation C(maintenance.kubeops.io/state)) and, with O(record.event), posts an
+        Event about the node, as M(kubeops.node_maintenance.k8s_node_maintenance_state) with
+        O(kubeops.node_maintenance.k8s_node_maintenance_state#module:state=present) does; one module run
+        instead of two. A phase begins with its first call.
+      - Nothing is written in check mode. A node that does not exist fails the task before its work.
+      - The record after the write is returned as RV(phase_record).
+    type: dict
+    suboptions:
+      rollout:
+        description: The rollout the record belongs to (its id).
+        type: str
+        required: true
+      phase:
+        description: The phase the node enters.
+        type: str
+        required: true
+      status:
+        description: The node's status in the rollout.
+        type: str
+        choices: [in_progress, done, failed]
+        default: in_progress
+      msg:
+        description: A line about the phase, kept in the record.
+        type: str
+      cordoned_before:
+        description: Whether the node was cordoned before the rollout came (restored on return).
+        type: bool
+      taints_added:
+        description: The taints the rollout added (and will remove on return).
+        type: list
+        elements: dict
+        suboptions:
+          key:
+            description: Taint key.
+            type: str
+            required: true
+          value:
+            description: Taint value.
+            type: str
+          effect:
+            description: Taint effect.
+            type: str
+            required: true
+            choices: [NoSchedule, PreferNoSchedule, NoExecute]
+      moved_workloads:
+        description: The controllers whose pods the drain moved (what the health gate waits for).
+        type: list
+        elements: dict
+        suboptions:
+          namespace:
+            description: Namespace of the controller.
+            type: str
+            required: true
+          owner_kind:
+            description: Kind of the controller.
+            type: str
+          owner_name:
+            description: Name of the controller.
+            type: str
+      event:
+        description: An Event about the node, posted with the record.
+        type: dict
+        suboptions:
+          reason:
+            description: The Event's reason, such as V(MaintenanceDrain).
+            type: str
+            required: true
+          msg:
+            description: The Event's message.
+            type: str
+            required: true
+          type:
+            description: The Event's type.
+            type: str
+            choices: [Normal, Warning]
+            default: Normal
+"""
