@@ -54,7 +54,7 @@ NODE_NAME_SPEC = {"type": "str", "required": True, "aliases": ["node"]}
 
 def timeout_spec(default):
     """The ``timeout`` option: seconds the whole module run may take, transient API errors retried
-    within it (doc fragment ``kubeops.node_maintenance.k8s_timeout``)."""
+    within it (doc fragment ``kubeops.node_maintenance.k8s_options.timeout``)."""
     return {"type": "int", "default": default}
 
 

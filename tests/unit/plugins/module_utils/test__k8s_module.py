@@ -15,10 +15,10 @@ from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_clie
 SPEC = {"name": _k8s_module.NODE_NAME_SPEC, "timeout": _k8s_module.timeout_spec(60)}
 
 
-def outcome(capsys, args, work, spec=SPEC):
+def outcome(capsys, args, work):
     """The module's result dict after ``K8sModule.run(work)`` with ``args``."""
     with patch_module_args(args):
-        module = _k8s_module.K8sModule("k8s_test", spec)
+        module = _k8s_module.K8sModule("k8s_test", SPEC)
         module.about("node/%s" % module.params["name"], name=module.params["name"])
         with pytest.raises(SystemExit):
             module.run(lambda: work(module))
