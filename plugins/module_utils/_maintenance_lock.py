@@ -15,6 +15,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import collections
 import datetime
 import getpass
 import os
@@ -235,17 +236,12 @@ def busy_fields(reason, lease, kured):
     return {"busy_reason": reason, "busy_holder": holder, "busy_until": until}
 
 
-class _Look(object):
-    """One look at the lock: the Lease, the server's clock, what ``state=present`` would do, kured's
-    lock (None unless checked) and ``busy`` (``(reason, description)``, or None when takeable)."""
+class _Look(collections.namedtuple("_Look", "lease now action previous kured busy")):
+    """One look at the lock: the Lease, the server's clock, what ``state=present`` would do (and the
+    previous holder it names), kured's lock (None unless checked) and ``busy`` (``(reason,
+    description)``, or None when ``holder`` could take the lock)."""
 
-    def __init__(self, lease, now, action, previous, kured, busy):
-        self.lease = lease
-        self.now = now
-        self.action = action
-        self.previous = previous
-        self.kured = kured
-        self.busy = busy
+    __slots__ = ()
 
     def extra(self):
         return {"kured": self.kured} if self.kured is not None else {}
@@ -337,8 +333,8 @@ class LockTask(object):
     def query(self):
         """``state=query``: one look, nothing written, never a failure because the lock is busy."""
         look = self.look()
-        result = self.result(look.action, look.previous, look.lease, look.now, False, done=False,
-                             **look.extra())
+        action = _lease.BUSY if look.busy else look.action  # busy for kured too, with the Lease free
+        result = self.result(action, look.previous, look.lease, look.now, False, done=False, **look.extra())
         result.update(look.busy_result(), available=look.busy is None, waited_seconds=0.0)
         return result
 

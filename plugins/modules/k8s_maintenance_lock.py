@@ -266,7 +266,8 @@ previous_holder:
   sample: rollout-2024-04-28
 lease:
   description:
-    - The Lease after the task (in check mode, as it would be; on failure, as last read).
+    - The Lease after the task (in check mode, as it would be; on failure, and with O(state=query), as
+      last read).
     - V(null) when it does not exist.
   returned: success, and failure because the lock is busy or held by someone else
   type: dict

@@ -215,8 +215,9 @@ def test_query_reads_kured_when_asked_and_a_renewal_is_not_kept_from_its_holder(
     held = kured_lock(kured_entry("worker-7"))
     lock_task, client = task([lease(None)], kured=held, kured_check=True)
     result = lock_task.query()
-    assert result["available"] is False and result["busy_reason"] == "kured" and result["busy_holder"] == "worker-7"
-    assert result["busy_until"] is None and result["kured"]["holders"] == ["worker-7"]
+    assert result["available"] is False and result["outcome"] == "busy"
+    assert result["busy_reason"] == "kured" and result["busy_holder"] == "worker-7" and result["busy_until"] is None
+    assert result["previous_holder"] is None and result["kured"]["holders"] == ["worker-7"]
     assert client.kured_reads == 1 and client.written == []
     # the holder itself may renew while kured holds its lock (state=present warns then): available
     lock_task, client = task([lease("beta")], kured=held, kured_check=True)
