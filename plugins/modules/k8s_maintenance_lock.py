@@ -26,6 +26,9 @@ description:
     up to O(wait_timeout) seconds; after that the task fails, naming the holder and when its claim
     runs out.
   - With O(state=absent) the lock is released, but only by its holder unless O(force) is set.
+  - With O(state=query) the Lease (and kured's lock) is only read, to learn whether O(holder) could
+    take the lock now and, when not, who keeps it busy and until when (RV(available),
+    RV(busy_reason), RV(busy_holder), RV(busy_until)). Nothing is written and a busy lock is no failure.
   - Unless O(kured_check=false), the lock is not taken while kured holds its reboot lock (the
     C(weave.works/kured-node-lock) annotation on kured's DaemonSet), so a rollout does not start while
     kured reboots a node. kured itself does not know this Lease and may start a reboot while a rollout
@@ -34,6 +37,7 @@ description:
     whose clock is off does not take over a lock that is still live.
 extends_documentation_fragment:
   - kubeops.node_maintenance.k8s_auth
+  - kubeops.node_maintenance.k8s_options.timeout
 options:
   name:
     description:
@@ -61,8 +65,11 @@ options:
       - V(absent) releases it when O(holder) holds it. Releasing a lock that someone else holds fails,
         unless O(force=true). A Lease that does not exist or that nobody holds is left as it is.
       - A released Lease stays in place with no holder, keeping C(leaseTransitions) as its history.
+      - V(query) reads the Lease, and kured's lock when O(kured_check=true), and returns what
+        V(present) would do now (RV(outcome), RV(available)) and who keeps the lock busy; it writes
+        nothing, reports no change and does not wait. O(duration_seconds) and O(force) play no part.
     type: str
-    choices: [present, absent]
+    choices: [present, absent, query]
     default: present
   duration_seconds:
     description:
@@ -78,6 +85,7 @@ options:
       - Seconds to wait for a busy lock to become free (released, or expired with
         O(break_expired=true)) before failing. V(0) fails at once.
       - The lock is polled every O(poll_interval) seconds; kured's lock is waited for the same way.
+      - The module's own API work may take O(timeout) seconds on top of this time.
     type: int
     default: 0
   poll_interval:
@@ -123,14 +131,17 @@ options:
     default: kube-system
   timeout:
     description:
-      - Seconds to keep retrying one API request when the API server is unreachable or answers with
-        HTTP 5xx or 429.
-    type: int
+      - Seconds the module's own API work may take on top of O(wait_timeout). Every request, and
+        every retry of an API error that may pass (no connection, HTTP 5xx, 429), must end within
+        O(wait_timeout) + O(timeout) seconds of the module's start, or the task fails.
+      - Values below V(1) count as V(1).
     default: 60
 attributes:
   check_mode:
     support: full
-    description: Reads the Lease (and kured's DaemonSet) and reports what would happen; writes nothing.
+    description:
+      - Reads the Lease (and kured's DaemonSet) and reports what would happen; writes nothing.
+      - O(state=query) writes nothing in any mode.
   diff_mode:
     support: none
     description: Returns the Lease after the task in RV(lease); there is no diff.
@@ -139,6 +150,7 @@ notes:
     unchanged, register the result as C(lock) and set C(changed_when) to C(lock.acquired or lock.released).
   - The identity running the module needs C(get), C(create) and C(update) on C(leases) in
     O(namespace), and C(get) on C(daemonsets) in O(kured_namespace) when O(kured_check=true).
+    O(state=query) needs only the C(get)s.
 seealso:
   - module: kubeops.node_maintenance.k8s_node_wait
   - module: kubeops.node_maintenance.k8s_node_drain
@@ -175,6 +187,19 @@ EXAMPLES = r"""
   delegate_to: localhost
   run_once: true
 
+- name: Look at the lock without taking it
+  kubeops.node_maintenance.k8s_maintenance_lock:
+    holder: "rollout-{{ rollout_id }}"
+    state: query
+  delegate_to: localhost
+  run_once: true
+  register: lock_state
+
+- name: Say who keeps the lock busy
+  ansible.builtin.debug:
+    msg: "the maintenance lock is busy ({{ lock_state.busy_reason }}): {{ lock_state.busy_holder }} until {{ lock_state.busy_until }}"
+  when: not lock_state.available
+
 - name: Clean up after a rollout that died, whoever held the lock
   kubeops.node_maintenance.k8s_maintenance_lock:
     holder: "operator-{{ lookup('env', 'USER') }}"
@@ -204,11 +229,20 @@ outcome:
     - What the task did, or in check mode would do.
     - V(created) (no Lease existed), V(acquired) (it was free), V(broke) (took over an expired
       claim), V(renewed), V(released), V(force_released), or V(none) (nothing to release).
+    - With O(state=query), what O(state=present) would do now, or V(busy) when it could not take the lock.
   returned: success
   type: str
   sample: acquired
+available:
+  description:
+    - Whether O(holder) could take (or renew) the lock now, that is whether O(state=present) would
+      succeed without waiting.
+  returned: success with O(state=query)
+  type: bool
+  sample: false
 acquired:
-  description: Whether the task took the lock (V(created), V(acquired) or V(broke)).
+  description:
+    - Whether the task took the lock (V(created), V(acquired) or V(broke)). V(false) with O(state=query).
   returned: success
   type: bool
   sample: true
@@ -224,14 +258,16 @@ released:
   sample: false
 previous_holder:
   description:
-    - Who held the lock before the task; V(null) when it was free or did not exist.
+    - Who held the lock before the task (with O(state=query), who holds it); V(null) when it was
+      free or did not exist.
     - On failure because the lock is busy or held by someone else, that holder.
   returned: success, and failure because the lock is busy or held by someone else
   type: str
   sample: rollout-2024-04-28
 lease:
   description:
-    - The Lease after the task (in check mode, as it would be; on failure, as last read).
+    - The Lease after the task (in check mode, as it would be; on failure, and with O(state=query), as
+      last read).
     - V(null) when it does not exist.
   returned: success, and failure because the lock is busy or held by someone else
   type: dict
@@ -277,11 +313,34 @@ lease:
       type: int
       sample: 1799
 busy_reason:
-  description: Why the lock could not be taken, when the task failed for that reason.
-  returned: failure because the lock is busy
+  description:
+    - Why the lock could not be taken, when the task failed for that reason.
+    - With O(state=query), why O(holder) could not take it now; V(null) when it could.
+    - V(lease) (another holder's live claim, or an expired one with O(break_expired=false)) or
+      V(kured) (kured's reboot lock).
+  returned: failure because the lock is busy, and success with O(state=query)
   type: str
   sample: lease
   choices: [lease, kured]
+busy_holder:
+  description:
+    - Who keeps the lock busy. For V(lease), the Lease's holder (C(spec.holderIdentity)). For
+      V(kured), the nodes kured holds its reboot lock for, comma-separated (V(null) when its
+      annotation could not be read; RV(kured.error) says why).
+    - V(null) when the lock is not busy.
+  returned: failure because the lock is busy, and success with O(state=query)
+  type: str
+  sample: rollout-2024-04-28
+busy_until:
+  description:
+    - When the claim that keeps the lock busy runs out, by the API server's clock. For V(lease),
+      RV(lease.expires_at) (in the past for an expired claim with O(break_expired=false)); for
+      V(kured), when the last of its held locks runs out.
+    - V(null) when the lock is not busy, or when the claim never runs out on its own (a Lease without
+      times or duration, a kured lock with a TTL of 0, an annotation that cannot be read).
+  returned: failure because the lock is busy, and success with O(state=query)
+  type: str
+  sample: "2024-05-01T10:50:00Z"
 kured:
   description:
     - What kured's DaemonSet said, when O(kured_check=true) and it was read.
@@ -310,7 +369,7 @@ kured:
       description: Why the annotation could not be read, if it could not.
       type: str
 waited_seconds:
-  description: Seconds spent waiting for a busy lock.
+  description: Seconds spent waiting for a busy lock (V(0) with O(state=query), which does not wait).
   returned: success, and failure because the lock is busy or held by someone else
   type: float
   sample: 12.5
@@ -331,358 +390,48 @@ waited_for:
       type: str
 """
 
-import copy
-import datetime
-import getpass
-import os
-import socket
-import time
 
-from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_client import (
-    K8S_AUTH_ARG_SPEC,
-    ApiException,
-    K8sAccessError,
-    RawApi,
-    api_exception,
-    api_path,
-    build_api_client,
-    describe_api_error,
-    request_timeout,
-    retry_transient,
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_module import (
+    K8sModule,
+    timeout_spec,
 )
-from ansible_collections.kubeops.node_maintenance.plugins.module_utils import _lease
-
-_ACTION_NAMES = {
-    _lease.CREATE: "created",
-    _lease.ACQUIRE: "acquired",
-    _lease.BREAK: "broke",
-    _lease.RENEW: "renewed",
-    _lease.RELEASE: "released",
-    _lease.FORCE_RELEASE: "force_released",
-    _lease.NOTHING: "none",
-}
-# Repeated 409s mean someone keeps writing the Lease under us; give up rather than spin.
-MAX_CONFLICTS = 20
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._maintenance_lock import (
+    check_options,
+    holder_identity,
+    lease_ref,
+    run_lock,
+)
 
 
 def argument_spec():
-    spec = copy.deepcopy(K8S_AUTH_ARG_SPEC)
-    spec.update(
-        name={"type": "str", "default": "kubeops-node-maintenance"},
-        namespace={"type": "str", "default": "kube-system"},
-        holder={"type": "str"},
-        state={"type": "str", "choices": ["present", "absent"], "default": "present"},
-        duration_seconds={"type": "int", "default": 1800},
-        wait_timeout={"type": "int", "default": 0},
-        poll_interval={"type": "int", "default": 5},
-        break_expired={"type": "bool", "default": True},
-        force={"type": "bool", "default": False},
-        kured_check={"type": "bool", "default": True},
-        kured_daemonset={"type": "str", "default": "kured"},
-        kured_namespace={"type": "str", "default": "kube-system"},
-        timeout={"type": "int", "default": 60},
-    )
-    return spec
-
-
-# ------------------------------------------------------------------------------------------------
-# Default holder identity
-# ------------------------------------------------------------------------------------------------
-
-_ANSIBLE_COMMANDS = ("ansible", "ansible-playbook", "ansible-console", "ansible-pull")
-
-
-def _proc_command(pid):
-    """Base names of the first two argv words of ``pid`` (a Python script shows as its second)."""
-    with open("/proc/%d/cmdline" % pid, "rb") as handle:
-        argv = handle.read().split(b"\0")
-    return [os.path.basename(a.decode("utf-8", "replace")) for a in argv[:2]]
-
-
-def _proc_parent(pid):
-    with open("/proc/%d/stat" % pid) as handle:
-        stat = handle.read()
-    return int(stat.rsplit(")", 1)[1].split()[1])
-
-
-def ansible_run_pid():
-    """Pid of the outermost ansible / ansible-playbook process above this one, or None.
-
-    Ansible forks a worker per task from its main process, and workers keep its command line, so the
-    outermost match is the run itself: the same for every task of one run.
-    """
-    found = None
-    pid = os.getppid()
-    try:
-        for _depth in range(32):
-            if pid <= 1:
-                break
-            if any(word in _ANSIBLE_COMMANDS for word in _proc_command(pid)):
-                found = pid
-            elif found is not None:
-                break
-            pid = _proc_parent(pid)
-    except (IOError, OSError, ValueError, IndexError):
-        pass
-    return found
-
-
-def default_holder():
-    try:
-        user = getpass.getuser()
-    except Exception:  # noqa: BLE001 - no passwd entry in some containers
-        user = str(os.getuid())
-    run_pid = ansible_run_pid()
-    return "%s@%s/ansible-%s" % (user, socket.gethostname(), run_pid if run_pid else os.getpid())
-
-
-# ------------------------------------------------------------------------------------------------
-# API access: raw JSON, so MicroTime values go out exactly as formatted
-# ------------------------------------------------------------------------------------------------
-
-def raw_request(raw, method, path, body=None, timeout=None):
-    """``(object dict, Date header)`` for one request over ``raw`` (a ``_k8s_client.RawApi``).
-
-    The body is sent as it is: the generated client would turn it into model objects and back,
-    writing times with ``isoformat()``, which drops the fraction at a whole second; the API server
-    rejects such a MicroTime. Raises ``ApiException`` for non-2xx answers (with the answer's headers,
-    so a 404 still tells the server's time).
-    """
-    status, data, headers = raw.request(method, path, body=body, timeout=timeout)
-    if not 200 <= status <= 299:
-        raise api_exception(status, data, headers)
-    return data, (headers or {}).get("Date")
-
-
-def _error_date(exc):
-    headers = getattr(exc, "headers", None) or {}
-    try:
-        return headers.get("Date")
-    except AttributeError:
-        return None
-
-
-def _now(date_header):
-    return _lease.server_now(date_header, datetime.datetime.now(_lease.UTC))
-
-
-class LockClient(object):
-    """Reads and writes of the Lease and kured's DaemonSet, with transient retries."""
-
-    def __init__(self, raw, name, namespace, timeout):
-        self.raw = raw
-        self.name = name
-        self.namespace = namespace
-        self.timeout = max(1, timeout)
-        self.ref = "lease %s/%s" % (namespace, name)
-        self.collection_path = api_path("/apis/coordination.k8s.io/v1/namespaces", namespace, "leases")
-        self.path = api_path(self.collection_path, name)
-
-    def _call(self, method, path, body=None, ref=None):
-        deadline = time.monotonic() + self.timeout
-        return retry_transient(
-            lambda: raw_request(self.raw, method, path, body, request_timeout(deadline)),
-            deadline=deadline, describe=ref or self.ref)
-
-    def read(self):
-        """``(lease or None, server now)``."""
-        try:
-            lease, date = self._call("GET", self.path)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None, _now(_error_date(exc))
-            raise
-        return lease, _now(date)
-
-    def create(self, body):
-        return self._call("POST", self.collection_path, body)[0]
-
-    def replace(self, body):
-        return self._call("PUT", self.path, body)[0]
-
-    def read_kured(self, name, namespace, now):
-        ref = "daemonset %s/%s" % (namespace, name)
-        try:
-            daemonset, _date = self._call(
-                "GET", api_path("/apis/apps/v1/namespaces", namespace, "daemonsets", name), ref=ref)
-        except ApiException as exc:
-            if exc.status == 404:
-                return dict(_lease.parse_kured_lock({}, now), daemonset=None)
-            if exc.status == 403:
-                raise K8sAccessError(
-                    "%s; or set kured_check=false if kured is not used in this cluster"
-                    % describe_api_error(exc, ref), status=403, cause=exc)
-            raise
-        annotations = (daemonset.get("metadata") or {}).get("annotations") or {}
-        return dict(_lease.parse_kured_lock(annotations, now), daemonset="%s/%s" % (namespace, name))
-
-
-# ------------------------------------------------------------------------------------------------
-# The task
-# ------------------------------------------------------------------------------------------------
-
-class LockTask(object):
-    def __init__(self, module, client, holder, sleep=time.sleep, clock=time.monotonic):
-        self.module = module
-        self.params = module.params
-        self.client = client
-        self.holder = holder
-        self.sleep = sleep
-        self.clock = clock
-        self.started = clock()
-        self.warnings = []
-        self.waited_for = []
-
-    def waited(self):
-        return round(self.clock() - self.started, 1)
-
-    def note_wait(self, busy, lease, now):
-        """Remember who kept the lock busy (each holder once, in order, as first seen) for the output."""
-        if busy[0] == "kured":
-            holder, description = "kured", busy[1]
-        else:
-            holder = _lease.lease_holder(lease)
-            description = "%s held by %s" % (self.client.ref, _lease.describe_holder(lease, now))
-        if not self.waited_for or self.waited_for[-1]["holder"] != holder:
-            self.waited_for.append({"reason": busy[0], "holder": holder, "description": description})
-
-    def result(self, action, previous, lease, now, changed, **extra):
-        if self.waited_for:
-            # A module prints nothing while it runs: say afterwards whom the task waited for.
-            self.warnings.append("waited %ss for the maintenance lock: %s (as first seen)" % (
-                self.waited(), "; then ".join(entry["description"] for entry in self.waited_for)))
-        out = {
-            "changed": changed,
-            "holder": self.holder,
-            "outcome": _ACTION_NAMES.get(action, action),
-            "acquired": action in (_lease.CREATE, _lease.ACQUIRE, _lease.BREAK),
-            "renewed": action == _lease.RENEW,
-            "released": action in (_lease.RELEASE, _lease.FORCE_RELEASE),
-            "previous_holder": previous,
-            "lease": _lease.lease_summary(lease, now),
-            "waited_seconds": self.waited(),
-            "waited_for": [dict((k, entry[k]) for k in ("reason", "holder")) for entry in self.waited_for],
-        }
-        out.update(extra)
-        return out
-
-    def fail(self, msg, **extra):
-        self.module.fail_json(msg=msg, holder=self.holder, waited_seconds=self.waited(),
-                              waited_for=[dict((k, e[k]) for k in ("reason", "holder")) for e in self.waited_for],
-                              **extra)
-
-    def acquire(self):
-        params = self.params
-        deadline = self.started + max(0, params["wait_timeout"])
-        conflicts = 0
-        while True:
-            lease, now = self.client.read()
-            action, previous = _lease.decide_acquire(lease, self.holder, now, params["break_expired"])
-            kured = None
-            if params["kured_check"]:
-                kured = self.client.read_kured(params["kured_daemonset"], params["kured_namespace"], now)
-            busy = None
-            if action == _lease.BUSY:
-                busy = ("lease", "%s is held by %s" % (self.client.ref, _lease.describe_holder(lease, now)))
-            elif kured and kured["held"]:
-                text = _lease.describe_kured_lock(kured, kured["daemonset"])
-                if action == _lease.RENEW:
-                    self.warnings.append("renewing the lock although %s" % text)
-                else:
-                    busy = ("kured", text)
-            extra = {"kured": kured} if kured is not None else {}
-            if busy:
-                remaining = deadline - self.clock()
-                if remaining > 0:
-                    self.note_wait(busy, lease, now)
-                    self.sleep(min(max(1, params["poll_interval"]), remaining))
-                    continue
-                hint = ("; waited %ss (wait_timeout)" % self.waited()) if params["wait_timeout"] > 0 else \
-                    "; set wait_timeout to wait for it"
-                if busy[0] == "lease" and not params["break_expired"] and _lease.lease_expired(lease, now):
-                    hint += "; its claim has expired, break_expired=true would take it over"
-                elif busy[0] == "lease":
-                    hint += ("; if that rollout died, release it with state=absent force=true, "
-                             "or wait until it expires")
-                self.fail("cannot take the maintenance lock: %s%s" % (busy[1], hint),
-                          busy_reason=busy[0], previous_holder=_lease.lease_holder(lease),
-                          lease=_lease.lease_summary(lease, now), **extra)
-            if action == _lease.BREAK:
-                self.warnings.append(
-                    "took over %s from %s, whose claim had expired" % (
-                        self.client.ref, _lease.describe_holder(lease, now)))
-            body = _lease.acquire_body(lease, action, self.holder, params["duration_seconds"], now,
-                                       params["name"], params["namespace"])
-            if self.module.check_mode:
-                return self.result(action, previous, body, now, True, **extra)
-            try:
-                written = self.client.create(body) if action == _lease.CREATE else self.client.replace(body)
-            except ApiException as exc:
-                if exc.status == 409 and conflicts < MAX_CONFLICTS:
-                    conflicts += 1  # someone wrote in between (or created it first): look again
-                    continue
-                raise
-            return self.result(action, previous, written, now, True, **extra)
-
-    def release(self):
-        conflicts = 0
-        while True:
-            lease, now = self.client.read()
-            action, previous = _lease.decide_release(lease, self.holder, self.params["force"])
-            if action == _lease.NOTHING:
-                return self.result(action, None, lease, now, False)
-            if action == _lease.REFUSE:
-                self.fail("cannot release the maintenance lock: %s is held by %s, not by %r; only its "
-                          "holder releases it (force=true releases it anyway)"
-                          % (self.client.ref, _lease.describe_holder(lease, now), self.holder),
-                          previous_holder=previous, lease=_lease.lease_summary(lease, now))
-            if action == _lease.FORCE_RELEASE:
-                self.warnings.append("released %s held by %s (force=true)"
-                                     % (self.client.ref, _lease.describe_holder(lease, now)))
-            body = _lease.release_body(lease, now)
-            if self.module.check_mode:
-                return self.result(action, previous, body, now, True)
-            try:
-                written = self.client.replace(body)
-            except ApiException as exc:
-                if exc.status == 409 and conflicts < MAX_CONFLICTS:
-                    conflicts += 1
-                    continue
-                raise
-            return self.result(action, previous, written, now, True)
+    return {
+        "name": {"type": "str", "default": "kubeops-node-maintenance"},
+        "namespace": {"type": "str", "default": "kube-system"},
+        "holder": {"type": "str"},
+        "state": {"type": "str", "choices": ["present", "absent", "query"], "default": "present"},
+        "duration_seconds": {"type": "int", "default": 1800},
+        "wait_timeout": {"type": "int", "default": 0},
+        "poll_interval": {"type": "int", "default": 5},
+        "break_expired": {"type": "bool", "default": True},
+        "force": {"type": "bool", "default": False},
+        "kured_check": {"type": "bool", "default": True},
+        "kured_daemonset": {"type": "str", "default": "kured"},
+        "kured_namespace": {"type": "str", "default": "kube-system"},
+        "timeout": timeout_spec(60),
+    }
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    module = K8sModule("k8s_maintenance_lock", argument_spec())
     params = module.params
-    for option in ("duration_seconds", "poll_interval"):
-        if params[option] < 1:
-            module.fail_json(msg="%s must be at least 1, not %d" % (option, params[option]))
-    if params["duration_seconds"] > 2147483647:
-        module.fail_json(msg="duration_seconds must fit in 32 bits (leaseDurationSeconds is an int32)")
-    holder = params["holder"]
-    if holder is not None and not holder.strip():
-        module.fail_json(msg="holder must not be empty")
-    if holder is None:
-        holder = default_holder()
-        module.warn(
-            "holder not given; using %r, which a later run cannot renew or release: pass holder (the "
-            "rollout id) to keep the lock across runs" % holder)
-    ref = "lease %s/%s" % (params["namespace"], params["name"])
-    try:
-        raw = RawApi(build_api_client(params), user_agent="kubeops.node_maintenance/k8s_maintenance_lock")
-        client = LockClient(raw, params["name"], params["namespace"], params["timeout"])
-        task = LockTask(module, client, holder)
-        result = task.acquire() if params["state"] == "present" else task.release()
-    except K8sAccessError as exc:
-        module.fail_json(msg=exc.message, status=exc.status, holder=holder)
-    except ApiException as exc:
-        module.fail_json(msg=describe_api_error(exc, ref), status=exc.status, holder=holder)
-    for warning in task.warnings:
-        module.warn(warning)
-    module.exit_json(**result)
+    holder = holder_identity(params["holder"], module.warn)
+    module.about(lease_ref(params["namespace"], params["name"]), holder=holder)
+
+    def lock():
+        check_options(params, holder)
+        return run_lock(module.raw, params, holder, module.check_mode, module.warn, module.started)
+
+    module.run(lock)
 
 
 if __name__ == "__main__":

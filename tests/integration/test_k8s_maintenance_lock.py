@@ -130,6 +130,9 @@ def test_second_holder_is_refused_with_the_holder_named(cluster, run_module, loc
     assert "'rollout-first'" in refused["msg"]
     assert "expires" in refused["msg"] and "wait_timeout" in refused["msg"]
     assert refused["busy_reason"] == "lease"
+    assert refused["busy_holder"] == "rollout-first"
+    assert refused["busy_until"] is not None and refused["busy_until"] == refused["lease"]["expires_at"]
+    assert refused["object"] == "lease %s/%s" % (lock.namespace, lock.name) and refused["holder"] == "rollout-second"
     assert refused["previous_holder"] == "rollout-first"
     assert refused["lease"]["holder_identity"] == "rollout-first"
     assert read_lease(cluster, lock)["spec"]["holderIdentity"] == "rollout-first"
@@ -232,6 +235,7 @@ def test_kured_lock_refuses(cluster, run_module, lock):
     refused = run_module(MODULE, lock(holder="rollout"))
     assert refused["failed"] is True
     assert refused["busy_reason"] == "kured"
+    assert refused["busy_holder"] == "worker-7" and refused["busy_until"] is None  # TTL 0: until kured releases it
     assert "kured holds its reboot lock" in refused["msg"] and "'worker-7'" in refused["msg"]
     assert refused["kured"]["holders"] == ["worker-7"]
     assert read_lease(cluster, lock) is None
@@ -254,6 +258,97 @@ def test_kured_lock_expired_or_released_passes(cluster, run_module, lock):
     assert_ok(result)
     assert result["kured"]["daemonset"] == "%s/kured-custom" % lock.namespace
     assert result["kured"]["held"] is False and result["kured"]["locks"][0]["expired"] is True
+
+
+def resource_version(cluster, args):
+    stored = read_lease(cluster, args)
+    return stored and stored["metadata"]["resourceVersion"]
+
+
+def assert_query(result, available, outcome, busy=(None, None, None)):
+    assert_ok(result)
+    assert result["changed"] is False and result["available"] is available and result["outcome"] == outcome
+    assert (result["busy_reason"], result["busy_holder"], result["busy_until"]) == busy
+    assert result["acquired"] is False and result["renewed"] is False and result["released"] is False
+    assert result["waited_seconds"] == 0 and result["waited_for"] == []
+
+
+def test_query_of_a_missing_free_and_own_lease_writes_nothing(cluster, run_module, lock):
+    missing = run_module(MODULE, lock(holder="rollout-1", state="query"))
+    assert_query(missing, True, "created")
+    assert missing["lease"] is None and missing["previous_holder"] is None and missing["holder"] == "rollout-1"
+    assert read_lease(cluster, lock) is None, "query must not create the Lease"
+
+    assert_ok(run_module(MODULE, lock(holder="rollout-1", duration_seconds=120)))
+    own_version = resource_version(cluster, lock)
+    time.sleep(1.1)  # a renewal would write a later renewTime
+    own = run_module(MODULE, lock(holder="rollout-1", state="query"))
+    assert_query(own, True, "renewed")
+    assert own["previous_holder"] == "rollout-1" and own["lease"]["resource_version"] == own_version
+    assert resource_version(cluster, lock) == own_version
+
+    assert_ok(run_module(MODULE, lock(holder="rollout-1", state="absent")))
+    free_version = resource_version(cluster, lock)
+    for check in (False, True):
+        free = run_module(MODULE, lock(holder="rollout-2", state="query"), check=check)
+        assert_query(free, True, "acquired")
+        assert free["previous_holder"] is None and free["lease"]["holder_identity"] is None
+        assert free["kured"]["held"] is False
+    assert resource_version(cluster, lock) == free_version
+    assert not read_lease(cluster, lock)["spec"].get("holderIdentity")
+
+
+def test_query_of_a_lease_held_by_another_holder_says_who_and_until_when(cluster, run_module, lock):
+    put_lease(cluster, lock, "other-tool", datetime.datetime.now(datetime.timezone.utc), 3600)
+    before = read_lease(cluster, lock)
+    started = time.monotonic()
+    busy = run_module(MODULE, lock(holder="rollout", state="query", wait_timeout=60))
+    assert time.monotonic() - started < 60, "a query does not wait"
+    assert_query(busy, False, "busy", ("lease", "other-tool", busy["lease"]["expires_at"]))
+    assert busy["busy_until"] is not None and 3590 <= busy["lease"]["expires_in_seconds"] <= 3600
+    assert busy["previous_holder"] == "other-tool"
+    assert read_lease(cluster, lock) == before
+
+    # what present reports when it cannot take the lock is the same data
+    refused = run_module(MODULE, lock(holder="rollout"))
+    assert refused["failed"] is True
+    assert (refused["busy_reason"], refused["busy_holder"], refused["busy_until"]) == (
+        busy["busy_reason"], busy["busy_holder"], busy["busy_until"])
+    assert read_lease(cluster, lock) == before
+
+
+def test_query_of_an_expired_lease(cluster, run_module, lock):
+    long_ago = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(hours=1)
+    put_lease(cluster, lock, "dead-rollout", long_ago, 60)
+    version = resource_version(cluster, lock)
+    expired_at = (long_ago + datetime.timedelta(seconds=60)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    breakable = run_module(MODULE, lock(holder="new-rollout", state="query"))
+    assert_query(breakable, True, "broke")
+    assert breakable["previous_holder"] == "dead-rollout" and breakable["lease"]["expires_at"] == expired_at
+    assert breakable["lease"]["expires_in_seconds"] < -3500
+
+    kept = run_module(MODULE, lock(holder="new-rollout", state="query", break_expired=False))
+    assert_query(kept, False, "busy", ("lease", "dead-rollout", expired_at))
+
+    assert resource_version(cluster, lock) == version
+    assert read_lease(cluster, lock)["spec"]["holderIdentity"] == "dead-rollout"
+
+
+def test_query_sees_kureds_lock(cluster, run_module, lock):
+    now = datetime.datetime.now(datetime.timezone.utc)
+    held = json.dumps({"nodeID": "worker-7", "metadata": {"unschedulable": False},
+                       "created": now.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), "TTL": 600 * 10 ** 9})
+    kured_daemonset(cluster, lock.namespace, held)
+    until = (now + datetime.timedelta(seconds=600)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    busy = run_module(MODULE, lock(holder="rollout", state="query"))
+    assert_query(busy, False, "busy", ("kured", "worker-7", until))
+    assert busy["kured"]["holders"] == ["worker-7"] and busy["lease"] is None
+    assert read_lease(cluster, lock) is None
+
+    unchecked = run_module(MODULE, lock(holder="rollout", state="query", kured_check=False))
+    assert_query(unchecked, True, "created")
+    assert "kured" not in unchecked
 
 
 def test_concurrent_acquirers_exactly_one_wins(cluster, run_module, lock):
