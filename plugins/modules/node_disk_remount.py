@@ -32,6 +32,10 @@ description:
     C(graph) key is renamed to C(data-root) in place and every other key keeps its place and
     formatting. In containerd's C(config.toml), only the value of the top-level C(root) is changed
     (or one line added).
+  - fstab is read as libmount reads it (C(mount), C(findmnt --fstab), systemd). With O(state=mounted)
+    or O(state=present), when fstab has a line libmount rejects, or two lines for O(path), the module
+    fails naming the lines and changes nothing. O(state=absent) removes the lines for O(path) and keeps
+    every other line, valid or not.
   - Files are written atomically (a temporary file in the same directory, then a rename), all or
     none; if mounting or the check after it fails, both files are put back as they were.
   - After an fstab change on a systemd host it runs C(systemctl daemon-reload), so systemd's mount
