@@ -508,7 +508,6 @@ class Remount:
             self.reload_systemd()
 
 
-
 def remount(params, context, host=None):
     """One run with the module's validated ``params``: the module's result dict, with ``failed``
     and ``msg`` when it failed. ``host`` defaults to the real one, ``HostSystem(context)``."""
