@@ -4,8 +4,9 @@
 """What the host says about its disks and mounts: blkid, findmnt, mount, mkfs, systemctl.
 
 ``HostSystem`` is the only place that runs these commands (argv lists through
-``module.run_command``), so the module's logic can be unit tested against a fake with the same
-methods. Output parsing is kept in pure functions next to it.
+``module.run_command``; ``module`` is anything with ``run_command`` and ``get_bin_path``, such as
+``_disk_remount.ModuleContext``), so the module's logic can be unit tested against a fake with the
+same methods. Output parsing is kept in pure functions next to it.
 """
 
 from __future__ import annotations

@@ -8,11 +8,21 @@ text (line ending included), so ``render_fstab(parse_fstab(text)) == text`` for 
 Only the line we set is ever rewritten, and even then its indentation, column alignment and any
 trailing words after the sixth field are carried over from the line it replaces.
 
-The reading rules follow libmount (what ``mount``, ``findmnt`` and systemd's fstab generator use):
-a line whose first non-blank character is ``#`` is a comment; fields are separated by spaces and
-tabs; source, target and type are required; freq and passno default to 0 and must be integers;
-words after the sixth field are ignored; ``\\ooo`` octal escapes (``\\040`` for a space) are
-decoded in every field.
+The reading rules are libmount's (``mnt_table_parse_fstab``: what ``mount``, ``findmnt --fstab``
+and systemd's fstab generator use), and a differential test holds them to ``findmnt``'s:
+
+- a line ends at ``\\n`` only; one ``\\r`` before it (or at the end of a last line without one) is
+  dropped; a NUL byte ends a last line without ``\\n`` and makes any other line an error, even a
+  comment;
+- a line whose first character other than space and tab is ``#``, or that has none, is skipped;
+- fields are separated by runs of spaces and tabs only (``\\r``, ``\\v``, ``\\f`` belong to fields);
+- source, target and type are required, options are optional ("defaults" here);
+- freq and passno are optional (0) and, when present, a whole decimal ``strtol`` number with an
+  optional sign, stored as libmount's C ``int`` stores it; one beyond a 64-bit ``long`` passes
+  (clamped) only as the very last thing on the line; words after the sixth field are ignored,
+  whatever they are;
+- ``\\ooo`` octal escapes (``\\040`` for a space) are decoded to bytes in every field; a decoded NUL
+  ends the field. Nothing else is checked: libmount accepts any option string.
 """
 
 from __future__ import annotations
@@ -23,7 +33,9 @@ from typing import Callable, List, Optional, Sequence, Tuple
 
 _BLANKS = " \t"
 _SPLIT = re.compile(r"([ \t]+)")
-_OCTAL = re.compile(r"\\([0-7]{3})")
+_OCTAL = re.compile(rb"\\([0-7]{3})")
+_NUMBER = re.compile(r"[+-]?[0-9]+")
+_LONG_MIN, _LONG_MAX = -(2 ** 63), 2 ** 63 - 1
 # Characters that cannot appear literally inside a field.
 _MANGLE = {" ": "\\040", "\t": "\\011", "\n": "\\012", "\\": "\\134"}
 
@@ -66,12 +78,22 @@ class FstabChange:
 
 
 def decode_field(text: str) -> str:
-    return _OCTAL.sub(lambda m: chr(int(m.group(1), 8)), text)
+    """A field's value as libmount's ``unmangle`` makes it: each ``\\ooo`` is one byte (``\\777`` wraps
+    to 0xff, as a C ``char`` does), a NUL byte ends the value. Text is bytes read with
+    ``surrogateescape``, and so is the value."""
+    try:
+        data = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # lone surrogates: text that was never bytes; parse it all the same
+        data = text.encode("utf-8", "surrogatepass")
+    data = _OCTAL.sub(lambda m: bytes((int(m.group(1), 8) & 0xFF,)), data)
+    return data.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
 
 
 def encode_field(value: str) -> str:
     if not value:
         raise FstabError("an fstab field cannot be empty")
+    if "\0" in value:
+        raise FstabError("fstab fields cannot hold a NUL character, found %r" % value)
     out = "".join(_MANGLE.get(ch, ch) for ch in value)
     if out.startswith("#"):
         # A leading '#' would turn the whole line into a comment.
@@ -108,18 +130,45 @@ def _tokenize(body: str) -> Tuple[str, List[str], List[str]]:
     return indent, fields, seps
 
 
-def _parse_body(body: str) -> Tuple[Optional[FstabEntry], Optional[str]]:
-    stripped = body.strip(_BLANKS + "\r")
+def _c_int(text: str) -> int:
+    """What libmount stores for a freq or passno: ``strtol`` (clamped to a 64-bit long) into an ``int``."""
+    value = max(_LONG_MIN, min(_LONG_MAX, int(text)))
+    return (value + 2 ** 31) % 2 ** 32 - 2 ** 31
+
+
+def _libmount_text(raw: str) -> Tuple[Optional[str], Optional[str]]:
+    """(the text libmount parses for the line ``raw``, or None and why the line is an error)."""
+    if raw.endswith("\n"):
+        body = raw[:-1]
+        if "\0" in body:
+            # getline() reads it, but strchr() finds no newline before the NUL: a corrupt line
+            return None, "the line contains a NUL byte"
+    else:
+        body = raw.split("\0", 1)[0]  # the last line, without a newline: it ends at a NUL
+    return (body[:-1] if body.endswith("\r") else body), None
+
+
+def _parse_body(raw: str) -> Tuple[Optional[FstabEntry], Optional[str]]:
+    body, error = _libmount_text(raw)
+    if error:
+        return None, error
+    stripped = body.lstrip(_BLANKS)
     if not stripped or stripped.startswith("#"):
         return None, None
-    fields = _tokenize(body.rstrip("\r"))[1]
+    dummy, fields, seps = _tokenize(body)
     if len(fields) < 3:
         return None, "expected at least 3 fields (device, mount point, type), found %d" % len(fields)
     numbers = []
-    for name, text in zip(("dump", "passno"), fields[4:6]):
-        if not re.fullmatch(r"[0-9]+", text):
+    for index, name in ((4, "dump"), (5, "passno")):
+        if index >= len(fields):
+            break
+        text = fields[index]
+        if not _NUMBER.fullmatch(text):
             return None, "the %s field must be a number, found %r" % (name, text)
-        numbers.append(int(text))
+        if not _LONG_MIN <= int(text) <= _LONG_MAX and (seps[index] or index < len(fields) - 1):
+            # strtol() sets ERANGE; libmount lets that pass only when nothing at all follows
+            return None, "the %s field is out of range, found %r" % (name, text)
+        numbers.append(_c_int(text))
     numbers += [0] * (2 - len(numbers))
     spec, file_, vfstype = (decode_field(f) for f in fields[:3])
     mntops = decode_field(fields[3]) if len(fields) > 3 else "defaults"
@@ -130,7 +179,7 @@ def parse_fstab(text: str) -> List[FstabLine]:
     """Parse fstab text. Never fails: malformed lines carry an ``error`` instead."""
     lines = []
     for number, raw in enumerate(_split_keep_newlines(text), 1):
-        entry, error = _parse_body(_split_line(raw)[0])
+        entry, error = _parse_body(raw)
         lines.append(FstabLine(number, raw, entry, error))
     return lines
 
@@ -168,8 +217,9 @@ def format_entry(entry: FstabEntry, template: Optional[str] = None, keep_tail: b
     if template is None:
         return " ".join(values)
     body = _split_line(template)[0]
-    cr = "\r" if body.endswith("\r") else ""
-    indent, t_fields, t_seps = _tokenize(body[: len(body) - len(cr)])
+    # A template body ending in "\r" (a last line "...\r" without newline, or "...\r\r\n"): libmount
+    # drops that one \r, so it is no part of the layout; carried over, it would end our passno field.
+    indent, t_fields, t_seps = _tokenize(body[:-1] if body.endswith("\r") else body)
     if not t_fields:
         return " ".join(values)
     default_sep = next((s for s in reversed(t_seps) if s), " ")
@@ -194,7 +244,7 @@ def format_entry(entry: FstabEntry, template: Optional[str] = None, keep_tail: b
     if keep_tail and len(t_fields) > 6:
         out += t_seps[5] + "".join(f + s for f, s in zip(t_fields[6:], t_seps[6:]))
         out = out.rstrip(_BLANKS)
-    return out + cr
+    return out
 
 
 def _line_ending(lines: Sequence[FstabLine]) -> str:
@@ -262,15 +312,21 @@ def set_entry(
             return new, FstabChange("unchanged", old_body.rstrip("\r"), [], old.number)
         text = format_entry(entry, template=old_body, keep_tail=True)
         new[index] = FstabLine(old.number, text + _split_line(old.raw)[1], entry)
-        return new, FstabChange("replaced", text.rstrip("\r"), [old_body.rstrip("\r")], old.number)
+        return new, FstabChange("replaced", text, [old_body.rstrip("\r")], old.number)
     template = next((_split_line(line.raw)[0] for line in reversed(lines) if line.entry), None)
     text = format_entry(entry, template=template)
     ending = _line_ending(lines)
     if new and not _split_line(new[-1].raw)[1]:
         last = new[-1]
-        new[-1] = replace(last, raw=last.raw + ending)
+        if "\0" in last.raw:
+            raise FstabError(
+                "fstab ends with a line holding a NUL byte and no newline (%s); libmount reads it up to "
+                "the NUL, but with a newline after it, as a line added below needs, libmount would reject "
+                "it. Refusing to edit it" % describe_line(last))
+        # "x\r" at the end of the file reads as "x"; "x\r" + "\r\n" would read as "x\r"
+        new[-1] = replace(last, raw=last.raw + ("\n" if last.raw.endswith("\r") else ending))
     new.append(FstabLine(len(new) + 1, text + ending, entry))
-    return new, FstabChange("added", text.rstrip("\r"), [], len(new))
+    return new, FstabChange("added", text, [], len(new))
 
 
 def remove_entries(lines: Sequence[FstabLine], mount_point: str) -> Tuple[List[FstabLine], FstabChange]:

@@ -1,8 +1,10 @@
-"""node_disk_remount, run through its main() against temporary files.
+"""node_disk_remount end to end: the module file's main() with a real AnsibleModule.
 
-Only the host's disk commands (blkid, findmnt, mount, mkfs, systemctl) are faked, by ``FakeHost``
-standing in for ``HostSystem``; fstab and daemon.json are real files in a temporary directory.
-The fake ``mount`` reads the fstab the module wrote, so a line that would not mount fails here.
+The run itself is tested in tests/unit/plugins/module_utils/test__disk_remount.py with fakes; here
+only what the module file and ``_disk_remount.run_module`` add: the option spec (its defaults are
+the ones those tests assume), ``ModuleContext`` over the AnsibleModule (check and diff mode,
+warnings, ``backup_local``), and the exit and failure JSON. Disk commands are still faked
+(``FakeHost`` in place of ``HostSystem``); fstab and daemon.json are real files.
 """
 from __future__ import annotations
 
@@ -12,515 +14,100 @@ import os
 import pytest
 from ansible.module_utils.testing import patch_module_args
 
-from ansible_collections.kubeops.node_maintenance.plugins.module_utils import _file_edit, _fstab
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils import _disk_remount
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils._block_devices import BlockDeviceError
 from ansible_collections.kubeops.node_maintenance.plugins.modules import node_disk_remount
-
-UUID = "5e256bce-a9b7-431d-986a-9aeef664fcb3"
-OTHER_UUID = "0f0f0f0f-1111-4222-8333-444444444444"
-FSTAB = (
-    "# /etc/fstab: static file system information.\n"
-    "# <file system> <mount point>   <type>  <options>       <dump>  <pass>\n"
-    "UUID=0a1b2c3d-0000-4000-8000-000000000001 /               ext4    errors=remount-ro 0       1\n"
-    "//nas/My\\040Share /mnt/my\\040share cifs credentials=/root/.smb,nofail 0 0\n"
-)
-DAEMON_JSON = '{\n    "graph": "/var/lib/docker",\n    "log-driver": "json-file",\n    "exec-opts": ["native.cgroupdriver=systemd"]\n}\n'
-
-
-class FakeHost:
-    """In-memory disks and mounts with the interface of ``HostSystem``."""
-
-    def __init__(self, system_fstab):
-        self.system_fstab = system_fstab
-        self.devices = {
-            "/dev/vdb": {"DEVNAME": "/dev/vdb", "UUID": UUID, "LABEL": "data", "TYPE": "ext4", "USAGE": "filesystem"},
-            "/dev/vdc": {"DEVNAME": "/dev/vdc", "UUID": OTHER_UUID, "TYPE": "ext4", "USAGE": "filesystem"},
-        }
-        self.numbers = {"/dev/vdb": "254:16", "/dev/vdc": "254:32"}
-        self.links = {"/dev/disk/by-uuid/" + UUID: "/dev/vdb"}
-        self.mounts = {}  # path -> findmnt-style dict
-        self.systemd = True
-        self.fail_mount = None
-        self.calls = []
-
-    # looking
-    def device_exists(self, path):
-        return path in self.devices
-
-    def realpath(self, path):
-        return self.links.get(path, path)
-
-    def device_number(self, path):
-        return self.numbers.get(path)
-
-    def find_device(self, tag, value):
-        self.calls.append(("blkid-find", tag, value))
-        for dev, found in self.devices.items():
-            if found.get(tag) and found.get(tag).lower() == value.lower():  # blkid -t ignores case for UUID
-                return dev
-        return None
-
-    def probe(self, device):
-        self.calls.append(("blkid-probe", device))
-        return dict(self.devices[device])
-
-    def mounts_at(self, path):
-        return [dict(self.mounts[path])] if path in self.mounts else []
-
-    def mounts_of(self, device):
-        return [dict(m) for m in self.mounts.values() if m["source"] == device]
-
-    def is_systemd(self):
-        return self.systemd
-
-    # changing
-    def mount(self, path, fstab):
-        self.calls.append(("mount", path, fstab))
-        if self.fail_mount:
-            raise BlockDeviceError(self.fail_mount)
-        with open(fstab, encoding="utf-8", errors="surrogateescape") as handle:
-            entries = _fstab.entries_for(_fstab.parse_fstab(handle.read()), path)
-        assert len(entries) == 1, "mount(8) would not know which line to use"
-        entry = entries[0].entry
-        tag, dummy, value = entry.spec.partition("=")
-        device = self.find_device(tag, value) if tag in ("UUID", "LABEL") else self.realpath(entry.spec)
-        if device not in self.devices or self.devices[device].get("TYPE") != entry.vfstype:
-            raise BlockDeviceError("mount: %s: wrong fs type, bad option, bad superblock" % path)
-        self.mounts[path] = {"source": device, "target": path, "fstype": entry.vfstype,
-                             "options": "rw,relatime", "maj:min": self.numbers[device], "fsroot": "/"}
-
-    def remount(self, path, fstab):
-        self.calls.append(("remount", path, fstab))
-
-    def unmount(self, path):
-        self.calls.append(("umount", path))
-        del self.mounts[path]
-
-    def make_filesystem(self, device, fstype):
-        self.calls.append(("mkfs", device, fstype))
-        self.devices[device] = {"DEVNAME": device, "UUID": "12345678-aaaa-4bbb-8ccc-dddddddddddd", "TYPE": fstype, "USAGE": "filesystem"}
-
-    def daemon_reload(self):
-        self.calls.append(("daemon-reload",))
-
-    def did(self, name):
-        return [c for c in self.calls if c[0] == name]
+from tests.unit.plugins.module_utils.test__disk_remount import DAEMON_JSON, DEFAULTS, FSTAB, UUID, FakeHost
 
 
 @pytest.fixture
-def env(tmp_path, monkeypatch, capsys):
+def module_env(tmp_path, monkeypatch, capsys):
     # The module runs here in the test process, which may also have imported controller code
     # (a filter plugin's test does): module warnings must still land in the result, as on a host.
     from ansible.module_utils import _internal
 
     monkeypatch.setattr(_internal, "is_controller", False)
-    etc = tmp_path / "etc"
-    (etc / "docker").mkdir(parents=True)
-    fstab = etc / "fstab"
+    (tmp_path / "docker").mkdir()
+    fstab, daemon = tmp_path / "fstab", tmp_path / "docker" / "daemon.json"
     fstab.write_text(FSTAB)
-    daemon = etc / "docker" / "daemon.json"
     daemon.write_text(DAEMON_JSON)
     host = FakeHost(system_fstab=str(fstab))
-    monkeypatch.setattr(node_disk_remount, "HostSystem", lambda module: host)
+    made = []
 
-    class Env:
-        pass
+    def make_host(context):
+        assert isinstance(context, _disk_remount.ModuleContext)
+        made.append(context)
+        return host
 
-    e = Env()
-    e.tmp, e.fstab, e.daemon, e.host, e.mnt = tmp_path, fstab, daemon, host, str(tmp_path / "data")
-    e.data_root = e.mnt + "/docker"
-
-    def args(**overrides):
-        base = dict(device="/dev/vdb", path=e.mnt, fstype="ext4", fstab=str(fstab), runtime="docker",
-                    runtime_config=str(daemon), data_root=e.data_root)
-        base.update(overrides)
-        return {k: v for k, v in base.items() if v is not None}
+    monkeypatch.setattr(_disk_remount, "HostSystem", make_host)
+    mnt = str(tmp_path / "data")
 
     def run(check=False, diff=False, **overrides):
-        module_args = args(**overrides)
-        module_args.update(_ansible_check_mode=check, _ansible_diff=diff)
-        with patch_module_args(module_args):
-            with pytest.raises(SystemExit):
+        args = dict(device="/dev/vdb", path=mnt, fstype="ext4", fstab=str(fstab), runtime="docker",
+                    runtime_config=str(daemon), data_root="/var/lib/docker2")
+        args.update(overrides, _ansible_check_mode=check, _ansible_diff=diff)
+        with patch_module_args(args):
+            with pytest.raises(SystemExit) as exited:
                 node_disk_remount.main()
         result = json.loads(capsys.readouterr().out)
+        result["rc"] = exited.value.code
         # ansible-core 2.19 returns warnings as structured events; the controller flattens them
         result["warnings"] = [w["event"]["msg"] if isinstance(w, dict) else w for w in result.get("warnings", [])]
         return result
 
-    def snapshot():
-        return {p: p.read_bytes() if p.exists() else None for p in (fstab, daemon)}
-
-    e.args, e.run, e.snapshot = args, run, snapshot
-    return e
-
-
-def our_line(e, opts="defaults,nofail", passno=2):
-    return "UUID=%s %s ext4 %s 0 %d" % (UUID, e.mnt, opts, passno)
-
-
-# --- the field notes' scenario -----------------------------------------------------------------
-
-def test_field_notes_scenario_then_nothing_to_do(env):
-    result = env.run(backup=True)
-    assert not result.get("failed"), result
-    assert result["changed"] is True
-    line = result["fstab_line"]
-    assert line.split() == our_line(env).split()
-    assert env.fstab.read_text() == FSTAB + line + "\n"
-    assert env.daemon.read_text() == DAEMON_JSON.replace('"graph": "/var/lib/docker"', '"data-root": "%s"' % env.data_root)
-    assert result["uuid"] == UUID and result["device"] == "/dev/vdb"
-    assert result["mounted"] is True and result["mount_action"] == "mount"
-    assert result["mount"]["source"] == "/dev/vdb"
-    assert result["runtime_restart_needed"] is True
-    assert result["systemd_reloaded"] is True
-    assert result["changes"]["fstab"]["action"] == "added"
-    assert result["changes"]["runtime_config"]["previous_data_root"] == "/var/lib/docker"
-    assert "renamed the legacy 'graph' key to 'data-root'" in result["changes"]["runtime_config"]["actions"]
-    backups = result["backup_files"]
-    assert len(backups) == 2
-    assert sorted(open(b).read() for b in backups) == sorted([FSTAB, DAEMON_JSON])
-    assert result["changes"]["fstab"]["backup"] in backups
-    # daemon-reload happens after the fstab write and before the mount
-    names = [c[0] for c in env.host.calls if c[0] in ("daemon-reload", "mount")]
-    assert names == ["daemon-reload", "mount"]
-    assert os.path.isdir(env.mnt)
-
-    env.host.calls.clear()
-    before = env.snapshot()
-    again = env.run(backup=True)
-    assert again["changed"] is False, again
-    assert again["mount_action"] == "none" and again["mounted"] is True
-    assert again["runtime_restart_needed"] is False and again["systemd_reloaded"] is False
-    assert again["backup_files"] == []
-    assert env.snapshot() == before
-    assert not env.host.did("mount") and not env.host.did("daemon-reload")
-
-
-def test_check_mode_writes_nothing_and_shows_the_diff(env):
-    before = env.snapshot()
-    result = env.run(check=True, diff=True)
-    assert result["changed"] is True and result["mount_action"] == "mount"
-    assert env.snapshot() == before
-    assert not os.path.exists(env.mnt)
-    assert [c[0] for c in env.host.calls if c[0] not in ("blkid-probe",)] == []
-    diffs = {d["before_header"]: d for d in result["diff"]}
-    assert diffs[str(env.fstab)]["before"] == FSTAB
-    assert diffs[str(env.fstab)]["after"].startswith(FSTAB) and UUID in diffs[str(env.fstab)]["after"]
-    assert '"data-root"' in diffs[str(env.daemon)]["after"]
-    # the real run then check mode again: nothing more to do
-    env.run()
-    assert env.run(check=True)["changed"] is False
-
-
-def test_second_run_of_remount_is_idempotent_for_existing_line_by_other_name(env):
-    """An old line naming the disk by path is replaced, not duplicated."""
-    env.fstab.write_text(FSTAB + "/dev/vdb   %s    ext4   noatime,acl,user_xattr 1 1\n" % env.mnt)
-    result = env.run()
-    assert result["changes"]["fstab"]["action"] == "replaced"
-    lines = env.fstab.read_text().splitlines()
-    assert len(lines) == 5 and lines[-1].startswith("UUID=%s" % UUID)
-    assert env.run()["changed"] is False
-
-
-def test_line_by_uuid_symlink_for_another_mount_point_is_moved(env):
-    env.fstab.write_text(FSTAB + "/dev/disk/by-uuid/%s /mnt/old ext4 defaults 0 2\n" % UUID)
-    result = env.run()
-    assert result["changes"]["fstab"]["action"] == "replaced"
-    assert "/mnt/old" not in env.fstab.read_text()
-
-
-# --- refusals: each leaves both files byte for byte ----------------------------------------------
-
-def _refused(env, words, **overrides):
-    before = env.snapshot()
-    result = env.run(**overrides)
-    assert result.get("failed") is True, result
-    for word in words:
-        assert word in result["msg"], result["msg"]
-    assert env.snapshot() == before
-    assert not env.host.did("mount") and not env.host.did("mkfs") and not env.host.did("daemon-reload")
-    return result
-
-
-def test_wrong_fstype_is_refused(env):
-    env.host.devices["/dev/vdb"]["TYPE"] = "xfs"
-    result = _refused(env, ["/dev/vdb holds xfs", UUID, "LABEL=data", "not ext4", "never reformats"])
-    assert result["found"]["TYPE"] == "xfs"
-
-
-def test_disk_without_filesystem_is_refused(env):
-    env.host.devices["/dev/vdb"] = {}
-    _refused(env, ["no filesystem", "never formats", "format_if_blank"])
-
-
-def test_partition_table_is_never_formatted(env):
-    env.host.devices["/dev/vdb"] = {"PTTYPE": "gpt", "PTUUID": "abc"}
-    _refused(env, ["gpt partition table", "partition"], format_if_blank=True)
-
-
-def test_missing_device_is_refused(env):
-    _refused(env, ["/dev/vdz does not exist"], device="/dev/vdz")
-    _refused(env, ["no device with UUID=nope"], device="UUID=nope")
-
-
-def test_missing_device_says_to_attach_it(env):
-    _refused(env, ["/dev/vdz does not exist", "is the disk attached?"], device="/dev/vdz")
-
-
-@pytest.mark.parametrize("spec", ["UUID=%s" % OTHER_UUID, "LABEL=old-data"])
-def test_fstab_naming_another_filesystem_on_the_mount_point_is_refused(env, spec):
-    """The data disk came back missing and its name now belongs to another disk: fstab must keep
-    naming the data disk, or the next boot mounts the wrong one on the mount point."""
-    env.fstab.write_text(FSTAB + "%s %s ext4 defaults,nofail 0 2\n" % (spec, env.mnt))
-    result = _refused(env, ["line 5 mounts %s on %s" % (spec, env.mnt), "/dev/vdb holds ext4 UUID=%s, LABEL=data" % UUID,
-                            "another filesystem", "detached", "nothing was changed", "state=absent"])
-    assert result["found"]["UUID"] == UUID
-
-
-def test_fstab_naming_another_filesystem_is_refused_before_formatting_a_blank_disk(env):
-    env.fstab.write_text(FSTAB + "UUID=%s %s ext4 defaults,nofail 0 2\n" % (OTHER_UUID, env.mnt))
-    env.host.devices["/dev/vdb"] = {}
-    _refused(env, ["mounts UUID=%s" % OTHER_UUID, "/dev/vdb holds no filesystem", "detached"], format_if_blank=True)
-
-
-def test_mount_point_mounted_from_another_device_is_refused(env):
-    env.host.mounts[env.mnt] = {"source": "/dev/vdc", "target": env.mnt, "fstype": "ext4", "maj:min": "254:32", "fsroot": "/"}
-    result = _refused(env, ["already mounted from /dev/vdc", "not from /dev/vdb"])
-    assert result["mount"]["source"] == "/dev/vdc"
-
-
-def test_bind_mount_of_a_subdirectory_is_not_ours(env):
-    env.host.mounts[env.mnt] = {"source": "/dev/vdb[/sub]", "target": env.mnt, "fstype": "ext4", "maj:min": "254:16", "fsroot": "/sub"}
-    _refused(env, ["bind mount of /sub"])
-
-
-def test_duplicate_mount_point_lines_are_refused(env):
-    env.fstab.write_text(FSTAB + "/dev/vdc %s ext4 defaults 0 2\n/dev/vdc %s/ xfs defaults 0 2\n" % (env.mnt, env.mnt))
-    _refused(env, ["2 lines for mount point", "line 5", "line 6"])
-
-
-def test_malformed_fstab_is_refused(env):
-    env.fstab.write_text(FSTAB + "/dev/vdc /srv\n")
-    _refused(env, ["not valid entries", "line 5: /dev/vdc /srv"])
-
-
-def test_invalid_json_is_refused_and_fstab_untouched(env):
-    env.daemon.write_text('{"graph": "/var/lib/docker",}\n')
-    _refused(env, ["not valid JSON", "left as it was"])
-
-
-def test_graph_and_data_root_with_different_values_are_refused(env):
-    env.daemon.write_text('{"graph": "/var/lib/docker", "data-root": "/srv/docker"}\n')
-    _refused(env, ["both", "/var/lib/docker", "/srv/docker"])
-
-
-def test_unwritable_runtime_config_is_refused_before_anything_changes(env, monkeypatch):
-    if os.geteuid() != 0:
-        os.chmod(env.daemon.parent, 0o555)
-    else:  # root ignores permission bits; make the check see what an unprivileged user would
-        real_access = os.access
-        monkeypatch.setattr(_file_edit.os, "access", lambda p, m: False if str(p).startswith(str(env.daemon.parent)) else real_access(p, m))
-    try:
-        _refused(env, ["cannot", str(env.daemon.parent)])
-    finally:
-        os.chmod(env.daemon.parent, 0o755)
-
-
-def test_invalid_options_are_refused(env):
-    _refused(env, ["needs data_root"], data_root=None)
-    _refused(env, ["needs fstype"], fstype=None)
-    _refused(env, ["only with state=mounted or present"], state="absent")
-    _refused(env, ["format_if_blank cannot be combined"], format_if_blank=True, identify_by="label")
-
-
-# --- failures half way put everything back ----------------------------------------------------
-
-def test_write_failing_on_the_second_file_restores_the_first(env, monkeypatch):
-    real_mkstemp = _file_edit.tempfile.mkstemp
-
-    def mkstemp(*a, **kw):
-        if kw.get("dir") == str(env.daemon.parent):
-            raise PermissionError(13, "Permission denied", kw["dir"])
-        return real_mkstemp(*a, **kw)
-
-    monkeypatch.setattr(_file_edit.tempfile, "mkstemp", mkstemp)
-    before = env.snapshot()
-    result = env.run()
-    assert result["failed"] and "daemon.json" in result["msg"] and "restored" in result["msg"]
-    assert env.snapshot() == before
-    assert not env.host.did("mount")
-    assert [p for p in os.listdir(env.fstab.parent) if p.endswith(".tmp")] == []
-
-
-class SimulatedKill(BaseException):
-    """Stands for SIGKILL: nothing after it runs, no except clause catches it."""
-
-
-@pytest.mark.parametrize("killed_on", [1, 2])
-def test_kill_between_temp_write_and_rename_leaves_old_or_new_file(env, monkeypatch, killed_on):
-    real_replace = os.replace
-    renames = []
-
-    def replace(src, dst):
-        renames.append(dst)
-        if len(renames) == killed_on:
-            assert os.path.exists(src)  # the temp file is complete at this point
-            raise SimulatedKill()
-        return real_replace(src, dst)
-
-    monkeypatch.setattr(_file_edit.os, "replace", replace)
-    before = env.snapshot()
-    with pytest.raises(SimulatedKill):
-        with patch_module_args(env.args()):
-            node_disk_remount.main()
-    after = env.snapshot()
-    # each file is whole: exactly as before, or exactly the new content
-    if killed_on == 1:
-        assert after == before
-    else:
-        new_fstab = after[env.fstab].decode()
-        assert new_fstab.startswith(FSTAB) and new_fstab[len(FSTAB):].split() == our_line(env).split()
-        assert after[env.daemon] == before[env.daemon]
-
-
-def test_mount_failure_puts_both_files_back(env):
-    env.host.fail_mount = "mount: /data: can't read superblock on /dev/vdb"
-    before = env.snapshot()
-    result = env.run()
-    assert result["failed"] and "can't read superblock" in result["msg"] and "put back" in result["msg"]
-    assert env.snapshot() == before
-    assert len(env.host.did("daemon-reload")) == 2  # after the write and after the restore
-    assert result["changed"] is False and result["changes"]["fstab"]["restored"] is True
-    assert not os.path.exists(env.mnt)  # the mount point it created is gone again
-
-
-# --- other paths ---------------------------------------------------------------------------
-
-def test_format_if_blank_formats_only_a_blank_disk(env):
-    env.host.devices["/dev/vdb"] = {}
-    checked = env.run(check=True, format_if_blank=True)
-    assert checked["changed"] and checked["formatted"] and not env.host.did("mkfs")
-    result = env.run(format_if_blank=True)
-    assert result["formatted"] is True and env.host.did("mkfs") == [("mkfs", "/dev/vdb", "ext4")]
-    assert result["fstab_line"].startswith("UUID=12345678-aaaa")
-    again = env.run(format_if_blank=True)
-    assert again["changed"] is False and again["formatted"] is False
-
-
-@pytest.mark.parametrize("identify_by, spec", [("device", "/dev/vdb"), ("label", "LABEL=data")])
-def test_identify_by(env, identify_by, spec):
-    result = env.run(identify_by=identify_by, device="UUID=" + UUID)
-    assert result["fstab_line"].split()[0] == spec
-    assert env.run(identify_by=identify_by, device="UUID=" + UUID)["changed"] is False
-
-
-def test_label_needed_for_identify_by_label(env):
-    _refused(env, ["has no label"], device="/dev/vdc", identify_by="label")
-
-
-def test_options_change_remounts_a_mounted_disk(env):
-    env.run()
-    env.host.calls.clear()
-    result = env.run(opts="defaults,nofail,noatime")
-    assert result["changed"] and result["mount_action"] == "remount"
-    assert env.host.did("remount") and not env.host.did("mount")
-    assert result["changes"]["fstab"]["action"] == "replaced"
-
-
-def test_present_only_writes_fstab(env):
-    result = env.run(state="present", runtime="none")
-    assert result["changed"] and result["mounted"] is False and not env.host.did("mount")
-    assert env.daemon.read_text() == DAEMON_JSON
-
-
-def test_not_systemd_means_no_daemon_reload(env):
-    env.host.systemd = False
-    assert env.run()["systemd_reloaded"] is False and not env.host.did("daemon-reload")
-
-
-def test_test_fstab_that_is_not_the_system_one_gets_no_daemon_reload(env):
-    env.host.system_fstab = "/etc/fstab"
-    assert env.run()["systemd_reloaded"] is False
-
-
-def test_containerd_root(env):
-    config = env.tmp / "etc" / "config.toml"
-    config.write_text('version = 2\nroot = "/var/lib/containerd"\n\n[grpc]\n  address = "/run/containerd/containerd.sock"\n')
-    result = env.run(runtime="containerd", runtime_config=str(config), data_root=env.mnt + "/containerd")
-    assert result["runtime_restart_needed"] is True
-    assert 'root = "%s/containerd"\n' % env.mnt in config.read_text()
-    assert result["changes"]["runtime_config"]["previous_data_root"] == "/var/lib/containerd"
-
-
-def test_missing_daemon_json_is_created(env):
-    env.daemon.unlink()
-    env.run()
-    assert json.loads(env.daemon.read_text()) == {"data-root": env.data_root}
-    assert oct(env.daemon.stat().st_mode & 0o777) == "0o644"
-
-
-def test_file_mode_is_kept(env):
-    os.chmod(env.fstab, 0o600)
-    env.run()
-    assert oct(env.fstab.stat().st_mode & 0o777) == "0o600"
-
-
-def test_data_root_outside_the_disk_warns(env):
-    result = env.run(data_root="/var/lib/docker2")
+    return run, fstab, daemon, host, mnt, made
+
+
+def test_the_option_defaults_are_the_ones_the_run_tests_assume():
+    spec = node_disk_remount.argument_spec()
+    assert {name: option.get("default") for name, option in spec.items()} == DEFAULTS
+
+
+def test_main_runs_the_field_notes_scenario_with_real_backups_and_warnings(module_env):
+    run, fstab, daemon, host, mnt, made = module_env
+    result = run(backup=True)
+    assert result["rc"] == 0 and not result.get("failed"), result
+    assert result["changed"] is True and result["mount_action"] == "mount" and result["mounted"] is True
+    assert result["uuid"] == UUID and result["fstab_line"].split()[:2] == ["UUID=" + UUID, mnt]
+    assert result["runtime_restart_needed"] is True and result["systemd_reloaded"] is True
+    assert json.loads(daemon.read_text())["data-root"] == "/var/lib/docker2"
+    # backup_local's timestamped copies, holding the files as they were
+    assert sorted(open(b).read() for b in result["backup_files"]) == sorted([FSTAB, DAEMON_JSON])
+    assert all(os.path.basename(b).startswith(("fstab.", "daemon.json.")) for b in result["backup_files"])
     assert any("not below the mount point" in w for w in result["warnings"]), result["warnings"]
+    assert [c[0] for c in host.calls if c[0] in ("daemon-reload", "mount")] == ["daemon-reload", "mount"]
+    assert len(made) == 1 and made[0].check_mode is False and made[0].diff is False
+    again = run(backup=True)
+    assert again["rc"] == 0 and again["changed"] is False and again["backup_files"] == []
 
 
-def test_non_empty_mount_point_warns(env):
-    os.makedirs(env.mnt + "/docker")
-    result = env.run()
-    assert any("not empty" in w for w in result["warnings"])
+def test_main_passes_check_and_diff_mode(module_env):
+    run, fstab, daemon, host, mnt, made = module_env
+    result = run(check=True, diff=True)
+    assert result["changed"] is True and made[-1].check_mode is True and made[-1].diff is True
+    assert fstab.read_text() == FSTAB and daemon.read_text() == DAEMON_JSON and not os.path.exists(mnt)
+    assert {d["before_header"] for d in result["diff"]} == {str(fstab), str(daemon)}
 
 
-def test_unmounted_and_absent(env):
-    env.run()
-    env.host.calls.clear()
-    result = env.run(state="unmounted", runtime="none", device=None, fstype=None)
-    assert result["changed"] and result["mount_action"] == "unmount" and env.host.did("umount")
-    assert our_line(env).split()[1] in env.fstab.read_text()
-    assert env.run(state="unmounted", runtime="none")["changed"] is False
-
-    env.run(runtime="none")
-    check = env.run(state="absent", runtime="none", check=True)
-    assert check["changed"] and env.host.mounts
-    result = env.run(state="absent", runtime="none", backup=True)
-    assert result["changed"] and result["changes"]["fstab"]["action"] == "removed"
-    assert env.fstab.read_text() == FSTAB and not env.host.mounts
-    assert env.run(state="absent", runtime="none")["changed"] is False
+def test_main_fails_with_the_message_and_the_result_so_far(module_env):
+    run, fstab, daemon, host, mnt, made = module_env
+    host.devices["/dev/vdb"]["TYPE"] = "xfs"
+    result = run()
+    assert result["rc"] == 1 and result["failed"] is True
+    assert "/dev/vdb holds xfs" in result["msg"] and "never reformats" in result["msg"]
+    assert result["found"]["TYPE"] == "xfs" and result["changed"] is False and result["mount_point"] == mnt
+    assert fstab.read_text() == FSTAB and daemon.read_text() == DAEMON_JSON
 
 
-def test_fstab_bytes_that_are_not_utf8_survive(env):
-    raw = FSTAB.encode() + b"# caf\xe9 \xff\n"
-    env.fstab.write_bytes(raw)
-    env.run()
-    assert env.fstab.read_bytes().startswith(raw)
+def test_a_failed_host_command_is_reported_with_what_was_done(module_env):
+    run, fstab, daemon, host, mnt, made = module_env
 
+    def broken_probe(device):
+        raise BlockDeviceError("`blkid -p -o export %s` exited with 4: I/O error" % device)
 
-def test_failed_daemon_reload_puts_both_files_back(env, monkeypatch):
-    def broken_reload():
-        env.host.calls.append(("daemon-reload",))
-        raise BlockDeviceError("`systemctl daemon-reload` exited with 1: Access denied")
-
-    monkeypatch.setattr(env.host, "daemon_reload", broken_reload)
-    before = env.snapshot()
-    result = env.run()
-    assert result["failed"] and "daemon-reload" in result["msg"] and "put back" in result["msg"]
-    assert env.snapshot() == before
-    assert not env.host.did("mount")
-    assert any("daemon-reload" in w for w in result["warnings"])
-
-
-def test_path_is_normalized(env):
-    result = env.run(path=env.mnt + "/./")
-    assert result["mount_point"] == env.mnt
-    assert env.run(path=env.mnt)["changed"] is False
-
-
-def test_device_given_as_upper_case_uuid(env):
-    result = env.run(device="UUID=" + UUID.upper())
-    assert not result.get("failed"), result
-    assert result["fstab_line"].startswith("UUID=" + UUID)
+    host.probe = broken_probe
+    result = run()
+    assert result["rc"] == 1 and result["failed"] is True
+    assert result["msg"] == ("`blkid -p -o export /dev/vdb` exited with 4: I/O error; see the changes "
+                             "returned for what had already been done")
+    assert result["changes"] == {} and result["changed"] is False
