@@ -4,7 +4,7 @@
 """Drain one node, as k8s_node_drain does: cordon it, decide for each of its pods (``_pods``),
 evict them (``_eviction.Drainer``), and say how the drain ended.
 
-``drain(params, check_mode, started, connect)`` returns the module's result. A drain that did not
+``drain(params, check_mode, started, connect, warn)`` returns the module's result. A drain that did not
 end with the node drained raises ``ModuleFailure`` with the same result fields, among them
 ``stopped_by`` (one of ``STOPPED_BY``), so a caller decides what to do next from data, not from
 the message.
@@ -78,13 +78,14 @@ def missing_daemonsets(api, pods, deadline):
     return missing
 
 
-def list_pdbs(api, deadline, warnings):
-    """All PodDisruptionBudgets, or None when this identity may not list them (not required)."""
+def list_pdbs(api, deadline, warn):
+    """All PodDisruptionBudgets, or None (and a warning) when this identity may not list them (not
+    required)."""
     try:
         return retry_transient(api.list_pdbs, deadline=deadline, describe="poddisruptionbudgets")
     except ApiException as exc:
         if exc.status in (403, 404):
-            warnings.append("cannot list PodDisruptionBudgets (%s); evictions a budget refuses are retried "
+            warn("cannot list PodDisruptionBudgets (%s); evictions a budget refuses are retried "
                             "every %ds instead of when the budget has room, and results do not name budgets"
                             % (exc.status, int(_eviction.DEFAULT_RETRY_DELAY)))
             return None
@@ -143,12 +144,13 @@ def failure_message(node, results, cordoned, stopped_by, timeout, stopped=None):
     return "%s: %d pod(s) still on the node. %s. %s" % (head, len(failed), "; ".join(lines), tail)
 
 
-def drain(params, check_mode, started, connect):
+def drain(params, check_mode, started, connect, warn):
     """Drain ``params["name"]`` with the module's options; returns the module's result.
 
     ``started``: the monotonic time the module started (``timeout`` counts from it); ``connect()``:
-    the ``kubernetes.client.ApiClient`` to use, asked for once the options are checked. Raises
-    ``ModuleFailure`` for bad options, and with every result field when the drain stops short.
+    the ``kubernetes.client.ApiClient`` to use, asked for once the options are checked; ``warn(msg)``:
+    the module's warning. Raises ``ModuleFailure`` for bad options, and with every result field
+    when the drain stops short.
     """
     errors = validate(params)
     if errors:
@@ -157,7 +159,6 @@ def drain(params, check_mode, started, connect):
     deadline = started + params["timeout"]
     dry_run = params["dry_run"] == "server"
     no_changes = check_mode or dry_run
-    warnings = []
     # retries=False: the drain engine retries by its own rules and must not wait inside a request.
     raw = RawApi(connect(), user_agent=USER_AGENT, pool_size=params["max_concurrency"], retries=False)
     api = _eviction.DrainApi(raw, deadline)
@@ -182,7 +183,7 @@ def drain(params, check_mode, started, connect):
     by_key = dict((_pods.pod_key(p), p) for p in pods)
     pdbs = None
     if any(e["plan"] == _pods.PLAN_EVICT for e in entries) and not params["disable_eviction"]:
-        pdbs = list_pdbs(api, deadline, warnings)
+        pdbs = list_pdbs(api, deadline, warn)
     pdb_by_key = dict((_eviction.pdb_key(p), p) for p in pdbs or ())
     for entry in entries:
         pod = by_key[(entry["namespace"], entry["name"])]
@@ -194,8 +195,6 @@ def drain(params, check_mode, started, connect):
             item.pop("pdb_keys", None)
         result.update(pods=results, counts=_eviction.count_actions(results), api_requests=dict(raw.counts),
                       seconds=round(time.monotonic() - started, 3), stopped_by=stopped_by, **extra)
-        if warnings:
-            result["warnings"] = warnings
         return result
 
     refusal = _pods.refusal_message(node, entries)

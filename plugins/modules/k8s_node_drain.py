@@ -344,7 +344,7 @@ def main():
     module = K8sModule("k8s_node_drain", argument_spec())
     name = module.params["name"]
     module.about("node/%s" % name, node=name)
-    module.run(lambda: drain(module.params, module.check_mode, module.started, lambda: module.api_client))
+    module.run(lambda: drain(module.params, module.check_mode, module.started, lambda: module.api_client, module.warn))
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@ test__drain.py: the result and the one failure shape every k8s module shares. Th
 tested in tests/unit/plugins/module_utils/test__drain.py."""
 from __future__ import annotations
 
-from tests.unit.fake_k8s_server import generated_classes, run_module
+from tests.unit.fake_k8s_server import generated_classes, run_module, warning_texts
 from tests.unit.plugins.module_utils.test__drain import Cluster, pod
 
 
@@ -17,6 +17,16 @@ def test_a_drain_returns_its_result_without_the_generated_api_classes(k8s_server
     assert [p["action"] for p in result["pods"]] == ["evicted"] and cluster.pods == {}
     assert generated_classes(imported) == []
     assert all(r["headers"]["user-agent"] == "kubeops.node_maintenance/k8s_node_drain" for r in server.requests)
+    assert "warnings" not in result and "deprecations" not in result
+
+
+def test_warnings_are_the_modules_own_with_no_deprecation(k8s_server, tmp_path):
+    server = k8s_server(Cluster([pod("a")], pdbs=None))
+    result, _imported = run_module("k8s_node_drain", dict(server.params, name="n1"), tmp_path)
+    assert not result.get("failed"), result
+    (warning,) = warning_texts(result)
+    assert warning.startswith("cannot list PodDisruptionBudgets (403)")
+    assert "deprecations" not in result, result["deprecations"]
 
 
 def test_a_refused_drain_fails_in_the_shared_shape_with_its_result(k8s_server, tmp_path):
