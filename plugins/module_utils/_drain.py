@@ -86,8 +86,8 @@ def list_pdbs(api, deadline, warn):
     except ApiException as exc:
         if exc.status in (403, 404):
             warn("cannot list PodDisruptionBudgets (%s); evictions a budget refuses are retried "
-                            "every %ds instead of when the budget has room, and results do not name budgets"
-                            % (exc.status, int(_eviction.DEFAULT_RETRY_DELAY)))
+                 "every %ds instead of when the budget has room, and results do not name budgets"
+                 % (exc.status, int(_eviction.DEFAULT_RETRY_DELAY)))
             return None
         raise
 

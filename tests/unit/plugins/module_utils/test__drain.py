@@ -382,4 +382,3 @@ def test_results_follow_the_pod_list_and_untouched_pods_cost_nothing():
     out = _drain.static_result(entries[0], "skipped")
     assert out == {"namespace": "a", "name": "x", "reason": "r", "action": "skipped", "attempts": 0, "seconds": 0.0}
     assert _drain.static_result(entries[0], "none", "why")["reason"] == "why" and "action" not in entries[0]
-

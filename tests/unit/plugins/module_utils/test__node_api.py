@@ -79,7 +79,7 @@ def test_a_conflicting_write_is_read_again_and_redone(k8s_server):
     deadline = time.monotonic() + 60
     nodes = _node_api.NodeTaints(server.raw(), "n1", deadline)
     before, after, change, conflicts = _node_api.converge_taints(nodes, [MAINT], "present", False, False, deadline,
-                                                              sleep=lambda s: None)
+                                                                 sleep=lambda s: None)
     assert conflicts == 2 and change["changed"] is True
     assert [m for m, _p in server.calls()] == ["GET", "PATCH"] * 3
     assert [t["key"] for t in before["spec"]["taints"]] == ["old", "other-1", "other-0"]
@@ -95,8 +95,8 @@ def test_a_refused_write_with_the_node_unchanged_is_an_error_not_a_conflict(k8s_
     server = k8s_server(store)
     deadline = time.monotonic() + 60
     with pytest.raises(ApiException) as refused:
-        _node_api.converge_taints(_node_api.NodeTaints(server.raw(), "n1", deadline), [MAINT], "present", False, False,
-                               deadline, sleep=lambda s: None)
+        _node_api.converge_taints(_node_api.NodeTaints(server.raw(), "n1", deadline), [MAINT], "present", False,
+                                  False, deadline, sleep=lambda s: None)
     assert refused.value.status == 422 and [m for m, _p in server.calls()] == ["GET", "PATCH", "GET"]
 
 
@@ -107,8 +107,6 @@ def test_pods_are_listed_page_by_page_for_the_node(k8s_server):
     assert [dict(r["query"]).get("continue") for r in server.requests] == [None, "1", "2"]
     assert all(dict(r["query"])["fieldSelector"] == "spec.nodeName=n1" and dict(r["query"])["limit"] == "500"
                for r in server.requests)
-
-
 
 
 def test_a_conflict_is_a_409_or_a_422_with_the_node_changed():
