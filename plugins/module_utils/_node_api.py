@@ -1,25 +1,44 @@
 # -*- coding: utf-8 -*-
 # Copyright: kubeops.node_maintenance contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Reading and patching Node objects over ``_k8s_client.RawApi``, with the shared retry rules."""
+"""Reading and patching Node objects over ``_k8s_client.RawApi``, with the shared retry rules.
+
+- cordon (k8s_node_cordon, and the drain's cordon): ``set_unschedulable``, ``patch_unschedulable``,
+  ``cordon_result``;
+- taints (k8s_node_taint): ``taint_node``, over ``converge_taints`` (read, merge, write guarded by
+  resourceVersion, redo on a conflict) and ``NodeTaints``.
+
+What to write is decided by the pure functions of ``_nodes``.
+"""
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
 import copy
+import datetime
+import random
+import time
 
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_client import (
+    JSON_PATCH,
     STRATEGIC_MERGE_PATCH,
     ApiException,
+    K8sAccessError,
     api_path,
     request_timeout,
     retry_transient,
 )
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_module import ModuleFailure
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils._nodes import (
     cordon_patch,
     is_unschedulable,
+    merge_taints,
     node_summary,
+    noexecute_evictions,
+    noexecute_warning,
+    taints_json_patch,
+    validate_taints,
 )
 
 NODES = "/api/v1/nodes"
@@ -89,5 +108,135 @@ def cordon_result(name, changed, before, after, diff):
             "after_header": header,
             "before": {"spec": {"unschedulable": is_unschedulable(before)}},
             "after": {"spec": {"unschedulable": summary["unschedulable"]}},
+        }
+    return result
+
+
+def check_taint_request(name, taints, state, replace):
+    """Raise ``ModuleFailure`` when k8s_node_taint's options ask for something it cannot do."""
+    if replace and state == "absent":
+        raise ModuleFailure("replace=true applies to state=present only")
+    errors = validate_taints(taints, state)
+    if errors:
+        raise ModuleFailure("invalid taints for node/%s: %s" % (name, "; ".join(errors)))
+
+
+def is_write_conflict(exc, tested_version, version_now):
+    """Whether a refused guarded write means "the node changed since we read it".
+
+    A stale resourceVersion in storage gives 409. A failed JSON-patch ``test`` gives 422 with a
+    generic "the server rejected our request" text that does not say which op failed, so a 422
+    counts as a conflict only when the node's resourceVersion has indeed moved; otherwise the
+    values were refused and the error stands.
+    """
+    status = getattr(exc, "status", None)
+    if status == 409:
+        return True
+    return status == 422 and version_now != tested_version
+
+
+class NodeTaints:
+    """Reads and writes one node's taints through the API (kept apart so tests can interpose)."""
+
+    def __init__(self, raw, name, deadline):
+        self.raw = raw
+        self.name = name
+        self.ref = "node/%s" % name
+        self.deadline = deadline
+
+    def read(self):
+        return read_node(self.raw, self.name, self.deadline)
+
+    def write(self, resource_version, taints):
+        return retry_transient(
+            lambda: patch_node(self.raw, self.name, taints_json_patch(resource_version, taints), JSON_PATCH,
+                               self.deadline),
+            deadline=self.deadline, describe=self.ref)
+
+    def pods(self):
+        # Paged with limit/continue like kubectl (500 a page), not one unbounded list answer.
+        return retry_transient(
+            lambda: self.raw.list_all("/api/v1/pods", [("fieldSelector", "spec.nodeName=%s" % self.name)],
+                                      timeout=request_timeout(self.deadline), count_as="list pods"),
+            deadline=self.deadline, describe="node/%s (listing its pods)" % self.name)
+
+
+def converge_taints(nodes, requested, state, replace, check_mode, deadline, clock=time.monotonic,
+                    sleep=time.sleep):
+    """Read, merge, write guarded by resourceVersion; on a conflict read again and redo.
+
+    Returns (before_node, after_node, change, conflict_retries). ``before_node`` is the read the
+    final decision was based on.
+    """
+    conflicts = 0
+    refused = None  # (resourceVersion we tested, the ApiException) of the last refused write
+    while True:
+        if refused is not None:
+            # a short, growing pause so two writers racing in lockstep fall out of step
+            sleep(min(1.0, 0.02 * 2 ** min(conflicts, 6)) * random.uniform(0.5, 1.0))
+        node = nodes.read()
+        version = (node.get("metadata") or {}).get("resourceVersion")
+        if refused is not None:
+            if not is_write_conflict(refused[1], refused[0], version):
+                raise refused[1]
+            conflicts += 1
+            if clock() >= deadline:
+                raise K8sAccessError(
+                    "%s: the node kept changing while its taints were written (%d conflicting writes); "
+                    "nothing was changed, run the task again" % (nodes.ref, conflicts),
+                    status=409, cause=refused[1])
+            refused = None
+        current = (node.get("spec") or {}).get("taints") or []
+        now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        change = merge_taints(current, requested, state, replace, now=now)
+        if not change["changed"]:
+            return node, node, change, conflicts
+        if check_mode:
+            after = copy.deepcopy(node)
+            after.setdefault("spec", {})["taints"] = change["taints"]
+            return node, after, change, conflicts
+        try:
+            after = nodes.write(version, change["taints"])
+            return node, after, change, conflicts
+        except ApiException as exc:
+            if getattr(exc, "status", None) not in (409, 422):
+                raise
+            refused = (version, exc)
+
+
+def taint_node(raw, name, taints, state, replace, check_mode, deadline, diff, warn):
+    """What k8s_node_taint does once its options are checked (``check_taint_request``): converge
+    the node's taints and return the module's result; ``warn(msg)`` gets the warning about pods an
+    added NoExecute taint deletes."""
+    nodes = NodeTaints(raw, name, deadline)
+    # The pods must be listed before the write: the taint eviction controller deletes the
+    # intolerant ones within moments of it.
+    pods = []
+    if state == "present" and any(t.get("effect") == "NoExecute" for t in taints):
+        pods = nodes.pods()
+    before, after, change, conflicts = converge_taints(nodes, taints, state, replace, check_mode, deadline)
+    evictions = noexecute_evictions(pods, change["added"])
+    if evictions:
+        warn(noexecute_warning(name, change["added"], evictions, check_mode))
+    taints_after = list((after.get("spec") or {}).get("taints") or [])
+    taints_before = list((before.get("spec") or {}).get("taints") or [])
+    result = {
+        "changed": change["changed"],
+        "name": name,
+        "taints": taints_after,
+        "taints_before": taints_before,
+        "added": change["added"],
+        "removed": change["removed"],
+        "resource_version": (after.get("metadata") or {}).get("resourceVersion"),
+        "conflict_retries": conflicts,
+        "noexecute_evictions": evictions,
+    }
+    if diff:
+        header = "node/%s" % name
+        result["diff"] = {
+            "before_header": header,
+            "after_header": header,
+            "before": {"spec": {"taints": taints_before}},
+            "after": {"spec": {"taints": taints_after}},
         }
     return result

@@ -8,7 +8,7 @@ Nothing here talks to the API: callers read a node, hand the dict in, and write 
 - readiness: ``node_condition``, ``node_ready_status``, ``node_is_ready``, ``node_summary``
 - taints, with ``kubectl taint`` matching (a taint is key + effect):
   ``validate_taints``, ``merge_taints``, ``taints_json_patch``
-- NoExecute fallout: ``toleration_tolerates_taint``, ``noexecute_evictions``
+- NoExecute fallout: ``toleration_tolerates_taint``, ``noexecute_evictions``, ``noexecute_warning``
 """
 
 from __future__ import absolute_import, division, print_function
@@ -324,3 +324,23 @@ def noexecute_evictions(pods, added_taints):
         })
     out.sort(key=lambda e: (e["after_seconds"], e["namespace"] or "", e["name"] or ""))
     return out
+
+
+# How many pods the NoExecute warning names before it says "and N more" (all are in the result).
+NOEXECUTE_WARNING_POD_LIMIT = 10
+
+
+def noexecute_warning(name, added_taints, evictions, check_mode=False):
+    """The warning for ``evictions`` (``noexecute_evictions``) that the NoExecute taints among
+    ``added_taints`` cause on node ``name``; in check mode, what they would cause."""
+    added = ", ".join(taint_ref(t) for t in added_taints if t.get("effect") == "NoExecute")
+    at_once = [e for e in evictions if e["after_seconds"] == 0]
+    later = [e for e in evictions if e["after_seconds"] > 0]
+    limit = NOEXECUTE_WARNING_POD_LIMIT
+    listed = ", ".join("%s/%s" % (e["namespace"], e["name"]) for e in evictions[:limit])
+    return ("%s NoExecute taint %s on node/%s %s %d pod(s) at once and %d more after their "
+            "tolerationSeconds, without regard to PodDisruptionBudgets: %s%s. Drain the node first "
+            "(kubeops.node_maintenance.k8s_node_drain) to respect the budgets."
+            % ("The" if check_mode else "The added", added, name,
+               "would delete" if check_mode else "deletes", len(at_once), len(later), listed,
+               " and %d more" % (len(evictions) - limit) if len(evictions) > limit else ""))

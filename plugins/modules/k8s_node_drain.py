@@ -44,13 +44,9 @@ description:
   - The result has one entry per pod with what was done, why, how many requests it took and how long.
 extends_documentation_fragment:
   - kubeops.node_maintenance.k8s_auth
+  - kubeops.node_maintenance.k8s_options.node_name
+  - kubeops.node_maintenance.k8s_options.timeout
 options:
-  name:
-    description:
-      - Name of the node, as C(kubectl get nodes) lists it.
-    type: str
-    required: true
-    aliases: [node]
   cordon:
     description:
       - Mark the node unschedulable before moving its pods, so the scheduler does not put them (or
@@ -96,7 +92,7 @@ options:
       - Seconds the whole drain may take, from the first API call to the last pod gone.
       - When it runs out the module fails, the node stays cordoned, and each pod still there is
         reported with what held it up.
-    type: int
+      - API errors that may pass (no connection, HTTP 5xx, 429) are retried within this time.
     default: 300
   skip_wait_for_delete_timeout:
     description:
@@ -287,9 +283,31 @@ node_deleted:
     - True when the Node object was deleted by someone else while the drain was going on; the drain
       then stops at once (it checks every few seconds) and fails, leaving the pods still bound to the
       node to the pod garbage collector.
-  returned: when the drain began evicting
+  returned: when the drain failed after it began evicting
   type: bool
   sample: false
+stopped_by:
+  description:
+    - Why the drain stopped before the node was drained, so a playbook can decide what to do next
+      without reading RV(pods) or the message. The module fails whenever it is not V(null).
+    - V(null) when nothing stopped it; the node is drained (in check mode, or with O(dry_run=server),
+      the plan was made and nothing stopped it).
+    - V(refused) when pods the options do not allow are on the node (RV(pods[].plan) V(refuse));
+      nothing was evicted, and the node was left as it was.
+    - V(timeout) when pods were still on the node when O(timeout) ran out (a PodDisruptionBudget
+      without room, or pods slow to terminate).
+    - V(node_deleted) when someone else deleted the Node object during the drain (RV(node_deleted)).
+    - V(access_lost) when the API server stopped accepting the module's credentials (HTTP 401) or
+      its right to list pods (403) while it waited for the pods; it stops at once.
+    - V(pod_errors) when, before the timeout, the API server refused to evict or delete some pods
+      for a reason waiting does not fix (a pod covered by more than one PodDisruptionBudget, RBAC,
+      an invalid request); RV(pods[].reason) says which.
+    - A failure to reach or read the node or its pods has no RV(stopped_by); its C(status) says what
+      the API server answered.
+  returned: when the node's pods were listed
+  type: str
+  choices: [refused, timeout, node_deleted, access_lost, pod_errors]
+  sample: timeout
 api_requests:
   description: API requests the drain made, by kind (C(evict), C(list pods), C(list pdbs), ...).
   returned: when the node was read
@@ -297,272 +315,36 @@ api_requests:
   sample: {"list pods": 6, "list pdbs": 1, "evict": 12, "get node": 1, "patch node": 1}
 """
 
-import copy
-import time
-
-from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.kubeops.node_maintenance.plugins.module_utils import _eviction, _pods
-from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_client import (
-    K8S_AUTH_ARG_SPEC,
-    ApiException,
-    K8sAccessError,
-    RawApi,
-    build_api_client,
-    describe_api_error,
-    retry_transient,
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._drain import drain
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_module import (
+    NODE_NAME_SPEC,
+    K8sModule,
+    timeout_spec,
 )
-from ansible_collections.kubeops.node_maintenance.plugins.module_utils._node_api import (
-    patch_unschedulable,
-    read_node,
-)
-from ansible_collections.kubeops.node_maintenance.plugins.module_utils._nodes import is_unschedulable
-
-# How many pods a failure message names before it says "and N more" (all are in ``pods``).
-MESSAGE_POD_LIMIT = 15
 
 
 def argument_spec():
-    spec = copy.deepcopy(K8S_AUTH_ARG_SPEC)
-    spec.update(
-        name={"type": "str", "required": True, "aliases": ["node"]},
-        cordon={"type": "bool", "default": True},
-        ignore_daemonsets={"type": "bool", "default": False},
-        delete_emptydir_data={"type": "bool", "default": False},
-        force={"type": "bool", "default": False},
-        disable_eviction={"type": "bool", "default": False},
-        grace_period={"type": "int", "default": -1},
-        timeout={"type": "int", "default": 300},
-        skip_wait_for_delete_timeout={"type": "int", "default": 0},
-        pod_selector={"type": "str"},
-        max_concurrency={"type": "int", "default": 50},
-        dry_run={"type": "str", "choices": ["none", "server"], "default": "none"},
-    )
-    return spec
-
-
-def validate(params):
-    errors = []
-    if params["timeout"] < 1:
-        errors.append("timeout must be at least 1 second")
-    if params["max_concurrency"] < 1:
-        errors.append("max_concurrency must be at least 1")
-    if params["grace_period"] < -1:
-        errors.append("grace_period must be -1 (the pod's own), 0 (immediately) or a number of seconds")
-    if params["skip_wait_for_delete_timeout"] < 0:
-        errors.append("skip_wait_for_delete_timeout must be 0 (always wait) or a number of seconds")
-    return errors
-
-
-class NodeApi:
-    """Read and cordon the node, with the shared retry rules."""
-
-    def __init__(self, raw, name, deadline):
-        self.raw = raw
-        self.name = name
-        self.deadline = deadline
-
-    def read(self):
-        return read_node(self.raw, self.name, self.deadline)
-
-    def set_unschedulable(self, value):
-        retry_transient(lambda: patch_unschedulable(self.raw, self.name, value, self.deadline),
-                        deadline=self.deadline, describe="node/%s" % self.name)
-
-
-def missing_daemonsets(api, pods, deadline):
-    """(namespace, name) of DaemonSets that running DaemonSet pods name but that no longer exist.
-
-    One GET per distinct DaemonSet (there are few), not per pod.
-    """
-    owners = set()
-    for pod in pods:
-        if _pods.is_daemonset_pod(pod) and not _pods.is_finished(pod) and not _pods.is_mirror_pod(pod):
-            owners.add((_pods.pod_key(pod)[0], _pods.controller_of(pod).get("name")))
-    missing = set()
-    for namespace, name in sorted(owners):
-        exists = retry_transient(lambda: api.daemonset_exists(namespace, name), deadline=deadline,
-                                 describe="daemonset %s/%s" % (namespace, name))
-        if not exists:
-            missing.add((namespace, name))
-    return missing
-
-
-def list_pdbs(api, deadline, warnings):
-    """All PodDisruptionBudgets, or None when this identity may not list them (not required)."""
-    try:
-        return retry_transient(api.list_pdbs, deadline=deadline, describe="poddisruptionbudgets")
-    except ApiException as exc:
-        if exc.status in (403, 404):
-            warnings.append("cannot list PodDisruptionBudgets (%s); evictions a budget refuses are retried "
-                            "every %ds instead of when the budget has room, and results do not name budgets"
-                            % (exc.status, int(_eviction.DEFAULT_RETRY_DELAY)))
-            return None
-        raise
-
-
-def static_result(entry, action, reason=None):
-    """A result for a pod the engine does not touch (skipped, refused, check mode)."""
-    out = dict(entry)
-    out.update({"action": action, "reason": reason or entry["reason"], "attempts": 0, "seconds": 0.0})
-    return out
-
-
-def ordered(results, entries):
-    """Results in the order of the pod list, whatever order they were produced in."""
-    index = dict(((e["namespace"], e["name"]), i) for i, e in enumerate(entries))
-    return sorted(results, key=lambda r: index.get((r["namespace"], r["name"]), 0))
-
-
-def failure_message(node, results, cordoned, timed_out, timeout, node_deleted=False, stopped=None):
-    failed = [r for r in results if r["action"] == _eviction.ACTION_FAILED]
-    lines = ["%s/%s: %s" % (r["namespace"], r["name"], r["reason"]) for r in failed[:MESSAGE_POD_LIMIT]]
-    if len(failed) > MESSAGE_POD_LIMIT:
-        lines.append("and %d more (see pods)" % (len(failed) - MESSAGE_POD_LIMIT))
-    cordon_state = ("node/%s stays cordoned" % node if cordoned
-                    else "node/%s was not cordoned (cordon: false)" % node)
-    if stopped:
-        # The reason is the same for every pod: say it once, then name the pods.
-        names = ["%s/%s" % (r["namespace"], r["name"]) for r in failed[:MESSAGE_POD_LIMIT]]
-        more = " and %d more" % (len(failed) - MESSAGE_POD_LIMIT) if len(failed) > MESSAGE_POD_LIMIT else ""
-        return ("drain of node/%s stopped before its timeout: %s. %d pod(s) not confirmed gone: %s%s. %s; "
-                "renew the credentials (or restore the rights) and run the drain again"
-                % (node, stopped, len(failed), ", ".join(names), more, cordon_state))
-    if node_deleted:
-        return ("drain of node/%s stopped: the Node object was deleted during the drain (not by this task). "
-                "The %d pod(s) still bound to it are deleted by the pod garbage collector without regard to "
-                "PodDisruptionBudgets: %s. Find out who deleted the node before it rejoins the cluster"
-                % (node, len(failed), "; ".join(lines)))
-    head = ("drain of node/%s did not finish within the timeout (%ds)" % (node, timeout) if timed_out
-            else "drain of node/%s failed" % node)
-    tail = cordon_state + ("; fix the cause and run the drain again" if cordoned else "")
-    return "%s: %d pod(s) still on the node. %s. %s" % (head, len(failed), "; ".join(lines), tail)
-
-
-def run(module, params, started):
-    node = params["name"]
-    deadline = started + params["timeout"]
-    dry_run = params["dry_run"] == "server"
-    no_changes = module.check_mode or dry_run
-    warnings = []
-    api_client = build_api_client(params)
-    # retries=False: the drain engine retries by its own rules and must not wait inside a request.
-    raw = RawApi(api_client, user_agent="kubeops.node_maintenance/k8s_node_drain",
-                 pool_size=params["max_concurrency"], retries=False)
-    api = _eviction.DrainApi(raw, deadline)
-    node_api = NodeApi(raw, node, deadline)
-    result = {"node": node, "changed": False}
-
-    before = node_api.read()
-    was_cordoned = is_unschedulable(before)
-    cordon_changed = False
-    if params["cordon"] and not was_cordoned and not no_changes:
-        # Cordon first, so nothing new lands on the node between the pod list and the last eviction.
-        node_api.set_unschedulable(True)
-        cordon_changed = True
-    cordoned = was_cordoned or (params["cordon"] and (cordon_changed or no_changes))
-    result["cordoned"] = cordoned
-
-    pods = retry_transient(lambda: api.list_node_pods(node, params["pod_selector"]), deadline=deadline,
-                           describe="pods on node/%s" % node)
-    entries = _pods.plan_drain(
-        pods, ignore_daemonsets=params["ignore_daemonsets"], delete_emptydir_data=params["delete_emptydir_data"],
-        force=params["force"], skip_wait_for_delete_timeout=params["skip_wait_for_delete_timeout"],
-        missing_daemonsets=missing_daemonsets(api, pods, deadline))
-    by_key = dict((_pods.pod_key(p), p) for p in pods)
-    pdbs = None
-    if any(e["plan"] == _pods.PLAN_EVICT for e in entries) and not params["disable_eviction"]:
-        pdbs = list_pdbs(api, deadline, warnings)
-    pdb_by_key = dict((_eviction.pdb_key(p), p) for p in pdbs or ())
-    for entry in entries:
-        pod = by_key[(entry["namespace"], entry["name"])]
-        entry["pdb_keys"] = _eviction.pdbs_covering(pod, pdbs) if pdbs is not None else []
-        entry["pdb"] = [_eviction.describe_pdb(pdb_by_key[k]) for k in entry["pdb_keys"]]
-
-    def finish(results, **extra):
-        for item in results:
-            item.pop("pdb_keys", None)
-        result.update(pods=results, counts=_eviction.count_actions(results), api_requests=dict(raw.counts),
-                      seconds=round(time.monotonic() - started, 3), **extra)
-        if warnings:
-            result["warnings"] = warnings
-        return result
-
-    refusal = _pods.refusal_message(node, entries)
-    if refusal:
-        if cordon_changed:
-            # Leave the node as we found it: the drain has not begun, nothing moved.
-            node_api.set_unschedulable(False)
-            cordoned = result["cordoned"] = False
-        refusal += (". The node was left schedulable as it was" if not cordoned else
-                    ". node/%s stays cordoned as it was before this task" % node)
-        result["changed"] = False
-        return finish([static_result(e, _eviction.ACTION_NONE, "would stop the drain: " + e["reason"])
-                       if e["plan"] == _pods.PLAN_REFUSE else static_result(e, _eviction.ACTION_NONE)
-                       for e in entries]), refusal
-
-    results = []
-    tasks = []
-    for entry in entries:
-        plan = entry["plan"]
-        if plan == _pods.PLAN_SKIP:
-            results.append(static_result(entry, _eviction.ACTION_SKIPPED))
-            continue
-        method = {"evict": "delete" if params["disable_eviction"] else "evict",
-                  "delete": "delete", "wait": "wait"}[plan]
-        if no_changes and (method == "wait" or not dry_run):
-            reason = entry["reason"]
-            if method == "evict" and entry["pdb"]:
-                reason += "; " + "; ".join(_eviction.pdb_text(info) for info in entry["pdb"])
-            results.append(static_result(entry, _eviction.ACTION_NONE, reason))
-            continue
-        pod = by_key[(entry["namespace"], entry["name"])]
-        tasks.append(_eviction.PodTask(entry, method, ready=_eviction.is_pod_ready(pod), pdbs=entry["pdb_keys"],
-                                       labels=(pod.get("metadata") or {}).get("labels") or {}))
-
-    if tasks:
-        drainer = _eviction.Drainer(
-            api, node, deadline, max_concurrency=params["max_concurrency"], grace_period=params["grace_period"],
-            dry_run=dry_run, skip_wait_for_delete_timeout=params["skip_wait_for_delete_timeout"], pdbs=pdbs)
-        results.extend(drainer.run(tasks))
-        accepted = any(task.accepted_at is not None for task in tasks)
-        node_deleted = drainer.node_deleted
-        stopped = drainer.stopped
-    else:
-        accepted = node_deleted = False
-        stopped = None
-    results = ordered(results, entries)
-    if no_changes:
-        result["changed"] = (params["cordon"] and not was_cordoned) or any(
-            e["plan"] in (_pods.PLAN_EVICT, _pods.PLAN_DELETE) for e in entries)
-    else:
-        result["changed"] = cordon_changed or accepted
-    failed = [r for r in results if r["action"] == _eviction.ACTION_FAILED]
-    if failed and not dry_run:
-        timed_out = time.monotonic() >= deadline
-        return finish(results, node_deleted=node_deleted), failure_message(
-            node, results, cordoned, timed_out, params["timeout"], node_deleted, stopped)
-    return finish(results), None
+    return {
+        "name": NODE_NAME_SPEC,
+        "cordon": {"type": "bool", "default": True},
+        "ignore_daemonsets": {"type": "bool", "default": False},
+        "delete_emptydir_data": {"type": "bool", "default": False},
+        "force": {"type": "bool", "default": False},
+        "disable_eviction": {"type": "bool", "default": False},
+        "grace_period": {"type": "int", "default": -1},
+        "timeout": timeout_spec(300),
+        "skip_wait_for_delete_timeout": {"type": "int", "default": 0},
+        "pod_selector": {"type": "str"},
+        "max_concurrency": {"type": "int", "default": 50},
+        "dry_run": {"type": "str", "choices": ["none", "server"], "default": "none"},
+    }
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    started = time.monotonic()
-    errors = validate(module.params)
-    if errors:
-        module.fail_json(msg="; ".join(errors))
-    node = module.params["name"]
-    try:
-        result, failure = run(module, module.params, started)
-    except K8sAccessError as exc:
-        module.fail_json(msg=exc.message, status=exc.status, node=node,
-                         seconds=round(time.monotonic() - started, 3))
-    except ApiException as exc:
-        module.fail_json(msg=describe_api_error(exc, "node/%s" % node), status=exc.status, node=node,
-                         seconds=round(time.monotonic() - started, 3))
-    if failure:
-        module.fail_json(msg=failure, **result)
-    module.exit_json(**result)
+    module = K8sModule("k8s_node_drain", argument_spec())
+    name = module.params["name"]
+    module.about("node/%s" % name, node=name)
+    module.run(lambda: drain(module.params, module.check_mode, module.started, lambda: module.api_client, module.warn))
 
 
 if __name__ == "__main__":

@@ -28,13 +28,9 @@ description:
     first when the workloads matter.
 extends_documentation_fragment:
   - kubeops.node_maintenance.k8s_auth
+  - kubeops.node_maintenance.k8s_options.node_name
+  - kubeops.node_maintenance.k8s_options.timeout
 options:
-  name:
-    description:
-      - Name of the node, as C(kubectl get nodes) lists it.
-    type: str
-    required: true
-    aliases: [node]
   taints:
     description:
       - The taints to add or remove.
@@ -79,9 +75,9 @@ options:
     default: false
   timeout:
     description:
-      - Seconds to keep retrying when the API server is unreachable, answers with HTTP 5xx or 429, or
-        the node keeps changing under the write.
-    type: int
+      - Seconds the module may run before it fails.
+      - API errors that may pass (no connection, HTTP 5xx, 429), and writes refused because the node
+        changed after it was read, are retried within this time.
     default: 60
 attributes:
   check_mode:
@@ -216,200 +212,43 @@ noexecute_evictions:
             "after_seconds": 0}]
 """
 
-import copy
-import datetime
-import random
-import time
-import traceback
-
-from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_client import (
-    JSON_PATCH,
-    K8S_AUTH_ARG_SPEC,
-    ApiException,
-    K8sAccessError,
-    RawApi,
-    build_api_client,
-    describe_api_error,
-    request_timeout,
-    retry_transient,
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_module import (
+    NODE_NAME_SPEC,
+    K8sModule,
+    timeout_spec,
 )
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils._node_api import (
-    patch_node,
-    read_node,
-)
-from ansible_collections.kubeops.node_maintenance.plugins.module_utils._nodes import (
-    merge_taints,
-    noexecute_evictions,
-    taint_ref,
-    taints_json_patch,
-    validate_taints,
+    check_taint_request,
+    taint_node,
 )
 
 
 def argument_spec():
-    spec = copy.deepcopy(K8S_AUTH_ARG_SPEC)
-    spec.update(
-        name={"type": "str", "required": True, "aliases": ["node"]},
-        taints={"type": "list", "elements": "dict", "required": True, "options": {
+    return {
+        "name": NODE_NAME_SPEC,
+        "taints": {"type": "list", "elements": "dict", "required": True, "options": {
             "key": {"type": "str", "required": True, "no_log": False},
             "value": {"type": "str"},
             "effect": {"type": "str", "choices": ["NoSchedule", "PreferNoSchedule", "NoExecute"]},
         }},
-        state={"type": "str", "choices": ["present", "absent"], "default": "present"},
-        replace={"type": "bool", "default": False},
-        timeout={"type": "int", "default": 60},
-    )
-    return spec
-
-
-def is_write_conflict(exc, tested_version, version_now):
-    """Whether a refused guarded write means "the node changed since we read it".
-
-    A stale resourceVersion in storage gives 409. A failed JSON-patch ``test`` gives 422 with a
-    generic "the server rejected our request" text that does not say which op failed, so a 422
-    counts as a conflict only when the node's resourceVersion has indeed moved; otherwise the
-    values were refused and the error stands.
-    """
-    status = getattr(exc, "status", None)
-    if status == 409:
-        return True
-    return status == 422 and version_now != tested_version
-
-
-class NodeTaints:
-    """Reads and writes one node's taints through the API (kept apart so tests can interpose)."""
-
-    def __init__(self, raw, name, deadline):
-        self.raw = raw
-        self.name = name
-        self.ref = "node/%s" % name
-        self.deadline = deadline
-
-    def read(self):
-        return read_node(self.raw, self.name, self.deadline)
-
-    def write(self, resource_version, taints):
-        return retry_transient(
-            lambda: patch_node(self.raw, self.name, taints_json_patch(resource_version, taints), JSON_PATCH,
-                               self.deadline),
-            deadline=self.deadline, describe=self.ref)
-
-    def pods(self):
-        # Paged with limit/continue like kubectl (500 a page), not one unbounded list answer.
-        return retry_transient(
-            lambda: self.raw.list_all("/api/v1/pods", [("fieldSelector", "spec.nodeName=%s" % self.name)],
-                                      timeout=request_timeout(self.deadline), count_as="list pods"),
-            deadline=self.deadline, describe="node/%s (listing its pods)" % self.name)
-
-
-def converge_taints(nodes, requested, state, replace, check_mode, deadline, clock=time.monotonic,
-                    sleep=time.sleep):
-    """Read, merge, write guarded by resourceVersion; on a conflict read again and redo.
-
-    Returns (before_node, after_node, change, conflict_retries). ``before_node`` is the read the
-    final decision was based on.
-    """
-    conflicts = 0
-    refused = None  # (resourceVersion we tested, the ApiException) of the last refused write
-    while True:
-        if refused is not None:
-            # a short, growing pause so two writers racing in lockstep fall out of step
-            sleep(min(1.0, 0.02 * 2 ** min(conflicts, 6)) * random.uniform(0.5, 1.0))
-        node = nodes.read()
-        version = (node.get("metadata") or {}).get("resourceVersion")
-        if refused is not None:
-            if not is_write_conflict(refused[1], refused[0], version):
-                raise refused[1]
-            conflicts += 1
-            if clock() >= deadline:
-                raise K8sAccessError(
-                    "%s: the node kept changing while its taints were written (%d conflicting writes); "
-                    "nothing was changed, run the task again" % (nodes.ref, conflicts),
-                    status=409, cause=refused[1])
-            refused = None
-        current = (node.get("spec") or {}).get("taints") or []
-        now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-        change = merge_taints(current, requested, state, replace, now=now)
-        if not change["changed"]:
-            return node, node, change, conflicts
-        if check_mode:
-            after = copy.deepcopy(node)
-            after.setdefault("spec", {})["taints"] = change["taints"]
-            return node, after, change, conflicts
-        try:
-            after = nodes.write(version, change["taints"])
-            return node, after, change, conflicts
-        except ApiException as exc:
-            if getattr(exc, "status", None) not in (409, 422):
-                raise
-            refused = (version, exc)
+        "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
+        "replace": {"type": "bool", "default": False},
+        "timeout": timeout_spec(60),
+    }
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    module = K8sModule("k8s_node_taint", argument_spec())
     params = module.params
-    name, state, replace = params["name"], params["state"], params["replace"]
-    if replace and state == "absent":
-        module.fail_json(msg="replace=true applies to state=present only")
-    errors = validate_taints(params["taints"], state)
-    if errors:
-        module.fail_json(msg="invalid taints for node/%s: %s" % (name, "; ".join(errors)))
-    deadline = time.monotonic() + max(1, params["timeout"])
+    name = params["name"]
+    module.about("node/%s" % name, name=name)
 
-    try:
-        raw = RawApi(build_api_client(params), user_agent="kubeops.node_maintenance/k8s_node_taint")
-        nodes = NodeTaints(raw, name, deadline)
-        # The pods must be listed before the write: the taint eviction controller deletes the
-        # intolerant ones within moments of it.
-        pods = []
-        if state == "present" and any(t.get("effect") == "NoExecute" for t in params["taints"]):
-            pods = nodes.pods()
-        before, after, change, conflicts = converge_taints(
-            nodes, params["taints"], state, replace, module.check_mode, deadline)
-        evictions = noexecute_evictions(pods, change["added"])
-    except K8sAccessError as exc:
-        module.fail_json(msg=exc.message, status=exc.status)
-    except ApiException as exc:
-        module.fail_json(msg=describe_api_error(exc, "node/%s" % name), status=exc.status)
-    except Exception as exc:  # noqa: BLE001 - anything the client raises gets the same translation
-        module.fail_json(msg=describe_api_error(exc, "node/%s" % name), exception=traceback.format_exc())
+    def taint():
+        check_taint_request(name, params["taints"], params["state"], params["replace"])
+        return taint_node(module.raw, name, params["taints"], params["state"], params["replace"], module.check_mode,
+                          module.deadline(params["timeout"], minimum=1), module.diff, module.warn)
 
-    if evictions:
-        added = ", ".join(taint_ref(t) for t in change["added"] if t.get("effect") == "NoExecute")
-        at_once = [e for e in evictions if e["after_seconds"] == 0]
-        later = [e for e in evictions if e["after_seconds"] > 0]
-        listed = ", ".join("%s/%s" % (e["namespace"], e["name"]) for e in evictions[:10])
-        module.warn(
-            "%s NoExecute taint %s on node/%s %s %d pod(s) at once and %d more after their "
-            "tolerationSeconds, without regard to PodDisruptionBudgets: %s%s. Drain the node first "
-            "(kubeops.node_maintenance.k8s_node_drain) to respect the budgets."
-            % ("The" if module.check_mode else "The added", added, name,
-               "would delete" if module.check_mode else "deletes", len(at_once), len(later), listed,
-               " and %d more" % (len(evictions) - 10) if len(evictions) > 10 else ""))
-
-    taints_after = list((after.get("spec") or {}).get("taints") or [])
-    taints_before = list((before.get("spec") or {}).get("taints") or [])
-    result = {
-        "changed": change["changed"],
-        "name": name,
-        "taints": taints_after,
-        "taints_before": taints_before,
-        "added": change["added"],
-        "removed": change["removed"],
-        "resource_version": (after.get("metadata") or {}).get("resourceVersion"),
-        "conflict_retries": conflicts,
-        "noexecute_evictions": evictions,
-    }
-    if module._diff:
-        result["diff"] = {
-            "before_header": "node/%s" % name,
-            "after_header": "node/%s" % name,
-            "before": {"spec": {"taints": taints_before}},
-            "after": {"spec": {"taints": taints_after}},
-        }
-    module.exit_json(**result)
+    module.run(taint)
 
 
 if __name__ == "__main__":

@@ -102,6 +102,7 @@ def test_node_deleted_mid_drain_stops_the_drain_with_a_clear_message(cluster, na
     result = drain()
 
     assert result["failed"]
+    assert result["stopped_by"] == "node_deleted" and result["node_deleted"] is True, result
     msg = result["msg"]
     assert "node/%s" % node in msg and "deleted" in msg, msg
     # It says so at once instead of waiting out its timeout for pods of a node that is gone.
@@ -139,6 +140,7 @@ def test_credentials_revoked_while_waiting_stop_the_drain_at_once(cluster, names
         release_all(cluster, namespace)
 
     assert result["failed"], result
+    assert result["stopped_by"] == "access_lost", result
     msg = result["msg"]
     assert "drain of node/%s stopped before its timeout" % node in msg, msg
     assert "unauthorized (401)" in msg and "pods on node/%s" % node in msg, msg
@@ -168,6 +170,7 @@ def test_pdb_swapped_for_a_stricter_one_mid_drain_times_out_naming_it(cluster, n
     result = drain()
 
     assert result["failed"]
+    assert result["stopped_by"] == "timeout", result
     msg = result["msg"]
     assert "did not finish within the timeout" in msg, msg
     assert "pdb %s/web-freeze" % namespace in msg, msg

@@ -113,14 +113,14 @@ def test_drain_moves_replicated_pods_and_is_idempotent(cluster, namespace, make_
     set_unschedulable(cluster, other, False)
 
     planned = run_module("k8s_node_drain", {"name": node, "timeout": 60}, check=True)
-    assert planned["changed"] is True and not planned["failed"]
+    assert planned["changed"] is True and not planned["failed"] and planned["stopped_by"] is None
     assert [p["plan"] for p in planned["pods"]] == ["evict"] * 6
     assert not unschedulable(cluster, node)
     assert uids(pods_in(cluster, namespace, node)) == uids(before)
 
     result = run_module("k8s_node_drain", {"name": node, "timeout": 60})
     assert not result["failed"], result["msg"]
-    assert result["changed"] is True and result["cordoned"] is True
+    assert result["changed"] is True and result["cordoned"] is True and result["stopped_by"] is None
     assert unschedulable(cluster, node)
     assert result["counts"]["evicted"] == 6 and result["counts"]["total"] == 6
     for pod in result["pods"]:
@@ -161,6 +161,7 @@ def test_pods_that_block_are_refused_before_anything_moves(cluster, namespace, m
     assert "set delete_emptydir_data: true" in msg and "%s/cache-" % namespace in msg
     assert "set ignore_daemonsets: true" in msg and "%s/agent-" % namespace in msg
     assert result["changed"] is False and result["counts"]["none"] == 3
+    assert result["stopped_by"] == "refused"
     blockers = dict((p["name"].split("-")[0], [b["option"] for b in p["blockers"]]) for p in result["pods"])
     assert blockers == {"standalone": ["force"], "cache": ["delete_emptydir_data"], "agent": ["ignore_daemonsets"]}
     # Nothing moved, and the cordon this task made was undone.
@@ -220,12 +221,14 @@ def test_terminating_pods_are_waited_for_and_skip_wait_for_delete_timeout(cluste
         assert result["failed"]
         stuck = by_name(result)["stuck"]
         assert stuck["plan"] == "wait" and stuck["action"] == "failed" and stuck["attempts"] == 0
+        assert result["stopped_by"] == "timeout"
         assert "%s/stuck: was already terminating" % namespace in result["msg"]
         assert "stays cordoned" in result["msg"] and unschedulable(cluster, node)
 
         time.sleep(2)
         skipped = run_module("k8s_node_drain", {"name": node, "skip_wait_for_delete_timeout": 1, "timeout": 10})
         assert not skipped["failed"] and by_name(skipped)["stuck"]["action"] == "skipped"
+        assert skipped["stopped_by"] is None
 
         # Released while the drain waits: the drain sees it go. The eviction of a second pod tells
         # the test that the drain has listed the node's pods.
@@ -305,6 +308,7 @@ def test_unsatisfiable_pdb_times_out_naming_it_and_node_stays_cordoned(cluster, 
     result = run_module("k8s_node_drain", {"name": node, "timeout": 7})
     assert time.monotonic() - started < 30
     assert result["failed"] and result["changed"] is True
+    assert result["stopped_by"] == "timeout" and result["node_deleted"] is False
     msg = result["msg"]
     assert "did not finish within the timeout (7s)" in msg
     assert "pdb %s/db (disruptionsAllowed 0, healthy 2/2)" % namespace in msg
@@ -333,8 +337,9 @@ def test_check_mode_and_server_dry_run_change_nothing(cluster, namespace, make_n
     assert all("disruptionsAllowed 0" in p["reason"] for p in checked["pods"])
     assert "evict" not in checked["api_requests"] and "patch node" not in checked["api_requests"]
 
+    assert checked["stopped_by"] is None
     dry = run_module("k8s_node_drain", {"name": node, "dry_run": "server"})
-    assert not dry["failed"]
+    assert not dry["failed"] and dry["stopped_by"] is None
     assert dry["api_requests"]["evict"] == 2
     for pod in dry["pods"]:
         assert pod["action"] == "none"
@@ -364,6 +369,8 @@ def test_pod_under_two_pdbs_fails_with_both_named(cluster, namespace, make_node,
     assert pod["action"] == "failed" and pod["attempts"] == 1
     assert "more than one PodDisruptionBudget (%s/first, %s/second)" % (namespace, namespace) in pod["reason"]
     assert "disable_eviction" in result["msg"]
+    # Refused for good before the timeout: not something waiting fixes.
+    assert result["stopped_by"] == "pod_errors"
 
 
 def test_disable_eviction_deletes_past_a_budget(cluster, namespace, make_node, run_module):
@@ -402,3 +409,6 @@ def test_unknown_node_fails_with_a_clear_message(run_module):
     result = run_module("k8s_node_drain", {"name": "no-such-node-x1", "timeout": 10})
     assert result["failed"]
     assert "node/no-such-node-x1: not found (404)" in result["msg"]
+    assert result["status"] == 404 and result["object"] == "node/no-such-node-x1"
+    assert result["node"] == "no-such-node-x1"
+    assert "stopped_by" not in result

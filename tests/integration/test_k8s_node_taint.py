@@ -196,12 +196,12 @@ def test_noexecute_reports_and_warns(cluster, namespace, make_node, run_module):
 def test_conflicting_write_is_redone_not_lost(cluster, make_node):
     """A second writer changes the taints between the module's read and its write, every time at first."""
     from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_client import RawApi, build_api_client
-    from ansible_collections.kubeops.node_maintenance.plugins.modules import k8s_node_taint
+    from ansible_collections.kubeops.node_maintenance.plugins.module_utils import _node_api
 
     node = make_node(taints=[{"key": "base", "effect": "NoSchedule"}])
     interleaved = []
 
-    class RacedNodeTaints(k8s_node_taint.NodeTaints):
+    class RacedNodeTaints(_node_api.NodeTaints):
         def read(self):
             seen = super(RacedNodeTaints, self).read()
             if len(interleaved) < 3:  # the other writer slips in right after each of our first reads
@@ -214,7 +214,7 @@ def test_conflicting_write_is_redone_not_lost(cluster, make_node):
 
     deadline = time.monotonic() + 60
     nodes = RacedNodeTaints(RawApi(build_api_client({"kubeconfig": cluster.kubeconfig})), node, deadline)
-    before, after, change, conflicts = k8s_node_taint.converge_taints(
+    before, after, change, conflicts = _node_api.converge_taints(
         nodes, [MAINT], "present", False, False, deadline)
     assert conflicts == 3
     assert change["changed"] is True

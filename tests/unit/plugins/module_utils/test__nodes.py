@@ -360,3 +360,17 @@ def test_noexecute_first_matching_toleration_counts():
     pod = _pod("p", [{"key": "maint", "operator": "Exists", "tolerationSeconds": 60},
                      {"operator": "Exists"}])
     assert _nodes.noexecute_evictions([pod], [NOEXEC])[0]["after_seconds"] == 60
+
+
+def test_noexecute_warning_names_ten_pods_and_counts_the_rest():
+    pods = [_pod("p%02d" % i) for i in range(11)] + [
+        _pod("patient", [{"key": "maint", "operator": "Exists", "tolerationSeconds": 30}])]
+    evictions = _nodes.noexecute_evictions(pods, [T_DB, NOEXEC])
+    text = _nodes.noexecute_warning("n1", [T_DB, NOEXEC], evictions)
+    assert text == ("The added NoExecute taint maint=now:NoExecute on node/n1 deletes 11 pod(s) at once and 1 more "
+                    "after their tolerationSeconds, without regard to PodDisruptionBudgets: %s and 2 more. Drain the "
+                    "node first (kubeops.node_maintenance.k8s_node_drain) to respect the budgets."
+                    % ", ".join("ns/p%02d" % i for i in range(10)))
+    planned = _nodes.noexecute_warning("n1", [NOEXEC], evictions[:1], check_mode=True)
+    assert planned.startswith("The NoExecute taint maint=now:NoExecute on node/n1 would delete 1 pod(s) at once and 0 "
+                              "more after their tolerationSeconds, without regard to PodDisruptionBudgets: ns/p00. ")

@@ -1,0 +1,257 @@
+# -*- coding: utf-8 -*-
+# Copyright: kubeops.node_maintenance contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Drain one node, as k8s_node_drain does: cordon it, decide for each of its pods (``_pods``),
+evict them (``_eviction.Drainer``), and say how the drain ended.
+
+``drain(params, check_mode, started, connect, warn)`` returns the module's result. A drain that did not
+end with the node drained raises ``ModuleFailure`` with the same result fields, among them
+``stopped_by`` (one of ``STOPPED_BY``), so a caller decides what to do next from data, not from
+the message.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import time
+
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils import _eviction, _pods
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_client import (
+    ApiException,
+    RawApi,
+    retry_transient,
+)
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_module import (
+    USER_AGENT_PREFIX,
+    ModuleFailure,
+)
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._node_api import (
+    patch_unschedulable,
+    read_node,
+    set_unschedulable,
+)
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._nodes import is_unschedulable
+
+USER_AGENT = USER_AGENT_PREFIX + "k8s_node_drain"
+
+# How many pods a failure message names before it says "and N more" (all are in ``pods``).
+MESSAGE_POD_LIMIT = 15
+
+# Why the drain stopped short of a drained node (the result's ``stopped_by``; None when it did not).
+STOPPED_REFUSED = "refused"            # pods the options do not allow; nothing was evicted
+STOPPED_TIMEOUT = "timeout"            # pods still on the node when the timeout ran out
+STOPPED_NODE_DELETED = "node_deleted"  # someone else deleted the Node object mid-drain
+STOPPED_ACCESS_LOST = "access_lost"    # the API server stopped accepting the credentials (401) or rights (403)
+STOPPED_POD_ERRORS = "pod_errors"      # before the timeout, the API refused to evict or delete some pods
+STOPPED_BY = (STOPPED_REFUSED, STOPPED_TIMEOUT, STOPPED_NODE_DELETED, STOPPED_ACCESS_LOST, STOPPED_POD_ERRORS)
+
+
+def validate(params):
+    errors = []
+    if params["timeout"] < 1:
+        errors.append("timeout must be at least 1 second")
+    if params["max_concurrency"] < 1:
+        errors.append("max_concurrency must be at least 1")
+    if params["grace_period"] < -1:
+        errors.append("grace_period must be -1 (the pod's own), 0 (immediately) or a number of seconds")
+    if params["skip_wait_for_delete_timeout"] < 0:
+        errors.append("skip_wait_for_delete_timeout must be 0 (always wait) or a number of seconds")
+    return errors
+
+
+def missing_daemonsets(api, pods, deadline):
+    """(namespace, name) of DaemonSets that running DaemonSet pods name but that no longer exist.
+
+    One GET per distinct DaemonSet (there are few), not per pod.
+    """
+    owners = set()
+    for pod in pods:
+        if _pods.is_daemonset_pod(pod) and not _pods.is_finished(pod) and not _pods.is_mirror_pod(pod):
+            owners.add((_pods.pod_key(pod)[0], _pods.controller_of(pod).get("name")))
+    missing = set()
+    for namespace, name in sorted(owners):
+        exists = retry_transient(lambda: api.daemonset_exists(namespace, name), deadline=deadline,
+                                 describe="daemonset %s/%s" % (namespace, name))
+        if not exists:
+            missing.add((namespace, name))
+    return missing
+
+
+def list_pdbs(api, deadline, warn):
+    """All PodDisruptionBudgets, or None (and a warning) when this identity may not list them (not
+    required)."""
+    try:
+        return retry_transient(api.list_pdbs, deadline=deadline, describe="poddisruptionbudgets")
+    except ApiException as exc:
+        if exc.status in (403, 404):
+            warn("cannot list PodDisruptionBudgets (%s); evictions a budget refuses are retried "
+                 "every %ds instead of when the budget has room, and results do not name budgets"
+                 % (exc.status, int(_eviction.DEFAULT_RETRY_DELAY)))
+            return None
+        raise
+
+
+def static_result(entry, action, reason=None):
+    """A result for a pod the engine does not touch (skipped, refused, check mode)."""
+    out = dict(entry)
+    out.update({"action": action, "reason": reason or entry["reason"], "attempts": 0, "seconds": 0.0})
+    return out
+
+
+def ordered(results, entries):
+    """Results in the order of the pod list, whatever order they were produced in."""
+    index = dict(((e["namespace"], e["name"]), i) for i, e in enumerate(entries))
+    return sorted(results, key=lambda r: index.get((r["namespace"], r["name"]), 0))
+
+
+def stop_reason(timed_out, node_deleted=False, stopped=None):
+    """``stopped_by`` of a drain that left pods on the node (not a refusal): the first that applies
+    of the drain stopping on lost access, the node deleted, the timeout, or pods that failed."""
+    if stopped:
+        return STOPPED_ACCESS_LOST
+    if node_deleted:
+        return STOPPED_NODE_DELETED
+    if timed_out:
+        return STOPPED_TIMEOUT
+    return STOPPED_POD_ERRORS
+
+
+def failure_message(node, results, cordoned, stopped_by, timeout, stopped=None):
+    """What a drain that left pods on the node says; ``stopped``: the drain engine's words for
+    ``STOPPED_ACCESS_LOST``."""
+    failed = [r for r in results if r["action"] == _eviction.ACTION_FAILED]
+    lines = ["%s/%s: %s" % (r["namespace"], r["name"], r["reason"]) for r in failed[:MESSAGE_POD_LIMIT]]
+    if len(failed) > MESSAGE_POD_LIMIT:
+        lines.append("and %d more (see pods)" % (len(failed) - MESSAGE_POD_LIMIT))
+    cordon_state = ("node/%s stays cordoned" % node if cordoned
+                    else "node/%s was not cordoned (cordon: false)" % node)
+    if stopped_by == STOPPED_ACCESS_LOST:
+        # The reason is the same for every pod: say it once, then name the pods.
+        names = ["%s/%s" % (r["namespace"], r["name"]) for r in failed[:MESSAGE_POD_LIMIT]]
+        more = " and %d more" % (len(failed) - MESSAGE_POD_LIMIT) if len(failed) > MESSAGE_POD_LIMIT else ""
+        return ("drain of node/%s stopped before its timeout: %s. %d pod(s) not confirmed gone: %s%s. %s; "
+                "renew the credentials (or restore the rights) and run the drain again"
+                % (node, stopped, len(failed), ", ".join(names), more, cordon_state))
+    if stopped_by == STOPPED_NODE_DELETED:
+        return ("drain of node/%s stopped: the Node object was deleted during the drain (not by this task). "
+                "The %d pod(s) still bound to it are deleted by the pod garbage collector without regard to "
+                "PodDisruptionBudgets: %s. Find out who deleted the node before it rejoins the cluster"
+                % (node, len(failed), "; ".join(lines)))
+    head = ("drain of node/%s did not finish within the timeout (%ds)" % (node, timeout)
+            if stopped_by == STOPPED_TIMEOUT else "drain of node/%s failed" % node)
+    tail = cordon_state + ("; fix the cause and run the drain again" if cordoned else "")
+    return "%s: %d pod(s) still on the node. %s. %s" % (head, len(failed), "; ".join(lines), tail)
+
+
+def drain(params, check_mode, started, connect, warn):
+    """Drain ``params["name"]`` with the module's options; returns the module's result.
+
+    ``started``: the monotonic time the module started (``timeout`` counts from it); ``connect()``:
+    the ``kubernetes.client.ApiClient`` to use, asked for once the options are checked; ``warn(msg)``:
+    the module's warning. Raises ``ModuleFailure`` for bad options, and with every result field
+    when the drain stops short.
+    """
+    errors = validate(params)
+    if errors:
+        raise ModuleFailure("; ".join(errors))
+    node = params["name"]
+    deadline = started + params["timeout"]
+    dry_run = params["dry_run"] == "server"
+    no_changes = check_mode or dry_run
+    # retries=False: the drain engine retries by its own rules and must not wait inside a request.
+    raw = RawApi(connect(), user_agent=USER_AGENT, pool_size=params["max_concurrency"], retries=False)
+    api = _eviction.DrainApi(raw, deadline)
+    result = {"node": node, "changed": False}
+
+    if params["cordon"]:
+        # Cordon first, so nothing new lands on the node between the pod list and the last eviction.
+        cordon_changed, before, _after = set_unschedulable(raw, node, True, no_changes, deadline)
+        cordon_changed = cordon_changed and not no_changes
+    else:
+        before = read_node(raw, node, deadline)
+        cordon_changed = False
+    was_cordoned = is_unschedulable(before)
+    cordoned = result["cordoned"] = was_cordoned or params["cordon"]
+
+    pods = retry_transient(lambda: api.list_node_pods(node, params["pod_selector"]), deadline=deadline,
+                           describe="pods on node/%s" % node)
+    entries = _pods.plan_drain(
+        pods, ignore_daemonsets=params["ignore_daemonsets"], delete_emptydir_data=params["delete_emptydir_data"],
+        force=params["force"], skip_wait_for_delete_timeout=params["skip_wait_for_delete_timeout"],
+        missing_daemonsets=missing_daemonsets(api, pods, deadline))
+    by_key = dict((_pods.pod_key(p), p) for p in pods)
+    pdbs = None
+    if any(e["plan"] == _pods.PLAN_EVICT for e in entries) and not params["disable_eviction"]:
+        pdbs = list_pdbs(api, deadline, warn)
+    pdb_by_key = dict((_eviction.pdb_key(p), p) for p in pdbs or ())
+    for entry in entries:
+        pod = by_key[(entry["namespace"], entry["name"])]
+        entry["pdb_keys"] = _eviction.pdbs_covering(pod, pdbs) if pdbs is not None else []
+        entry["pdb"] = [_eviction.describe_pdb(pdb_by_key[k]) for k in entry["pdb_keys"]]
+
+    def finish(results, stopped_by, **extra):
+        for item in results:
+            item.pop("pdb_keys", None)
+        result.update(pods=results, counts=_eviction.count_actions(results), api_requests=dict(raw.counts),
+                      seconds=round(time.monotonic() - started, 3), stopped_by=stopped_by, **extra)
+        return result
+
+    refusal = _pods.refusal_message(node, entries)
+    if refusal:
+        if cordon_changed:
+            # Leave the node as we found it: the drain has not begun, nothing moved.
+            retry_transient(lambda: patch_unschedulable(raw, node, False, deadline), deadline=deadline,
+                            describe="node/%s" % node)
+            cordoned = result["cordoned"] = False
+        refusal += (". The node was left schedulable as it was" if not cordoned else
+                    ". node/%s stays cordoned as it was before this task" % node)
+        result["changed"] = False
+        raise ModuleFailure(refusal, **finish(
+            [static_result(e, _eviction.ACTION_NONE, "would stop the drain: " + e["reason"])
+             if e["plan"] == _pods.PLAN_REFUSE else static_result(e, _eviction.ACTION_NONE) for e in entries],
+            STOPPED_REFUSED))
+
+    results = []
+    tasks = []
+    for entry in entries:
+        plan = entry["plan"]
+        if plan == _pods.PLAN_SKIP:
+            results.append(static_result(entry, _eviction.ACTION_SKIPPED))
+            continue
+        method = {"evict": "delete" if params["disable_eviction"] else "evict",
+                  "delete": "delete", "wait": "wait"}[plan]
+        if no_changes and (method == "wait" or not dry_run):
+            reason = entry["reason"]
+            if method == "evict" and entry["pdb"]:
+                reason += "; " + "; ".join(_eviction.pdb_text(info) for info in entry["pdb"])
+            results.append(static_result(entry, _eviction.ACTION_NONE, reason))
+            continue
+        pod = by_key[(entry["namespace"], entry["name"])]
+        tasks.append(_eviction.PodTask(entry, method, ready=_eviction.is_pod_ready(pod), pdbs=entry["pdb_keys"],
+                                       labels=(pod.get("metadata") or {}).get("labels") or {}))
+
+    if tasks:
+        drainer = _eviction.Drainer(
+            api, node, deadline, max_concurrency=params["max_concurrency"], grace_period=params["grace_period"],
+            dry_run=dry_run, skip_wait_for_delete_timeout=params["skip_wait_for_delete_timeout"], pdbs=pdbs)
+        results.extend(drainer.run(tasks))
+        accepted = any(task.accepted_at is not None for task in tasks)
+        node_deleted = drainer.node_deleted
+        stopped = drainer.stopped
+    else:
+        accepted = node_deleted = False
+        stopped = None
+    results = ordered(results, entries)
+    if no_changes:
+        result["changed"] = (params["cordon"] and not was_cordoned) or any(
+            e["plan"] in (_pods.PLAN_EVICT, _pods.PLAN_DELETE) for e in entries)
+    else:
+        result["changed"] = cordon_changed or accepted
+    failed = [r for r in results if r["action"] == _eviction.ACTION_FAILED]
+    if failed and not dry_run:
+        stopped_by = stop_reason(time.monotonic() >= deadline, node_deleted, stopped)
+        finish(results, stopped_by, node_deleted=node_deleted)
+        raise ModuleFailure(failure_message(node, results, cordoned, stopped_by, params["timeout"], stopped),
+                            **result)
+    return finish(results, None)

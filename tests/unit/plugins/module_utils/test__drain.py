@@ -1,0 +1,384 @@
+"""_drain: the drain's orchestration (cordon, plan, evict, how it ended) against a scripted API
+server on 127.0.0.1 (fake_k8s_server), and its pure parts. The engine's rules are tested in
+test__eviction.py, the per-pod decisions in test__pods.py, the real API server by
+tests/integration/test_k8s_node_drain.py and test_faults_drain.py."""
+from __future__ import annotations
+
+import copy
+import time
+
+import pytest
+
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils import _drain, _eviction
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_client import build_api_client
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_module import ModuleFailure
+from tests.unit.fake_k8s_server import item_list, not_found, status_body
+
+NODE_PATH = "/api/v1/nodes/n1"
+PODS_PATH = "/api/v1/pods"
+PDBS_PATH = "/apis/policy/v1/poddisruptionbudgets"
+STAMP = "2026-11-30T05:35:33Z"
+
+
+def params(**options):
+    """k8s_node_drain's options with their defaults."""
+    values = {"name": "n1", "cordon": True, "ignore_daemonsets": False, "delete_emptydir_data": False,
+              "force": False, "disable_eviction": False, "grace_period": -1, "timeout": 30,
+              "skip_wait_for_delete_timeout": 0, "pod_selector": None, "max_concurrency": 50, "dry_run": "none"}
+    values.update(options)
+    return values
+
+
+def pod(name, owner="ReplicaSet", labels=None, namespace="shop"):
+    meta = {"namespace": namespace, "name": name, "uid": "uid-" + name, "labels": labels or {"app": "web"}}
+    if owner:
+        meta["ownerReferences"] = [{"apiVersion": "apps/v1", "kind": owner, "name": owner.lower() + "-1",
+                                    "controller": True}]
+    return {"metadata": meta, "spec": {"nodeName": "n1", "containers": [{"name": "app"}]},
+            "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}}
+
+
+def pdb(name, allowed, labels=None, namespace="shop"):
+    return {"metadata": {"namespace": namespace, "name": name},
+            "spec": {"selector": {"matchLabels": labels or {"app": "web"}}, "minAvailable": 2},
+            "status": {"disruptionsAllowed": allowed, "currentHealthy": 2, "desiredHealthy": 2, "expectedPods": 2}}
+
+
+class Cluster:
+    """Node n1 and its pods as the API server keeps them.
+
+    An accepted eviction or delete takes the pod away, or with ``linger`` leaves it terminating.
+    ``evictions`` maps a pod name to the ``(status, body)`` its evictions get (else 201);
+    ``daemonsets`` are the DaemonSets that exist; ``pdbs`` None answers the PDB list with 403;
+    ``polls_fail`` answers every pod list after the first with that ``(status, body)``;
+    ``on_accept(cluster)`` runs after each accepted eviction."""
+
+    def __init__(self, pods=(), unschedulable=False, pdbs=(), evictions=None, daemonsets=(), linger=False,
+                 polls_fail=None, on_accept=None):
+        self.node = {"metadata": {"name": "n1", "resourceVersion": "3"}, "spec": {}}
+        if unschedulable:
+            self.node["spec"]["unschedulable"] = True
+        self.pods = dict((p["metadata"]["name"], copy.deepcopy(p)) for p in pods)
+        self.pdbs = None if pdbs is None else list(pdbs)
+        self.evictions = evictions or {}
+        self.daemonsets = set(daemonsets)
+        self.linger = linger
+        self.polls_fail = polls_fail
+        self.on_accept = on_accept
+        self.node_gone = False
+        self.pod_lists = 0
+
+    def __call__(self, request):
+        method, path = request["method"], request["path"]
+        if path.startswith("/api/v1/nodes/"):
+            if self.node_gone or path != NODE_PATH:
+                return not_found("nodes", path.rsplit("/", 1)[-1])
+            if method == "PATCH":
+                assert request["headers"]["content-type"] == "application/strategic-merge-patch+json"
+                self.node["spec"].update(request["body"]["spec"])
+            return 200, copy.deepcopy(self.node)
+        if path == PODS_PATH and method == "GET":
+            assert dict(request["query"])["fieldSelector"] == "spec.nodeName=n1"
+            self.pod_lists += 1
+            if self.polls_fail and self.pod_lists > 1:
+                return self.polls_fail
+            return 200, item_list("PodList", [copy.deepcopy(p) for p in self.pods.values()])
+        if path == PDBS_PATH:
+            if self.pdbs is None:
+                return 403, status_body(403, "Forbidden", "poddisruptionbudgets.policy is forbidden")
+            return 200, item_list("PodDisruptionBudgetList", self.pdbs)
+        if path.startswith("/apis/apps/v1/namespaces/"):
+            name = path.rsplit("/", 1)[-1]
+            return (200, {"kind": "DaemonSet"}) if name in self.daemonsets else not_found("daemonsets.apps", name)
+        parts = path.split("/")  # /api/v1/namespaces/<ns>/pods/<name>[/eviction]
+        name = parts[6]
+        if name not in self.pods:
+            return not_found("pods", name)
+        if method == "POST" and parts[-1] == "eviction":
+            answer = self.evictions.get(name)
+            if answer:
+                return answer
+            if not (request["body"].get("deleteOptions") or {}).get("dryRun"):
+                self._accept(name)
+            return 201, {"kind": "Status", "apiVersion": "v1", "status": "Success", "code": 201}
+        if method == "DELETE":
+            self._accept(name)
+            return 200, copy.deepcopy(self.pods.get(name) or {})
+        return 405, status_body(405, "MethodNotAllowed", "not allowed")
+
+    def _accept(self, name):
+        if self.linger:
+            self.pods[name]["metadata"]["deletionTimestamp"] = STAMP
+        else:
+            del self.pods[name]
+        if self.on_accept:
+            self.on_accept(self)
+
+
+def drain(server, check_mode=False, warned=None, **options):
+    """The drain's result; ``warned``: a list that gets its warnings (else there must be none)."""
+    def warn(msg):
+        assert warned is not None, "unexpected warning: %s" % msg
+        warned.append(msg)
+
+    return _drain.drain(params(**options), check_mode, time.monotonic(), lambda: build_api_client(server.params),
+                        warn)
+
+
+def failure(server, check_mode=False, **options):
+    with pytest.raises(ModuleFailure) as failed:
+        drain(server, check_mode, **options)
+    return failed.value
+
+
+def verbs(server):
+    return [(m, p.rsplit("/", 1)[-1]) for m, p in server.calls()]
+
+
+# --- whole drains against the scripted API server ---------------------------------------------
+
+def test_bad_options_fail_before_anything_is_asked_of_the_api():
+    def connect():
+        raise AssertionError("no client for bad options")
+
+    with pytest.raises(ModuleFailure) as failed:
+        _drain.drain(params(timeout=0, max_concurrency=0, grace_period=-2, skip_wait_for_delete_timeout=-1),
+                     False, time.monotonic(), connect, None)
+    assert failed.value.msg == (
+        "timeout must be at least 1 second; max_concurrency must be at least 1; grace_period must be -1 (the "
+        "pod's own), 0 (immediately) or a number of seconds; skip_wait_for_delete_timeout must be 0 (always "
+        "wait) or a number of seconds")
+    assert failed.value.fields == {}
+
+
+def test_a_drain_cordons_evicts_every_pod_and_nothing_stopped_it(k8s_server):
+    cluster = Cluster([pod("a"), pod("b")], pdbs=[pdb("web", 2)])
+    server = k8s_server(cluster)
+    result = drain(server)
+    assert result["stopped_by"] is None and "node_deleted" not in result
+    assert result["node"] == "n1" and result["changed"] is True and result["cordoned"] is True
+    assert cluster.node["spec"]["unschedulable"] is True and cluster.pods == {}
+    assert [(p["name"], p["plan"], p["action"], p["attempts"]) for p in result["pods"]] == [
+        ("a", "evict", "evicted", 1), ("b", "evict", "evicted", 1)]
+    assert all(p["pdb"][0]["name"] == "web" and "pdb_keys" not in p for p in result["pods"])
+    assert result["counts"]["evicted"] == 2 and result["counts"]["total"] == 2
+    assert result["api_requests"]["get node"] == 1 and result["api_requests"]["patch node"] == 1
+    assert result["api_requests"]["evict"] == 2 and result["api_requests"]["list pdbs"] == 1
+    assert 0 <= result["seconds"] < 30 and "warnings" not in result
+    # cordoned before the pods are listed; the evictions carry the pod's UID
+    assert verbs(server)[:4] == [("GET", "n1"), ("PATCH", "n1"), ("GET", "pods"), ("GET", "poddisruptionbudgets")]
+    evictions = [r["body"] for r in server.requests if r["path"].endswith("/eviction")]
+    assert sorted(b["deleteOptions"]["preconditions"]["uid"] for b in evictions) == ["uid-a", "uid-b"]
+
+
+def test_an_empty_cordoned_node_is_no_change(k8s_server):
+    server = k8s_server(Cluster(unschedulable=True))
+    result = drain(server)
+    assert result["changed"] is False and result["cordoned"] is True and result["pods"] == []
+    assert result["stopped_by"] is None and verbs(server) == [("GET", "n1"), ("GET", "pods")]
+
+
+def test_check_mode_plans_and_writes_nothing(k8s_server):
+    cluster = Cluster([pod("a")], pdbs=[pdb("web", 0)])
+    server = k8s_server(cluster)
+    result = drain(server, check_mode=True)
+    assert result["changed"] is True and result["cordoned"] is True and result["stopped_by"] is None
+    assert "unschedulable" not in cluster.node["spec"] and "a" in cluster.pods
+    (planned,) = result["pods"]
+    assert planned["plan"] == "evict" and planned["action"] == "none"
+    assert planned["reason"] == "evictable; pdb shop/web (disruptionsAllowed 0, healthy 2/2)"
+    assert all(m == "GET" for m, _p in server.calls())
+
+
+def test_without_cordon_the_node_is_only_read(k8s_server):
+    cluster = Cluster([pod("a")])
+    server = k8s_server(cluster)
+    result = drain(server, cordon=False)
+    assert result["cordoned"] is False and result["stopped_by"] is None and result["changed"] is True
+    assert "unschedulable" not in cluster.node["spec"] and ("PATCH", "n1") not in verbs(server)
+
+
+def test_pods_the_options_do_not_allow_stop_it_as_refused_and_the_cordon_is_undone(k8s_server):
+    cluster = Cluster([pod("a"), pod("lonely", owner=None)])
+    server = k8s_server(cluster)
+    refused = failure(server)
+    assert refused.fields["stopped_by"] == "refused"
+    assert refused.msg.startswith("cannot drain node/n1, nothing was evicted: 1 pod(s) block it. pods that "
+                                  "declare no controller (set force: true to drain them anyway): shop/lonely")
+    assert refused.msg.endswith(". The node was left schedulable as it was")
+    assert refused.fields["changed"] is False and refused.fields["cordoned"] is False
+    assert "node_deleted" not in refused.fields
+    lonely = refused.fields["pods"][1]
+    assert lonely["plan"] == "refuse" and lonely["action"] == "none"
+    assert lonely["reason"] == "would stop the drain: declares no controller, so nothing recreates it"
+    assert [b["option"] for b in lonely["blockers"]] == ["force"]
+    assert refused.fields["pods"][0]["action"] == "none" and refused.fields["counts"]["none"] == 2
+    # cordoned, then uncordoned with one patch and no second read; nothing evicted
+    assert verbs(server) == [("GET", "n1"), ("PATCH", "n1"), ("GET", "pods"), ("GET", "poddisruptionbudgets"),
+                             ("PATCH", "n1")]
+    assert [r["body"] for r in server.requests if r["method"] == "PATCH"] == [
+        {"spec": {"unschedulable": True}}, {"spec": {"unschedulable": False}}]
+    assert cluster.node["spec"]["unschedulable"] is False and sorted(cluster.pods) == ["a", "lonely"]
+
+
+def test_a_refusal_on_a_node_cordoned_before_leaves_it_cordoned(k8s_server):
+    server = k8s_server(Cluster([pod("agent", owner="DaemonSet")], unschedulable=True, daemonsets={"daemonset-1"}))
+    refused = failure(server)
+    assert refused.fields["stopped_by"] == "refused" and refused.fields["cordoned"] is True
+    assert refused.msg.endswith(". node/n1 stays cordoned as it was before this task")
+    assert "set ignore_daemonsets: true" in refused.msg
+    assert ("PATCH", "n1") not in verbs(server)
+
+
+def test_daemonsets_are_looked_up_once_and_orphans_go_with_force(k8s_server):
+    pods = [pod("agent-1", owner="DaemonSet"), pod("agent-2", owner="DaemonSet"),
+            dict(pod("orphan", owner="DaemonSet"), metadata=dict(pod("orphan")["metadata"], ownerReferences=[
+                {"apiVersion": "apps/v1", "kind": "DaemonSet", "name": "gone", "controller": True}]))]
+    server = k8s_server(Cluster(pods, daemonsets={"daemonset-1"}))
+    result = drain(server, ignore_daemonsets=True, force=True)
+    actions = dict((p["name"], p["action"]) for p in result["pods"])
+    assert actions == {"agent-1": "skipped", "agent-2": "skipped", "orphan": "evicted"}
+    assert result["pods"][2]["warnings"] == ["orphaned DaemonSet pod (daemonset shop/gone not found)"]
+    assert result["api_requests"]["get daemonset"] == 2 and result["stopped_by"] is None
+
+
+def test_a_budget_that_never_has_room_stops_it_at_the_timeout(k8s_server):
+    cluster = Cluster([pod("a")], pdbs=[pdb("web", 0)])
+    server = k8s_server(cluster)
+    started = time.monotonic()
+    stopped = failure(server, timeout=1)
+    assert time.monotonic() - started < 10
+    assert stopped.fields["stopped_by"] == "timeout" and stopped.fields["node_deleted"] is False
+    assert stopped.msg.startswith("drain of node/n1 did not finish within the timeout (1s): 1 pod(s) still on "
+                                  "the node. shop/a: held back until the timeout, no disruption allowed by pdb "
+                                  "shop/web (disruptionsAllowed 0, healthy 2/2)")
+    assert stopped.msg.endswith("node/n1 stays cordoned; fix the cause and run the drain again")
+    assert stopped.fields["changed"] is True and stopped.fields["cordoned"] is True
+    assert stopped.fields["pods"][0]["action"] == "failed" and stopped.fields["counts"]["failed"] == 1
+    assert "a" in cluster.pods and cluster.node["spec"]["unschedulable"] is True
+
+
+def test_a_node_deleted_mid_drain_stops_it_as_node_deleted(k8s_server, monkeypatch):
+    monkeypatch.setattr(_eviction, "NODE_CHECK_SECONDS", 0.1)
+
+    def delete_node(cluster):
+        cluster.node_gone = True
+
+    server = k8s_server(Cluster([pod("a")], linger=True, on_accept=delete_node))
+    started = time.monotonic()
+    stopped = failure(server, timeout=30)
+    assert time.monotonic() - started < 10, "stopped long before the timeout"
+    assert stopped.fields["stopped_by"] == "node_deleted" and stopped.fields["node_deleted"] is True
+    assert stopped.msg.startswith("drain of node/n1 stopped: the Node object was deleted during the drain")
+    assert "shop/a: still on node/n1 when the node was deleted" in stopped.msg
+    assert "stays cordoned" not in stopped.msg
+
+
+@pytest.mark.parametrize("status, words", [(401, "unauthorized (401)"), (403, "forbidden (403)")])
+def test_credentials_refused_while_waiting_stop_it_as_access_lost(k8s_server, status, words):
+    answer = (status, status_body(status, "Unauthorized" if status == 401 else "Forbidden", "no"))
+    server = k8s_server(Cluster([pod("a"), pod("b")], linger=True, polls_fail=answer))
+    started = time.monotonic()
+    stopped = failure(server, timeout=30)
+    assert time.monotonic() - started < 10, "stopped long before the timeout"
+    assert stopped.fields["stopped_by"] == "access_lost" and stopped.fields["node_deleted"] is False
+    assert stopped.msg.startswith("drain of node/n1 stopped before its timeout: pods on node/n1: " + words)
+    assert "2 pod(s) not confirmed gone: shop/a, shop/b. node/n1 stays cordoned; renew the credentials" in stopped.msg
+
+
+@pytest.mark.parametrize("answer, reason", [
+    ((403, status_body(403, "Forbidden", 'pods "a" is forbidden: no eviction for you')), "eviction refused (403)"),
+    ((500, status_body(500, "InternalError", "This pod has more than one PodDisruptionBudget, which the "
+                                             "eviction subresource does not support.")),
+     "covered by more than one PodDisruptionBudget"),
+])
+def test_pods_the_api_refuses_for_good_stop_it_as_pod_errors(k8s_server, answer, reason):
+    cluster = Cluster([pod("a"), pod("b")], evictions={"a": answer})
+    server = k8s_server(cluster)
+    started = time.monotonic()
+    stopped = failure(server, timeout=30)
+    assert time.monotonic() - started < 10, "a refusal is not waited for"
+    assert stopped.fields["stopped_by"] == "pod_errors" and stopped.fields["node_deleted"] is False
+    assert stopped.msg.startswith("drain of node/n1 failed: 1 pod(s) still on the node. shop/a: " + reason)
+    assert stopped.fields["changed"] is True, "pod b was evicted"
+    assert [p["action"] for p in stopped.fields["pods"]] == ["failed", "evicted"]
+    assert sorted(cluster.pods) == ["a"]
+
+
+def test_a_server_dry_run_reports_refusals_without_failing_or_cordoning(k8s_server):
+    refusal = (429, status_body(429, "TooManyRequests", "Cannot evict pod as it would violate the pod's "
+                                                        "disruption budget."))
+    cluster = Cluster([pod("a"), pod("b")], pdbs=[pdb("web", 1)], evictions={"b": refusal})
+    server = k8s_server(cluster)
+    result = drain(server, dry_run="server")
+    assert result["stopped_by"] is None and result["changed"] is True
+    assert [p["action"] for p in result["pods"]] == ["none", "none"]
+    assert "would be accepted" in result["pods"][0]["reason"] and "would be refused" in result["pods"][1]["reason"]
+    assert "unschedulable" not in cluster.node["spec"] and sorted(cluster.pods) == ["a", "b"]
+    assert all(r["body"]["deleteOptions"]["dryRun"] == ["All"] for r in server.requests if r["method"] == "POST")
+
+
+def test_budgets_it_may_not_list_are_a_warning_not_a_failure(k8s_server):
+    server = k8s_server(Cluster([pod("a")], pdbs=None))
+    warned = []
+    result = drain(server, warned=warned)
+    assert result["stopped_by"] is None and result["pods"][0]["action"] == "evicted"
+    assert result["pods"][0]["pdb"] == [] and "warnings" not in result
+    (warning,) = warned
+    assert warning.startswith("cannot list PodDisruptionBudgets (403); evictions a budget refuses are retried every 5s")
+
+
+def test_disable_eviction_deletes_and_lists_no_budgets(k8s_server):
+    cluster = Cluster([pod("a")], pdbs=[pdb("web", 0)])
+    server = k8s_server(cluster)
+    result = drain(server, disable_eviction=True, grace_period=0)
+    assert result["pods"][0]["action"] == "deleted" and cluster.pods == {}
+    assert "list pdbs" not in result["api_requests"] and result["api_requests"]["delete"] == 1
+    (delete,) = [r for r in server.requests if r["method"] == "DELETE"]
+    assert delete["body"]["gracePeriodSeconds"] == 0
+
+
+def test_an_unknown_node_raises_the_api_error_for_the_module_to_translate(k8s_server):
+    server = k8s_server(Cluster())
+    with pytest.raises(Exception) as failed:
+        drain(server, name="gone")
+    assert getattr(failed.value, "status", None) == 404 and not isinstance(failed.value, ModuleFailure)
+
+
+# --- the pure parts ---------------------------------------------------------------------------
+
+def test_stop_reason_puts_lost_access_first_then_the_deleted_node_then_the_timeout():
+    assert _drain.stop_reason(True, True, "401") == _drain.STOPPED_ACCESS_LOST
+    assert _drain.stop_reason(True, True) == _drain.STOPPED_NODE_DELETED
+    assert _drain.stop_reason(True) == _drain.STOPPED_TIMEOUT
+    assert _drain.stop_reason(False) == _drain.STOPPED_POD_ERRORS
+    assert set(_drain.STOPPED_BY) == {"refused", "timeout", "node_deleted", "access_lost", "pod_errors"}
+
+
+def failed_pods(count):
+    return [{"namespace": "shop", "name": "p%d" % i, "action": "failed", "reason": "stuck"} for i in range(count)] + [
+        {"namespace": "shop", "name": "done", "action": "evicted", "reason": "gone"}]
+
+
+def test_failure_messages_name_at_most_fifteen_pods():
+    many = failed_pods(17)
+    timeout = _drain.failure_message("n1", many, True, "timeout", 60)
+    assert timeout.startswith("drain of node/n1 did not finish within the timeout (60s): 17 pod(s) still on the "
+                              "node. shop/p0: stuck; ")
+    assert "shop/p14: stuck; and 2 more (see pods). node/n1 stays cordoned" in timeout and "p15" not in timeout
+    lost = _drain.failure_message("n1", many, True, "access_lost", 60, stopped="pods on node/n1: unauthorized (401)")
+    assert "17 pod(s) not confirmed gone: shop/p0, " in lost and "shop/p14 and 2 more. node/n1 stays" in lost
+    uncordoned = _drain.failure_message("n1", failed_pods(1), False, "pod_errors", 60)
+    assert uncordoned == ("drain of node/n1 failed: 1 pod(s) still on the node. shop/p0: stuck. "
+                          "node/n1 was not cordoned (cordon: false)")
+    deleted = _drain.failure_message("n1", failed_pods(1), True, "node_deleted", 60)
+    assert "The 1 pod(s) still bound to it are deleted by the pod garbage collector" in deleted
+    assert deleted.endswith("shop/p0: stuck. Find out who deleted the node before it rejoins the cluster")
+
+
+def test_results_follow_the_pod_list_and_untouched_pods_cost_nothing():
+    entries = [{"namespace": "a", "name": "x", "reason": "r"}, {"namespace": "a", "name": "y", "reason": "r"}]
+    assert [r["name"] for r in _drain.ordered([dict(entries[1]), dict(entries[0])], entries)] == ["x", "y"]
+    out = _drain.static_result(entries[0], "skipped")
+    assert out == {"namespace": "a", "name": "x", "reason": "r", "action": "skipped", "attempts": 0, "seconds": 0.0}
+    assert _drain.static_result(entries[0], "none", "why")["reason"] == "why" and "action" not in entries[0]
