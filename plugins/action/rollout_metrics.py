@@ -83,7 +83,7 @@ class ActionModule(ActionBase):
 
     def run(self, tmp=None, task_vars=None):
         result = super(ActionModule, self).run(tmp, task_vars)
-        _, args = self.validate_argument_spec(argument_spec=ARGS)
+        dummy, args = self.validate_argument_spec(argument_spec=ARGS)
         url = args["pushgateway_url"]
         try:
             text = metrics.render(args["nodes"], args["rollout"], args["in_progress"], time.time(),

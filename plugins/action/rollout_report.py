@@ -46,7 +46,7 @@ class ActionModule(ActionBase):
 
     def run(self, tmp=None, task_vars=None):
         result = super(ActionModule, self).run(tmp, task_vars)
-        _, args = self.validate_argument_spec(argument_spec=ARGS)
+        dummy, args = self.validate_argument_spec(argument_spec=ARGS)
         directory = os.path.expanduser(args["dir"])
         files = {}
         try:
