@@ -10,8 +10,9 @@ source "$here/testbed/versions.sh"
 say() { printf '[bootstrap %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
 # --- Debian packages ------------------------------------------------------------------------
-# openssl: test-bed certificates; git, rsync, shellcheck: ansible-test sanity; the rest: QEMU test hosts.
-apt_packages=(openssl git make rsync shellcheck)
+# openssl: test-bed certificates; git, rsync, shellcheck: ansible-test sanity; chromium: the HTML
+# report rendered in a headless browser; the rest: QEMU test hosts.
+apt_packages=(openssl git make rsync shellcheck chromium)
 if [[ -f "$here/testbed/hosts/apt-packages.txt" ]]; then
   mapfile -t -O "${#apt_packages[@]}" apt_packages < <(grep -v '^#' "$here/testbed/hosts/apt-packages.txt" | grep .)
 fi
@@ -57,9 +58,11 @@ if [[ -x "$here/testbed/hosts/build-image.sh" ]]; then
   image_pid=$!
 fi
 
-# --- Control plane binaries (Go module proxy) -------------------------------------------------
+# --- Control plane binaries and the Pushgateway (Go module proxy) -----------------------------
 failed=()
 bash "$here/testbed/build-binaries.sh" || failed+=("control plane binaries (tests/testbed/build-binaries.sh)")
+# the Pushgateway the metrics test pushes to (after the control plane: both builds are CPU-bound)
+bash "$here/testbed/build-pushgateway.sh" >/dev/null || failed+=("Pushgateway (tests/testbed/build-pushgateway.sh)")
 wait "$venv_pid" || failed+=("virtualenv $venv")
 if [[ -n $image_pid ]]; then
   wait "$image_pid" || failed+=("test host image (tests/testbed/hosts/build-image.sh)")

@@ -14,10 +14,11 @@ __metaclass__ = type
 
 import json
 import os
-import tempfile
 
 from ansible.module_utils.common.text.converters import to_bytes
 from ansible.plugins.action import ActionBase
+
+from ansible_collections.kubeops.node_maintenance.plugins.plugin_utils._report_files import write_if_changed
 
 ARGS = {"dir": {"type": "path", "required": True},
         "json": {"type": "dict", "default": {}},
@@ -39,36 +40,13 @@ def _check_name(name):
         raise ValueError("file name %r must be a plain file name inside dir (no '/', not '.' or '..')" % (name,))
 
 
-def write_if_changed(path, content, mode):
-    """Write ``content`` (bytes) to ``path`` atomically unless it already holds exactly that; True if written."""
-    try:
-        with open(path, "rb") as handle:
-            if handle.read() == content and (os.stat(path).st_mode & 0o7777) == mode:
-                return False
-    except FileNotFoundError:
-        pass
-    fd, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), dir=os.path.dirname(path))
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(content)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return True
-
-
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
     _VALID_ARGS = frozenset(ARGS)
 
     def run(self, tmp=None, task_vars=None):
         result = super(ActionModule, self).run(tmp, task_vars)
-        _, args = self.validate_argument_spec(argument_spec=ARGS)
+        dummy, args = self.validate_argument_spec(argument_spec=ARGS)
         directory = os.path.expanduser(args["dir"])
         files = {}
         try:

@@ -45,8 +45,10 @@ attributes:
     description: Writes nothing; reports every file as one it would write.
   diff_mode:
     support: none
+    description: Returns no diff.
   action:
     support: full
+    description: Indicates this has a corresponding action plugin so some parts of the options can be executed on the controller.
     details: All the work happens on the controller.
 notes:
   - The files are always written on the controller, whatever the task's C(delegate_to).
