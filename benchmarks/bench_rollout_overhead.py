@@ -111,8 +111,8 @@ class Bench:
                              capture_output=True, text=True, check=False)
         total = time.monotonic() - started
         if res.returncode:
-            raise SystemExit("%s rollout failed (rc %d):\n%s\n%s" % (label, res.returncode, res.stdout[-4000:],
-                                                                    res.stderr[-2000:]))
+            raise SystemExit("%s rollout failed (rc %d):\n%s\n%s"
+                             % (label, res.returncode, res.stdout[-4000:], res.stderr[-2000:]))
         with open(timeline) as handle:
             entries = [json.loads(line) for line in handle]
         return per_node(entries, nodes), total

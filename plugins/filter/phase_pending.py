@@ -21,7 +21,9 @@ description:
   - An unknown phase name fails the task, naming the phases.
 options:
   _input:
-    description: The phase the node resumes at (the state module's RV(kubeops.node_maintenance.k8s_node_maintenance_state#module:resume_phase)); empty or null for a fresh start.
+    description:
+      - The phase the node resumes at (the state module's
+        RV(kubeops.node_maintenance.k8s_node_maintenance_state#module:resume_phase)); empty or null for a fresh start.
     type: str
     required: true
   phase:
