@@ -1,11 +1,18 @@
-"""Unit tests for _cluster_guard: last control-plane node, minimum Ready nodes, etcd quorum."""
+"""Unit tests for _cluster_guard: last control-plane node, minimum Ready nodes, etcd quorum; the
+lists k8s_cluster_guard reads (over a scripted API server on 127.0.0.1), its wait and its result."""
+import json
 import math
+import time
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils import _cluster_guard as guard
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_client import K8sAccessError
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_module import ModuleFailure
+from tests.unit.fake_k8s_server import STAMPS, TOKEN, by_path, item_list, status_body
+from tests.unit.plugins.module_utils.test__k8s_client import FakeClock
 
 CP = "node-role.kubernetes.io/control-plane"
 
@@ -198,23 +205,6 @@ def test_refusals_lists_only_failures():
 # server is exercised by tests/integration/test_rollout_guards.py)
 # ------------------------------------------------------------------------------------------------
 
-import json  # noqa: E402
-import time  # noqa: E402
-
-from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_client import (  # noqa: E402
-    K8sAccessError,
-)
-from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_module import (  # noqa: E402
-    ModuleFailure,
-)
-from tests.unit.fake_k8s_server import (  # noqa: E402
-    STAMPS,
-    TOKEN,
-    by_path,
-    item_list,
-    status_body,
-)
-
 
 def listed_node(name, labels=None, ready=True):
     return {"metadata": {"name": name, "labels": labels or {}}, "spec": {},
@@ -279,19 +269,6 @@ def test_an_unknown_node_is_one_clear_failure():
 # wait_for_guards and cluster_guard: the wait, the result, the refusal (a fake reader and clock)
 # ------------------------------------------------------------------------------------------------
 
-class Clock:
-    def __init__(self):
-        self.now = 0.0
-        self.sleeps = []
-
-    def __call__(self):
-        return self.now
-
-    def sleep(self, seconds):
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
 class ComingBack(FakeReader):
     """Node b is not Ready for the first ``checks_down`` checks, Ready after."""
 
@@ -310,7 +287,7 @@ def wait_params(**overrides):
 
 
 def test_the_guards_are_checked_until_met_within_the_wait():
-    clock = Clock()
+    clock = FakeClock()
     reader = ComingBack(checks_down=2)
     result = guard.wait_for_guards(reader, wait_params(), False, sleep=clock.sleep, clock=clock)
     assert result == {"changed": False, "name": "a", "passed": True, "refused": [], "checks": 3,
@@ -318,11 +295,11 @@ def test_the_guards_are_checked_until_met_within_the_wait():
     assert [g["status"] for g in result["guards"]] == ["pass"]
     assert clock.sleeps == [5, 5]
     # each check's list calls may retry until the wait's end, and always for 30 s at least
-    assert [call[2] for call in reader.calls] == [30, 35, 40]
+    assert [call[2] - 1000 for call in reader.calls] == [30, 35, 40]
 
 
 def test_a_refusal_after_the_wait_is_a_failure_with_every_result_field():
-    clock = Clock()
+    clock = FakeClock()
     with pytest.raises(ModuleFailure) as caught:
         guard.wait_for_guards(ComingBack(checks_down=99), wait_params(poll_interval=7), False,
                               sleep=clock.sleep, clock=clock)
@@ -337,7 +314,7 @@ def test_a_refusal_after_the_wait_is_a_failure_with_every_result_field():
 
 def test_check_mode_and_no_wait_check_once():
     for check_mode, wait in ((True, 20), (False, 0)):
-        clock = Clock()
+        clock = FakeClock()
         with pytest.raises(ModuleFailure) as caught:
             guard.wait_for_guards(ComingBack(checks_down=1), params(etcd_quorum=False, wait_timeout=wait,
                                                                     poll_interval=5), check_mode,
@@ -352,7 +329,7 @@ def test_a_failing_list_ends_the_wait_with_its_own_error():
         def nodes(self, deadline, selector=""):
             raise K8sAccessError("nodes: forbidden (403): no", status=403)
 
-    clock = Clock()
+    clock = FakeClock()
     with pytest.raises(K8sAccessError) as caught:
         guard.wait_for_guards(Failing([]), wait_params(), False, sleep=clock.sleep, clock=clock)
     assert caught.value.status == 403 and clock.sleeps == []

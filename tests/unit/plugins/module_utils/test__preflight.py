@@ -1,4 +1,8 @@
-"""Unit tests of the pre-drain checks, on snapshots written as API JSON in Python."""
+"""Unit tests of the pre-drain checks, on snapshots written as API JSON in Python; the snapshot
+k8s_node_preflight reads (over a scripted API server on 127.0.0.1) and its result."""
+import gc
+import threading
+import time
 from fractions import Fraction
 
 import pytest
@@ -7,6 +11,9 @@ from hypothesis import strategies as st
 
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils import _preflight as pf
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils import _quantity as q
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_client import K8sAccessError
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_module import ModuleFailure
+from tests.unit.fake_k8s_server import STAMPS, TOKEN, by_path, item_list, status_body
 
 
 # ------------------------------------------------------------------------------------------------
@@ -667,19 +674,6 @@ def test_peek_continue_finds_the_token_before_the_items(token):
 # target are exercised by tests/integration/test_k8s_node_preflight.py and benchmarks/bench_preflight.py
 # ------------------------------------------------------------------------------------------------
 
-import threading  # noqa: E402
-import time  # noqa: E402
-
-from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_client import (  # noqa: E402
-    K8sAccessError,
-)
-from tests.unit.fake_k8s_server import (  # noqa: E402
-    STAMPS,
-    TOKEN,
-    by_path,
-    item_list,
-    status_body,
-)
 
 # The list paths (one name per line, as in tests/unit/plugins/modules/, where ansible-lint warns
 # about tuple assignments at module level).
@@ -853,12 +847,6 @@ def test_timestamps_in_either_form_read_the_same(k8s_server, stamp):
 # ------------------------------------------------------------------------------------------------
 # preflight: the whole module run, in process
 # ------------------------------------------------------------------------------------------------
-
-import gc  # noqa: E402
-
-from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_module import (  # noqa: E402
-    ModuleFailure,
-)
 
 
 def preflight_params(**overrides):

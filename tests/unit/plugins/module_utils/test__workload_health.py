@@ -1,8 +1,15 @@
-"""Health of controllers and PodDisruptionBudgets, from their API objects (no cluster)."""
+"""Health of controllers and PodDisruptionBudgets, from their API objects (no cluster); the lists
+k8s_workloads_healthy reads (over a scripted API server on 127.0.0.1), its polls and its result."""
+import time
+
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils import _workload_health as wh
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_client import K8sAccessError
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_module import ModuleFailure
+from tests.unit.fake_k8s_server import STAMPS, TOKEN, by_path, item_list, status_body
 
 
 def deployment(name="web", namespace="shop", replicas=3, ready=3, available=3, updated=3, total=None,
@@ -329,21 +336,6 @@ def test_timeout_zero_polls_once():
 # ClusterReader and the module over HTTP (a scripted API server on 127.0.0.1)
 # ------------------------------------------------------------------------------------------------
 
-import time  # noqa: E402
-
-import pytest  # noqa: E402
-
-from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_client import (  # noqa: E402
-    K8sAccessError,
-)
-from tests.unit.fake_k8s_server import (  # noqa: E402
-    STAMPS,
-    TOKEN,
-    by_path,
-    item_list,
-    status_body,
-)
-
 
 PAGE = ("limit", "500")  # every list is paged, as kubectl pages (--chunk-size 500)
 USER_AGENT = "kubeops.node_maintenance/k8s_workloads_healthy"
@@ -468,10 +460,6 @@ def test_health_over_http_does_not_depend_on_the_timestamp_form(k8s_server, stam
 # ------------------------------------------------------------------------------------------------
 # health_gate: the whole module run (options, ReplicaSets resolved, warnings, the failure)
 # ------------------------------------------------------------------------------------------------
-
-from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_module import (  # noqa: E402
-    ModuleFailure,
-)
 
 
 def gate_params(**overrides):
