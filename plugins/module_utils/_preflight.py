@@ -1164,8 +1164,8 @@ def preflight(connect, names, params, warn, clock=time.monotonic):
     for check, result in results.items():
         if result["status"] == "warn":
             first = result["findings"][0]
-            warn("%s: %d finding(s), e.g. %s/%s: %s" % (check, len(result["findings"]), first["kind"],
-                                                      first["name"], first["reason"]))
+            warn("%s: %d finding(s), e.g. %s/%s: %s"
+                 % (check, len(result["findings"]), first["kind"], first["name"], first["reason"]))
     if not ok:
         raise ModuleFailure(_failure_message(names, results), **outcome)
     outcome["msg"] = "preflight passed for %s (%s)" % (

@@ -303,7 +303,7 @@ def test_one_list_per_kind_and_namespace_per_poll_until_healthy():
     reader = FakeReader({"web": 1, "api": 2})
     clock = Clock()
     result = wh.wait_healthy(reader, REFS, [], True, timeout=60, poll_interval=2,
-                                 sleep=clock.sleep, clock=clock)
+                             sleep=clock.sleep, clock=clock)
     assert result["healthy"] is True and result["polls"] == 3 and result["seconds"] == 4.0
     deployment_calls = [c for c in reader.calls if c[0] == "Deployment"]
     assert deployment_calls == [("Deployment", "shop", ("api", "web"))] * 3
@@ -316,7 +316,7 @@ def test_timeout_reports_what_is_missing():
     reader = FakeReader({"web": 2}, grow=0)
     clock = Clock()
     result = wh.wait_healthy(reader, REFS[:1], [], False, timeout=5, poll_interval=2,
-                                 sleep=clock.sleep, clock=clock)
+                             sleep=clock.sleep, clock=clock)
     assert result["healthy"] is False
     assert result["unhealthy"] == ["deployment shop/web: 2/3 ready, 2/3 available"]
     assert clock.now == 5.0 and result["polls"] == 4
@@ -328,7 +328,7 @@ def test_timeout_zero_polls_once():
     reader = FakeReader({"web": 3})
     clock = Clock()
     result = wh.wait_healthy(reader, REFS[:1], [], False, timeout=0, poll_interval=2,
-                                 sleep=clock.sleep, clock=clock)
+                             sleep=clock.sleep, clock=clock)
     assert result["healthy"] is True and result["polls"] == 1
 
 
@@ -449,7 +449,7 @@ def test_health_over_http_does_not_depend_on_the_timestamp_form(k8s_server, stam
     }))
     clock = Clock()
     result = wh.wait_healthy(reader_for(server), REFS, [], True, timeout=0, poll_interval=2,
-                                 sleep=clock.sleep, clock=clock)
+                             sleep=clock.sleep, clock=clock)
     assert result["healthy"] is False
     assert result["unhealthy"] == [
         'deployment shop/api: 2/3 ready, 2/3 available, progress deadline exceeded: ReplicaSet "api-1" has timed '
