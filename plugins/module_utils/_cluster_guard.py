@@ -4,7 +4,9 @@
 """Cluster guards: may this node be taken out of service now, as far as the cluster is concerned?
 
 Plain functions over node and pod dicts (as the API returns them); each guard returns one result
-``{"guard", "status" (pass | fail | skip), "reason", ...details}``.
+``{"guard", "status" (pass | fail | skip), "reason", ...details}``. At the end, what
+``k8s_cluster_guard`` does with them: ``GuardReader`` lists what the guards need, ``check_guards``
+checks them once, ``wait_for_guards`` until they are met or ``wait_timeout`` has passed.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -14,7 +16,19 @@ __metaclass__ = type
 import json
 import math
 import re
+import time
 
+from ansible.module_utils.urls import open_url
+
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_client import (
+    ApiException,
+    K8sAccessError,
+    api_path,
+    describe_api_error,
+    request_timeout,
+    retry_transient,
+)
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_module import ModuleFailure
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils._nodes import (
     is_unschedulable,
     node_is_ready,
@@ -216,3 +230,117 @@ def etcd_quorum_guard(members, name):
 def refusals(results):
     """The reasons of the guards that failed."""
     return [r["reason"] for r in results if r["status"] == FAIL]
+
+
+# ------------------------------------------------------------------------------------------------
+# k8s_cluster_guard: reading the cluster, checking, waiting
+# ------------------------------------------------------------------------------------------------
+
+class GuardReader:
+    """The list calls the guards need, each retried on transient errors, items as plain dicts.
+
+    ``raw`` is a ``_k8s_client.RawApi``: the API server's JSON as it is, no generated model classes.
+    An API error is a ``K8sAccessError`` naming the list; an etcd endpoint that does not answer
+    healthy, however it fails, is an unhealthy member (so a refusal, not an error)."""
+
+    def __init__(self, raw, params):
+        self.raw = raw
+        self.params = params
+
+    def _list(self, path, ref, deadline, query=None):
+        # Paged (500 a page, as kubectl): a cluster's node list can be tens of MB in one answer.
+        try:
+            return retry_transient(lambda: self.raw.list_all(path, query or (), timeout=request_timeout(deadline)),
+                                   deadline=deadline, describe=ref)
+        except ApiException as exc:
+            raise K8sAccessError(describe_api_error(exc, ref), status=exc.status, cause=exc)
+
+    def nodes(self, deadline, selector=""):
+        query = [("labelSelector", selector)] if selector else None
+        return self._list("/api/v1/nodes", "nodes", deadline, query)
+
+    def etcd_pods(self, deadline):
+        namespace = self.params["etcd_pod_namespace"]
+        selector = self.params["etcd_pod_selector"]
+        return self._list(api_path("/api/v1/namespaces", namespace, "pods"), "pods %s/%s" % (namespace, selector),
+                          deadline, [("labelSelector", selector)])
+
+    def etcd_endpoint_members(self):
+        members = []
+        for endpoint in self.params["etcd_endpoints"]:
+            url = endpoint["url"].rstrip("/") + "/health"
+            try:
+                response = open_url(url, method="GET", timeout=5, validate_certs=self.params["etcd_validate_certs"],
+                                    ca_path=self.params["etcd_ca_cert"], client_cert=self.params["etcd_client_cert"],
+                                    client_key=self.params["etcd_client_key"])
+                healthy, reason = parse_etcd_health(response.getcode(), response.read())
+            except Exception as exc:  # pylint: disable=broad-except  # any failure to answer is unhealthy
+                healthy, reason = False, "no answer: %s" % (getattr(exc, "reason", None) or exc)
+            members.append({"name": endpoint["url"], "node": endpoint["node"], "healthy": healthy, "reason": reason})
+        return members
+
+
+def check_guards(reader, params, deadline):
+    """One check of every enabled guard: a list of guard results."""
+    name = params["name"]
+    results = []
+    nodes = reader.nodes(deadline)
+    if find_node(nodes, name) is None:
+        return [guard_result("node", FAIL, "node/%s not found; `kubectl get nodes` lists the names" % name)]
+    if params["control_plane"]:
+        results.append(control_plane_guard(nodes, name, params["control_plane_labels"]))
+    if parse_min_ready(params["min_ready_nodes"])[0] > 0:
+        pool = reader.nodes(deadline, params["node_selector"]) if params["node_selector"] else nodes
+        results.append(min_ready_guard(pool, name, params["min_ready_nodes"]))
+    if params["etcd_quorum"]:
+        if params["etcd_endpoints"]:
+            members = reader.etcd_endpoint_members()
+        else:
+            members = etcd_members_from_pods(reader.etcd_pods(deadline))
+        results.append(etcd_quorum_guard(members, name))
+    return results
+
+
+def check_options(params):
+    """``ModuleFailure`` for the option values the argument spec cannot refuse."""
+    try:
+        parse_min_ready(params["min_ready_nodes"])
+    except ValueError as exc:
+        raise ModuleFailure(str(exc))
+    if params["wait_timeout"] < 0 or params["poll_interval"] < 1:
+        raise ModuleFailure("wait_timeout must not be negative and poll_interval must be at least 1")
+
+
+def wait_for_guards(reader, params, check_mode, sleep=time.sleep, clock=time.monotonic):
+    """Check the guards until every one is met, ``wait_timeout`` has passed, or once in check mode.
+
+    Returns k8s_cluster_guard's result when they are met; raises ``ModuleFailure`` with the same
+    fields and every refusal in ``msg`` when they are not. A failing list call is not waited out:
+    its ``K8sAccessError`` ends the wait (each call is retried on transient errors, for at least 30 s).
+    """
+    name = params["name"]
+    started = clock()
+    deadline_at = started + params["wait_timeout"]
+    checks = 0
+    while True:
+        checks += 1
+        results = check_guards(reader, params, max(deadline_at, clock() + 30))
+        refused = refusals(results)
+        remaining = deadline_at - clock()
+        if not refused or check_mode or remaining <= 0:
+            break
+        sleep(min(params["poll_interval"], remaining))
+    result = {"name": name, "passed": not refused, "refused": refused, "guards": results, "checks": checks,
+              "waited_seconds": round(clock() - started, 1)}
+    if not refused:
+        return dict(result, changed=False)
+    raise ModuleFailure("node/%s: refused by the cluster guards%s: %s" % (
+        name, (" after %ds" % round(result["waited_seconds"])) if params["wait_timeout"] else "",
+        "; ".join(refused)), **result)
+
+
+def cluster_guard(connect, params, check_mode, sleep=time.sleep, clock=time.monotonic):
+    """What k8s_cluster_guard does: the options checked, then ``wait_for_guards`` over the
+    ``RawApi`` that ``connect()`` gives (asked for only once the options are good)."""
+    check_options(params)
+    return wait_for_guards(GuardReader(connect(), params), params, check_mode, sleep=sleep, clock=clock)

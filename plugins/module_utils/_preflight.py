@@ -18,16 +18,29 @@ ask before any pod moves:
 - unmanaged_pods: pods no controller re-creates.
 - pull_concentration: most evicted pods landing on one or two nodes, whose kubelet pulls images
   one after another by default.
+
+At the end, what ``k8s_node_preflight`` does with them: ``read_snapshot`` lists the cluster page by
+page (``iter_pages``), and ``preflight`` is the whole module run.
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import queue
 import re
 import threading
+import time
 
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils import _pods
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_client import (
+    ApiException,
+    K8sAccessError,
+    describe_api_error,
+    request_timeout,
+    retry_transient,
+)
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_module import ModuleFailure
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils._quantity import (
     QuantityError,
     format_amount,
@@ -997,3 +1010,164 @@ def iter_pages(fetch, prefetch=True):
 
 def missing_nodes(snapshot, node_names):
     return [name for name in node_names if name not in snapshot.nodes]
+
+
+# --------------------------------------------------------------------------------------------
+# k8s_node_preflight: the snapshot read from the API, the module run
+# --------------------------------------------------------------------------------------------
+
+CHECK_CHOICES = ("all",) + CHECKS
+# Pods that finished hold no room and are not evicted, so the API server can leave them out.
+UNFINISHED_PODS = "status.phase!=Succeeded,status.phase!=Failed"
+
+SOURCES = (
+    # (what, list path, extra query, what the snapshot calls it)
+    ("pods in all namespaces", "/api/v1/pods", (("fieldSelector", UNFINISHED_PODS),), "pods"),
+    ("nodes", "/api/v1/nodes", (), "nodes"),
+    ("replicasets in all namespaces", "/apis/apps/v1/replicasets", (), "replicasets"),
+    ("pdb in all namespaces", "/apis/policy/v1/poddisruptionbudgets", (), "pdbs"),
+    ("persistentvolumes", "/api/v1/persistentvolumes", (), "pvs"),
+)
+
+
+class _Counter:
+    def __init__(self):
+        self.calls = 0
+        self.lock = threading.Lock()
+
+    def add(self):
+        with self.lock:
+            self.calls += 1
+
+
+def read_snapshot(raw, focus, page_size, deadline):
+    """List everything the checks need, page by page, reducing each page as it arrives.
+
+    ``raw`` is a ``_k8s_client.RawApi``. Raw JSON is decoded with ``json``, never into the client's
+    model classes (which are several times slower and heavier on a cluster with tens of thousands
+    of pods, and whose API classes cost more CPU to import than a small cluster's whole snapshot).
+    Pods are listed in this thread while the smaller lists run in a second one. Returns
+    ``(snapshot, list calls made)``; any failure of a list is a ``K8sAccessError`` naming the list.
+    """
+    snapshot = Snapshot(focus=focus)
+    counter = _Counter()
+
+    def read(what, path, query, kind):
+        add = getattr(snapshot, "add_" + kind)
+
+        def fetch(token):
+            page_query = list(query) + [("limit", str(page_size))] + ([("continue", token)] if token else [])
+            # Undecoded: the next page's continue token is read from the bytes, and the page is
+            # decoded in the consumer thread while the next one is fetched.
+            body = retry_transient(lambda: raw.call("GET", path, page_query, timeout=request_timeout(deadline),
+                                                    count_as="list", decode=False),
+                                   deadline=deadline, describe=what)
+            counter.add()
+            return body
+
+        for attempt in (1, 2):
+            try:
+                for page in iter_pages(fetch):
+                    add(page.get("items") or ())
+                return
+            except K8sAccessError:
+                raise
+            except ApiException as exc:
+                if exc.status == 410 and attempt == 1:
+                    # The continue token expired (the list outlived etcd compaction): start over once.
+                    snapshot.clear(kind)
+                    continue
+                raise K8sAccessError(describe_api_error(exc, what), status=exc.status, cause=exc)
+            except Exception as exc:  # noqa: BLE001 - connection errors past retry, decoding
+                raise K8sAccessError(describe_api_error(exc, what), cause=exc)
+
+    failures = []
+
+    def read_small_lists():
+        try:
+            for source in SOURCES[1:]:
+                read(*source)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the main thread
+            failures.append(exc)
+
+    others = threading.Thread(target=read_small_lists, name="preflight-lists", daemon=True)
+    others.start()
+    try:
+        read(*SOURCES[0])
+    finally:
+        others.join()
+    if failures:
+        raise failures[0]
+    return snapshot, counter.calls
+
+
+def node_names(names):
+    """The nodes to check, each once, in the order given."""
+    return list(dict.fromkeys(names))
+
+
+def nodes_ref(names):
+    """``node/a, node/b``: the nodes as messages (and the failure's ``object``) name them."""
+    return ", ".join("node/%s" % name for name in names)
+
+
+def _failure_message(names, results):
+    parts = []
+    for check, result in results.items():
+        if result["status"] == "fail":
+            findings = result["findings"]
+            first = findings[0]
+            ref = "/".join(x for x in (first["kind"].lower(), first["namespace"], first["name"]) if x)
+            parts.append("%s: %d finding(s), e.g. %s %s" % (check, len(findings), ref, first["reason"]))
+    return "preflight refuses to drain %s: %s" % (nodes_ref(names), "; ".join(parts))
+
+
+def preflight(connect, names, params, warn, clock=time.monotonic):
+    """What k8s_node_preflight does for the nodes ``names``, over the ``RawApi`` that ``connect()``
+    gives (asked for only once the options are good): one snapshot within ``params["timeout"]``,
+    then the checks. Returns the module's result when no check in ``fail_on`` has findings, else
+    raises ``ModuleFailure`` with the same fields; ``warn(text)`` is called for each check that
+    found something and only warns.
+    """
+    checks = CHECKS if "all" in params["checks"] else params["checks"]
+    fail_on = CHECKS if "all" in params["fail_on"] else params["fail_on"]
+    if params["page_size"] < 1:
+        raise ModuleFailure("page_size must be at least 1, got %d" % params["page_size"])
+
+    started = clock()
+    # Decoding tens of thousands of pods creates millions of dicts that refcounting frees; the
+    # cyclic collector would scan them over and over (measured: 3-5x the decoding time).
+    gc.disable()
+    try:
+        try:
+            snapshot, calls = read_snapshot(connect(), names, params["page_size"], started + params["timeout"])
+        except K8sAccessError as exc:
+            raise ModuleFailure("preflight of %s: %s" % (nodes_ref(names), exc.message), status=exc.status,
+                                changed=False)
+        read_seconds = clock() - started
+        missing = missing_nodes(snapshot, names)
+        if missing:
+            raise ModuleFailure("%s: not found; `kubectl get nodes` lists the names" % nodes_ref(missing),
+                                changed=False)
+        ok, results = run_checks(snapshot, names, checks=checks, fail_on=fail_on,
+                                 pull_options=params["pull_estimate"])
+    finally:
+        gc.enable()
+    outcome = {
+        "changed": False,
+        "ok": ok,
+        "nodes": names,
+        "checks": results,
+        "snapshot": {"nodes": len(snapshot.nodes), "pods": len(snapshot.pods), "pdbs": len(snapshot.pdbs),
+                     "list_calls": calls, "seconds": round(read_seconds, 3)},
+    }
+    for check, result in results.items():
+        if result["status"] == "warn":
+            first = result["findings"][0]
+            warn("%s: %d finding(s), e.g. %s/%s: %s"
+                 % (check, len(result["findings"]), first["kind"], first["name"], first["reason"]))
+    if not ok:
+        raise ModuleFailure(_failure_message(names, results), **outcome)
+    outcome["msg"] = "preflight passed for %s (%s)" % (
+        nodes_ref(names), ", ".join("%s: %s" % (check, result["status"]) for check, result in results.items()))
+    return outcome

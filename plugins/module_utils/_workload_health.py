@@ -4,12 +4,25 @@
 """Is a controller back to full strength, and does its PodDisruptionBudget hold? (pure)
 
 Functions take the API objects as plain dicts (the API server's JSON, camelCase keys) and return
-plain dicts; ``k8s_workloads_healthy`` lists the objects and polls. The rules follow what
-``kubectl rollout status`` waits for, plus the ready counts a maintenance needs.
+plain dicts. The rules follow what ``kubectl rollout status`` waits for, plus the ready counts a
+maintenance needs. At the end, what ``k8s_workloads_healthy`` does with them: ``ClusterReader``
+lists the objects, ``observe`` polls once, ``wait_healthy`` until healthy or the timeout, and
+``health_gate`` is the whole module run.
 """
 
 from __future__ import annotations
 
+import time
+
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_client import (
+    ApiException,
+    K8sAccessError,
+    api_path,
+    describe_api_error,
+    request_timeout,
+    retry_transient,
+)
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_module import ModuleFailure
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils._preflight import label_selector_matches
 
 DEPLOYMENT = "Deployment"
@@ -295,3 +308,138 @@ def absent_lines(workloads, pdbs):
 def timeout_message(lines, seconds):
     """The failure message: every line, in one message (``unhealthy`` has them as a list)."""
     return "not healthy after %.0fs: %s" % (seconds, "; ".join(lines))
+
+
+# ------------------------------------------------------------------------------------------------
+# k8s_workloads_healthy: reading the cluster, polling
+# ------------------------------------------------------------------------------------------------
+
+# Where each kind is listed in a namespace.
+LIST_PATHS = {
+    DEPLOYMENT: ("/apis/apps/v1/namespaces", "deployments"),
+    STATEFULSET: ("/apis/apps/v1/namespaces", "statefulsets"),
+    REPLICASET: ("/apis/apps/v1/namespaces", "replicasets"),
+    DAEMONSET: ("/apis/apps/v1/namespaces", "daemonsets"),
+    PDB: ("/apis/policy/v1/namespaces", "poddisruptionbudgets"),
+}
+
+
+class ClusterReader:
+    """List calls for the kinds the gate reads; every object comes back as a plain dict.
+
+    ``raw`` is a ``_k8s_client.RawApi``: the API server's JSON as it is, no generated model classes.
+    ``deadline_fn()`` gives the monotonic time until which one list call's transient errors are
+    retried; an API error is a ``K8sAccessError`` naming the list (``deployment shop/web``)."""
+
+    def __init__(self, raw, deadline_fn):
+        self.raw = raw
+        self.deadline_fn = deadline_fn
+        self.calls = 0
+
+    def list(self, kind, namespace, names=None):
+        """Objects of ``kind`` in ``namespace``; only ``names`` when given (a field selector for one)."""
+        query = []
+        if names is not None and len(names) == 1:
+            query.append(("fieldSelector", "metadata.name=%s" % next(iter(names))))
+        deadline = self.deadline_fn()
+        prefix, resource = LIST_PATHS[kind]
+        path = api_path(prefix, namespace, resource)
+        self.calls += 1
+        ref = "%s %s/%s" % (kind_ref(kind), namespace,
+                            next(iter(names)) if names is not None and len(names) == 1 else "*")
+        try:
+            # Paged (500 a page, as kubectl): one namespace can hold thousands of ReplicaSets.
+            items = retry_transient(
+                lambda: self.raw.list_all(path, query, timeout=request_timeout(deadline)),
+                deadline=deadline, describe=ref)
+        except ApiException as exc:
+            raise K8sAccessError(describe_api_error(exc, ref), status=exc.status, cause=exc)
+        if names is not None:
+            items = [item for item in items if item["metadata"]["name"] in names]
+        return items
+
+
+def observe(reader, refs, pdb_refs, pdbs_from_workloads):
+    """One poll: (workload results, pdb results)."""
+    workload_objects = {}
+    for (kind, namespace), names in sorted(group_refs(refs).items()):
+        for obj in reader.list(kind, namespace, names):
+            workload_objects[(kind, namespace, obj["metadata"]["name"])] = obj
+    workloads = [workload_health(ref, workload_objects.get(ref_key(ref))) for ref in refs]
+
+    wanted_pdbs = group_pdb_refs(pdb_refs)
+    pdb_namespaces = set(wanted_pdbs)
+    if pdbs_from_workloads:
+        pdb_namespaces |= {ref["namespace"] for ref in refs}
+    pdb_objects = []
+    for namespace in sorted(pdb_namespaces):
+        names = None if pdbs_from_workloads and namespace in {r["namespace"] for r in refs} \
+            else wanted_pdbs.get(namespace)
+        pdb_objects.extend(reader.list(PDB, namespace, names))
+    pdbs = pdbs_health(pdb_refs, pdb_objects, workload_objects if pdbs_from_workloads else None)
+    return workloads, pdbs
+
+
+def wait_healthy(reader, refs, pdb_refs, pdbs_from_workloads, timeout, poll_interval,
+                 sleep=time.sleep, clock=time.monotonic):
+    """Poll until everything is healthy at once or ``timeout`` seconds have passed (0: once)."""
+    started = clock()
+    deadline = started + timeout
+    polls = 0
+    while True:
+        polls += 1
+        workloads, pdbs = observe(reader, refs, pdb_refs, pdbs_from_workloads)
+        unhealthy = unhealthy_lines(workloads, pdbs)
+        remaining = deadline - clock()
+        if not unhealthy or remaining <= 0:
+            return {"healthy": not unhealthy, "unhealthy": unhealthy, "workloads": workloads, "pdbs": pdbs,
+                    "polls": polls, "seconds": round(clock() - started, 1)}
+        sleep(min(poll_interval, remaining))
+
+
+def resolve_replicasets(reader, refs):
+    """Replace ReplicaSets a Deployment controls by that Deployment (one list per namespace)."""
+    replicasets = {}
+    for (kind, namespace), names in sorted(group_refs(refs).items()):
+        if kind == REPLICASET:
+            for obj in reader.list(REPLICASET, namespace, names):
+                replicasets[(namespace, obj["metadata"]["name"])] = obj
+    return resolve_refs(refs, replicasets)
+
+
+def check_options(params):
+    """``ModuleFailure`` for the option values the argument spec cannot refuse (all of them in one message)."""
+    errors = []
+    if params["timeout"] < 0:
+        errors.append("timeout must not be negative")
+    if params["poll_interval"] <= 0:
+        errors.append("poll_interval must be more than 0")
+    if errors:
+        raise ModuleFailure("; ".join(errors))
+
+
+def health_gate(connect, params, warn, sleep=time.sleep, clock=time.monotonic):
+    """What k8s_workloads_healthy does, over the ``RawApi`` that ``connect()`` gives (asked for only
+    once the options are good): the ReplicaSets resolved to their Deployments, then polls until
+    healthy or ``timeout``. Returns the module's result, or raises ``ModuleFailure`` with the same
+    fields at the timeout; ``warn(text)`` is called for each workload or budget that does not exist.
+    """
+    check_options(params)
+    refs = dedupe_refs(list(params["workloads"]) + refs_from_pods(params["pods"]))
+    pdb_refs = dedupe_pdb_refs(params["pdbs"])
+    started = clock()
+
+    def deadline_fn():
+        # a transient API failure is retried until the gate's own deadline, but always for a little while
+        return max(started + params["timeout"], clock() + 10)
+
+    reader = ClusterReader(connect(), deadline_fn)
+    refs = resolve_replicasets(reader, refs)
+    result = wait_healthy(reader, refs, pdb_refs, params["pdbs_from_workloads"],
+                          params["timeout"] - (clock() - started), params["poll_interval"], sleep=sleep, clock=clock)
+    result["seconds"] = round(clock() - started, 1)
+    for line in absent_lines(result["workloads"], result["pdbs"]):
+        warn(line)
+    if result["healthy"]:
+        return dict(result, changed=False)
+    raise ModuleFailure(timeout_message(result["unhealthy"], result["seconds"]), **result)

@@ -28,13 +28,8 @@ description:
     O(wait_timeout) for it to be met). Changes nothing.
 extends_documentation_fragment:
   - kubeops.node_maintenance.k8s_auth
+  - kubeops.node_maintenance.k8s_options.node_name
 options:
-  name:
-    description:
-      - Name of the node to be taken out of service, as C(kubectl get nodes) lists it.
-    type: str
-    required: true
-    aliases: [node]
   control_plane:
     description:
       - Refuse when the node is a control-plane node and no other control-plane node is Ready.
@@ -205,151 +200,38 @@ waited_seconds:
   sample: 0.0
 """
 
-import copy
-import time
-
-from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.urls import open_url
-
-from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_client import (
-    K8S_AUTH_ARG_SPEC,
-    ApiException,
-    K8sAccessError,
-    RawApi,
-    api_path,
-    build_api_client,
-    describe_api_error,
-    request_timeout,
-    retry_transient,
-)
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils import _cluster_guard as guard
-
-USER_AGENT = "kubeops.node_maintenance/k8s_cluster_guard"
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_module import NODE_NAME_SPEC, K8sModule
 
 
 def argument_spec():
-    spec = copy.deepcopy(K8S_AUTH_ARG_SPEC)
-    spec.update(
-        name={"type": "str", "required": True, "aliases": ["node"]},
-        control_plane={"type": "bool", "default": True},
-        control_plane_labels={"type": "list", "elements": "str", "default": list(guard.CONTROL_PLANE_LABELS)},
-        min_ready_nodes={"type": "raw", "default": 0},
-        node_selector={"type": "str", "default": ""},
-        etcd_quorum={"type": "bool", "default": True},
-        etcd_pod_namespace={"type": "str", "default": "kube-system"},
-        etcd_pod_selector={"type": "str", "default": "component=etcd"},
-        etcd_endpoints={"type": "list", "elements": "dict", "default": [], "options": {
+    return {
+        "name": NODE_NAME_SPEC,
+        "control_plane": {"type": "bool", "default": True},
+        "control_plane_labels": {"type": "list", "elements": "str", "default": list(guard.CONTROL_PLANE_LABELS)},
+        "min_ready_nodes": {"type": "raw", "default": 0},
+        "node_selector": {"type": "str", "default": ""},
+        "etcd_quorum": {"type": "bool", "default": True},
+        "etcd_pod_namespace": {"type": "str", "default": "kube-system"},
+        "etcd_pod_selector": {"type": "str", "default": "component=etcd"},
+        "etcd_endpoints": {"type": "list", "elements": "dict", "default": [], "options": {
             "node": {"type": "str", "required": True},
             "url": {"type": "str", "required": True},
         }},
-        etcd_ca_cert={"type": "path"},
-        etcd_client_cert={"type": "path"},
-        etcd_client_key={"type": "path", "no_log": False},
-        etcd_validate_certs={"type": "bool", "default": True},
-        wait_timeout={"type": "int", "default": 0},
-        poll_interval={"type": "int", "default": 5},
-    )
-    return spec
-
-
-class GuardReader:
-    """The list calls the guards need, each retried on transient errors, items as plain dicts.
-
-    ``raw`` is a ``_k8s_client.RawApi``: the API server's JSON as it is, no generated model classes."""
-
-    def __init__(self, raw, params):
-        self.raw = raw
-        self.params = params
-
-    def _list(self, path, ref, deadline, query=None):
-        # Paged (500 a page, as kubectl): a cluster's node list can be tens of MB in one answer.
-        try:
-            return retry_transient(lambda: self.raw.list_all(path, query or (), timeout=request_timeout(deadline)),
-                                   deadline=deadline, describe=ref)
-        except ApiException as exc:
-            raise K8sAccessError(describe_api_error(exc, ref), status=exc.status, cause=exc)
-
-    def nodes(self, deadline, selector=""):
-        query = [("labelSelector", selector)] if selector else None
-        return self._list("/api/v1/nodes", "nodes", deadline, query)
-
-    def etcd_pods(self, deadline):
-        namespace = self.params["etcd_pod_namespace"]
-        selector = self.params["etcd_pod_selector"]
-        return self._list(api_path("/api/v1/namespaces", namespace, "pods"), "pods %s/%s" % (namespace, selector),
-                          deadline, [("labelSelector", selector)])
-
-    def etcd_endpoint_members(self):
-        members = []
-        for endpoint in self.params["etcd_endpoints"]:
-            url = endpoint["url"].rstrip("/") + "/health"
-            try:
-                response = open_url(url, method="GET", timeout=5, validate_certs=self.params["etcd_validate_certs"],
-                                    ca_path=self.params["etcd_ca_cert"], client_cert=self.params["etcd_client_cert"],
-                                    client_key=self.params["etcd_client_key"])
-                healthy, reason = guard.parse_etcd_health(response.getcode(), response.read())
-            except Exception as exc:  # pylint: disable=broad-except  # any failure to answer is unhealthy
-                healthy, reason = False, "no answer: %s" % (getattr(exc, "reason", None) or exc)
-            members.append({"name": endpoint["url"], "node": endpoint["node"], "healthy": healthy, "reason": reason})
-        return members
-
-
-def check_guards(reader, params, deadline):
-    """One check of every enabled guard: a list of guard results."""
-    name = params["name"]
-    results = []
-    nodes = reader.nodes(deadline)
-    if guard.find_node(nodes, name) is None:
-        return [guard.guard_result("node", guard.FAIL, "node/%s not found; `kubectl get nodes` lists the names" % name)]
-    if params["control_plane"]:
-        results.append(guard.control_plane_guard(nodes, name, params["control_plane_labels"]))
-    if guard.parse_min_ready(params["min_ready_nodes"])[0] > 0:
-        pool = reader.nodes(deadline, params["node_selector"]) if params["node_selector"] else nodes
-        results.append(guard.min_ready_guard(pool, name, params["min_ready_nodes"]))
-    if params["etcd_quorum"]:
-        if params["etcd_endpoints"]:
-            members = reader.etcd_endpoint_members()
-        else:
-            members = guard.etcd_members_from_pods(reader.etcd_pods(deadline))
-        results.append(guard.etcd_quorum_guard(members, name))
-    return results
+        "etcd_ca_cert": {"type": "path"},
+        "etcd_client_cert": {"type": "path"},
+        "etcd_client_key": {"type": "path", "no_log": False},
+        "etcd_validate_certs": {"type": "bool", "default": True},
+        "wait_timeout": {"type": "int", "default": 0},
+        "poll_interval": {"type": "int", "default": 5},
+    }
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True,
-                           required_together=[("etcd_client_cert", "etcd_client_key")])
-    params = module.params
-    name = params["name"]
-    try:
-        guard.parse_min_ready(params["min_ready_nodes"])
-    except ValueError as exc:
-        module.fail_json(msg=str(exc), name=name)
-    if params["wait_timeout"] < 0 or params["poll_interval"] < 1:
-        module.fail_json(msg="wait_timeout must not be negative and poll_interval must be at least 1", name=name)
-
-    started = time.monotonic()
-    deadline_at = started + params["wait_timeout"]
-    checks = 0
-    try:
-        reader = GuardReader(RawApi(build_api_client(params), user_agent=USER_AGENT), params)
-        while True:
-            checks += 1
-            results = check_guards(reader, params, max(deadline_at, time.monotonic() + 30))
-            refused = guard.refusals(results)
-            remaining = deadline_at - time.monotonic()
-            if not refused or module.check_mode or remaining <= 0:
-                break
-            time.sleep(min(params["poll_interval"], remaining))
-    except K8sAccessError as exc:
-        module.fail_json(msg=exc.message, status=exc.status, name=name)
-
-    result = {"name": name, "passed": not refused, "refused": refused, "guards": results, "checks": checks,
-              "waited_seconds": round(time.monotonic() - started, 1)}
-    if not refused:
-        module.exit_json(changed=False, **result)
-    module.fail_json(msg="node/%s: refused by the cluster guards%s: %s" % (
-        name, (" after %ds" % round(result["waited_seconds"])) if params["wait_timeout"] else "",
-        "; ".join(refused)), **result)
+    module = K8sModule("k8s_cluster_guard", argument_spec(), required_together=[("etcd_client_cert", "etcd_client_key")])
+    name = module.params["name"]
+    module.about("node/%s" % name, name=name)
+    module.run(lambda: guard.cluster_guard(lambda: module.raw, module.params, module.check_mode))
 
 
 if __name__ == "__main__":

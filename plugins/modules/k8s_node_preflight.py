@@ -40,6 +40,7 @@ author:
   - kubeops maintainers (@kubeops)
 extends_documentation_fragment:
   - kubeops.node_maintenance.k8s_auth
+  - kubeops.node_maintenance.k8s_options.timeout
 attributes:
   check_mode:
     support: full
@@ -102,8 +103,9 @@ options:
     default: 500
   timeout:
     description:
-      - Seconds the snapshot may take, retries of transient API errors included.
-    type: int
+      - Seconds the snapshot (every list call, page by page) may take before the module fails; the
+        checks that follow are not counted.
+      - API errors that may pass (no connection, HTTP 5xx, 429) are retried within this time.
     default: 120
 notes:
   - The capacity check is a model of the scheduler, not the scheduler. It honours taints and
@@ -240,201 +242,31 @@ snapshot:
   sample: {nodes: 1000, pods: 30000, pdbs: 40, list_calls: 68, seconds: 2.1}
 """
 
-import copy
-import gc
-import threading
-import time
-import traceback
-
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils import _preflight
-from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_client import (
-    HAS_KUBERNETES,
-    K8S_AUTH_ARG_SPEC,
-    KUBERNETES_IMPORT_ERROR,
-    ApiException,
-    K8sAccessError,
-    RawApi,
-    build_api_client,
-    describe_api_error,
-    missing_kubernetes_library_message,
-    request_timeout,
-    retry_transient,
-)
-
-CHECK_CHOICES = ["all"] + list(_preflight.CHECKS)
-# Pods that finished hold no room and are not evicted, so the API server can leave them out.
-UNFINISHED_PODS = "status.phase!=Succeeded,status.phase!=Failed"
-USER_AGENT = "kubeops.node_maintenance/k8s_node_preflight"
-
-SOURCES = (
-    # (what, list path, extra query, what the snapshot calls it)
-    ("pods in all namespaces", "/api/v1/pods", (("fieldSelector", UNFINISHED_PODS),), "pods"),
-    ("nodes", "/api/v1/nodes", (), "nodes"),
-    ("replicasets in all namespaces", "/apis/apps/v1/replicasets", (), "replicasets"),
-    ("pdb in all namespaces", "/apis/policy/v1/poddisruptionbudgets", (), "pdbs"),
-    ("persistentvolumes", "/api/v1/persistentvolumes", (), "pvs"),
-)
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_module import K8sModule, timeout_spec
 
 
-class _Counter:
-    def __init__(self):
-        self.calls = 0
-        self.lock = threading.Lock()
-
-    def add(self):
-        with self.lock:
-            self.calls += 1
-
-
-def read_snapshot(api_client, focus, page_size, deadline):
-    """List everything the checks need, page by page, reducing each page as it arrives.
-
-    Raw JSON is decoded with ``json``, never into the client's model classes (which are several
-    times slower and heavier on a cluster with tens of thousands of pods, and whose API classes
-    cost more CPU to import than a small cluster's whole snapshot). Pods are listed in this
-    thread while the smaller lists run in a second one.
-    """
-    snapshot = _preflight.Snapshot(focus=focus)
-    counter = _Counter()
-    api = RawApi(api_client, user_agent=USER_AGENT)
-
-    def read(what, path, query, kind):
-        add = getattr(snapshot, "add_" + kind)
-
-        def fetch(token):
-            page_query = list(query) + [("limit", str(page_size))] + ([("continue", token)] if token else [])
-            # Undecoded: the next page's continue token is read from the bytes, and the page is
-            # decoded in the consumer thread while the next one is fetched.
-            raw = retry_transient(lambda: api.call("GET", path, page_query, timeout=request_timeout(deadline),
-                                                   count_as="list", decode=False),
-                                  deadline=deadline, describe=what)
-            counter.add()
-            return raw
-
-        for attempt in (1, 2):
-            try:
-                for page in _preflight.iter_pages(fetch):
-                    add(page.get("items") or ())
-                return
-            except K8sAccessError:
-                raise
-            except ApiException as exc:
-                if exc.status == 410 and attempt == 1:
-                    # The continue token expired (the list outlived etcd compaction): start over once.
-                    snapshot.clear(kind)
-                    continue
-                raise K8sAccessError(describe_api_error(exc, what), status=exc.status, cause=exc)
-            except Exception as exc:  # noqa: BLE001 - connection errors past retry, decoding
-                raise K8sAccessError(describe_api_error(exc, what), cause=exc)
-
-    failures = []
-
-    def read_small_lists():
-        try:
-            for source in SOURCES[1:]:
-                read(*source)
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the main thread
-            failures.append(exc)
-
-    others = threading.Thread(target=read_small_lists, name="preflight-lists", daemon=True)
-    others.start()
-    try:
-        read(*SOURCES[0])
-    finally:
-        others.join()
-    if failures:
-        raise failures[0]
-    return snapshot, counter.calls
-
-
-def _failure_message(node_names, results):
-    parts = []
-    for check, result in results.items():
-        if result["status"] == "fail":
-            findings = result["findings"]
-            first = findings[0]
-            ref = "/".join(x for x in (first["kind"].lower(), first["namespace"], first["name"]) if x)
-            parts.append("%s: %d finding(s), e.g. %s %s" % (check, len(findings), ref, first["reason"]))
-    return "preflight refuses to drain %s: %s" % (
-        ", ".join("node/%s" % n for n in node_names), "; ".join(parts))
+def argument_spec():
+    choices = list(_preflight.CHECK_CHOICES)
+    return {
+        "name": {"type": "list", "elements": "str", "required": True, "aliases": ["nodes"]},
+        "checks": {"type": "list", "elements": "str", "choices": choices, "default": ["all"]},
+        "fail_on": {"type": "list", "elements": "str", "choices": choices, "default": list(_preflight.DEFAULT_FAIL_ON)},
+        "pull_estimate": {"type": "dict", "default": {}, "options": {
+            "share": {"type": "float", "default": 0.5},
+            "min_pods": {"type": "int", "default": 10},
+            "seconds_per_image": {"type": "int", "default": 10},
+        }},
+        "page_size": {"type": "int", "default": 500},
+        "timeout": timeout_spec(120),
+    }
 
 
 def main():
-    argument_spec = copy.deepcopy(K8S_AUTH_ARG_SPEC)
-    argument_spec.update(
-        name=dict(type="list", elements="str", required=True, aliases=["nodes"]),
-        checks=dict(type="list", elements="str", choices=CHECK_CHOICES, default=["all"]),
-        fail_on=dict(type="list", elements="str", choices=CHECK_CHOICES, default=list(_preflight.DEFAULT_FAIL_ON)),
-        pull_estimate=dict(
-            type="dict",
-            default={},
-            options=dict(
-                share=dict(type="float", default=0.5),
-                min_pods=dict(type="int", default=10),
-                seconds_per_image=dict(type="int", default=10),
-            ),
-        ),
-        page_size=dict(type="int", default=500),
-        timeout=dict(type="int", default=120),
-    )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    if not HAS_KUBERNETES:
-        module.fail_json(msg=missing_kubernetes_library_message(), exception="".join(traceback.format_exception(
-            type(KUBERNETES_IMPORT_ERROR), KUBERNETES_IMPORT_ERROR, KUBERNETES_IMPORT_ERROR.__traceback__)))
-
-    node_names = list(dict.fromkeys(module.params["name"]))
-    checks = _preflight.CHECKS if "all" in module.params["checks"] else module.params["checks"]
-    fail_on = _preflight.CHECKS if "all" in module.params["fail_on"] else module.params["fail_on"]
-    if module.params["page_size"] < 1:
-        module.fail_json(msg="page_size must be at least 1, got %d" % module.params["page_size"])
-
-    started = time.monotonic()
-    # Decoding tens of thousands of pods creates millions of dicts that refcounting frees; the
-    # cyclic collector would scan them over and over (measured: 3-5x the decoding time).
-    gc.disable()
-    try:
-        api_client = build_api_client(module.params)
-        snapshot, calls = read_snapshot(api_client, node_names, module.params["page_size"],
-                                        started + module.params["timeout"])
-    except K8sAccessError as exc:
-        gc.enable()
-        module.fail_json(msg="preflight of %s: %s" % (", ".join("node/%s" % n for n in node_names), exc.message),
-                         changed=False)
-    read_seconds = time.monotonic() - started
-
-    missing = _preflight.missing_nodes(snapshot, node_names)
-    if missing:
-        module.fail_json(
-            msg="%s: not found; `kubectl get nodes` lists the names" % ", ".join("node/%s" % n for n in missing),
-            changed=False, nodes=node_names,
-        )
-
-    ok, results = _preflight.run_checks(
-        snapshot, node_names, checks=checks, fail_on=fail_on, pull_options=module.params["pull_estimate"])
-    gc.enable()
-    outcome = dict(
-        changed=False,
-        ok=ok,
-        nodes=node_names,
-        checks=results,
-        snapshot=dict(
-            nodes=len(snapshot.nodes), pods=len(snapshot.pods), pdbs=len(snapshot.pdbs),
-            list_calls=calls, seconds=round(read_seconds, 3),
-        ),
-    )
-    for check, result in results.items():
-        if result["status"] == "warn":
-            module.warn("%s: %d finding(s), e.g. %s/%s: %s" % (
-                check, len(result["findings"]), result["findings"][0]["kind"],
-                result["findings"][0]["name"], result["findings"][0]["reason"]))
-    if not ok:
-        module.fail_json(msg=_failure_message(node_names, results), **outcome)
-    outcome["msg"] = "preflight passed for %s (%s)" % (
-        ", ".join("node/%s" % n for n in node_names),
-        ", ".join("%s: %s" % (check, result["status"]) for check, result in results.items()))
-    module.exit_json(**outcome)
+    module = K8sModule("k8s_node_preflight", argument_spec())
+    nodes = _preflight.node_names(module.params["name"])
+    module.about(_preflight.nodes_ref(nodes), nodes=nodes)
+    module.run(lambda: _preflight.preflight(lambda: module.raw, nodes, module.params, module.warn))
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ description:
   - Writes nothing; C(changed) is always V(false).
 extends_documentation_fragment:
   - kubeops.node_maintenance.k8s_auth
+  - kubeops.node_maintenance.k8s_options.timeout
 options:
   workloads:
     description:
@@ -92,9 +93,9 @@ options:
     default: false
   timeout:
     description:
-      - Seconds to wait for everything to be healthy. V(0) checks once.
-      - Transient API errors (no connection, HTTP 5xx, 429) are retried within this time.
-    type: int
+      - Seconds to wait for everything to be healthy before the module fails. V(0) checks once.
+      - API errors that may pass (no connection, HTTP 5xx, 429) are retried within this time, and for
+        10 seconds at least.
     default: 300
   poll_interval:
     description:
@@ -275,174 +276,33 @@ pdbs:
        "matched_workloads": ["deployment shop/web"], "summary": "pdb shop/web: 3/2 healthy, 1 disruption allowed"}
 """
 
-import copy
-import time
-import traceback
-
-from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_client import (
-    K8S_AUTH_ARG_SPEC,
-    ApiException,
-    K8sAccessError,
-    RawApi,
-    api_path,
-    build_api_client,
-    describe_api_error,
-    request_timeout,
-    retry_transient,
-)
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils import _workload_health as wh
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_module import K8sModule, timeout_spec
 
 
 def argument_spec():
-    spec = copy.deepcopy(K8S_AUTH_ARG_SPEC)
-    spec.update(
-        workloads={"type": "list", "elements": "dict", "default": [], "options": {
+    return {
+        "workloads": {"type": "list", "elements": "dict", "default": [], "options": {
             "kind": {"type": "str", "required": True, "choices": list(wh.KINDS)},
             "namespace": {"type": "str", "required": True},
             "name": {"type": "str", "required": True},
         }},
-        pdbs={"type": "list", "elements": "dict", "default": [], "options": {
+        "pdbs": {"type": "list", "elements": "dict", "default": [], "options": {
             "namespace": {"type": "str", "required": True},
             "name": {"type": "str", "required": True},
         }},
-        pods={"type": "list", "elements": "dict", "default": []},
-        pdbs_from_workloads={"type": "bool", "default": False},
-        timeout={"type": "int", "default": 300},
-        poll_interval={"type": "float", "default": 2.0},
-    )
-    return spec
-
-
-USER_AGENT = "kubeops.node_maintenance/k8s_workloads_healthy"
-# Where each kind is listed in a namespace.
-LIST_PATHS = {
-    wh.DEPLOYMENT: ("/apis/apps/v1/namespaces", "deployments"),
-    wh.STATEFULSET: ("/apis/apps/v1/namespaces", "statefulsets"),
-    wh.REPLICASET: ("/apis/apps/v1/namespaces", "replicasets"),
-    wh.DAEMONSET: ("/apis/apps/v1/namespaces", "daemonsets"),
-    wh.PDB: ("/apis/policy/v1/namespaces", "poddisruptionbudgets"),
-}
-
-
-class ClusterReader:
-    """List calls for the kinds the gate reads; every object comes back as a plain dict.
-
-    ``raw`` is a ``_k8s_client.RawApi``: the API server's JSON as it is, no generated model classes."""
-
-    def __init__(self, raw, deadline_fn):
-        self.raw = raw
-        self.deadline_fn = deadline_fn
-        self.calls = 0
-
-    def list(self, kind, namespace, names=None):
-        """Objects of ``kind`` in ``namespace``; only ``names`` when given (a field selector for one)."""
-        query = []
-        if names is not None and len(names) == 1:
-            query.append(("fieldSelector", "metadata.name=%s" % next(iter(names))))
-        deadline = self.deadline_fn()
-        prefix, resource = LIST_PATHS[kind]
-        path = api_path(prefix, namespace, resource)
-        self.calls += 1
-        ref = "%s %s/%s" % (wh.kind_ref(kind), namespace,
-                            next(iter(names)) if names is not None and len(names) == 1 else "*")
-        try:
-            # Paged (500 a page, as kubectl): one namespace can hold thousands of ReplicaSets.
-            items = retry_transient(
-                lambda: self.raw.list_all(path, query, timeout=request_timeout(deadline)),
-                deadline=deadline, describe=ref)
-        except ApiException as exc:
-            raise K8sAccessError(describe_api_error(exc, ref), status=exc.status, cause=exc)
-        if names is not None:
-            items = [item for item in items if item["metadata"]["name"] in names]
-        return items
-
-
-def observe(reader, refs, pdb_refs, pdbs_from_workloads):
-    """One poll: (workload results, pdb results)."""
-    workload_objects = {}
-    for (kind, namespace), names in sorted(wh.group_refs(refs).items()):
-        for obj in reader.list(kind, namespace, names):
-            workload_objects[(kind, namespace, obj["metadata"]["name"])] = obj
-    workloads = [wh.workload_health(ref, workload_objects.get(wh.ref_key(ref))) for ref in refs]
-
-    wanted_pdbs = wh.group_pdb_refs(pdb_refs)
-    pdb_namespaces = set(wanted_pdbs)
-    if pdbs_from_workloads:
-        pdb_namespaces |= {ref["namespace"] for ref in refs}
-    pdb_objects = []
-    for namespace in sorted(pdb_namespaces):
-        names = None if pdbs_from_workloads and namespace in {r["namespace"] for r in refs} \
-            else wanted_pdbs.get(namespace)
-        pdb_objects.extend(reader.list("PodDisruptionBudget", namespace, names))
-    pdbs = wh.pdbs_health(pdb_refs, pdb_objects, workload_objects if pdbs_from_workloads else None)
-    return workloads, pdbs
-
-
-def wait_healthy(reader, refs, pdb_refs, pdbs_from_workloads, timeout, poll_interval,
-                 sleep=time.sleep, clock=time.monotonic):
-    started = clock()
-    deadline = started + timeout
-    polls = 0
-    while True:
-        polls += 1
-        workloads, pdbs = observe(reader, refs, pdb_refs, pdbs_from_workloads)
-        unhealthy = wh.unhealthy_lines(workloads, pdbs)
-        remaining = deadline - clock()
-        if not unhealthy or remaining <= 0:
-            return {"healthy": not unhealthy, "unhealthy": unhealthy, "workloads": workloads, "pdbs": pdbs,
-                    "polls": polls, "seconds": round(clock() - started, 1)}
-        sleep(min(poll_interval, remaining))
-
-
-def resolve_replicasets(reader, refs):
-    """Replace ReplicaSets a Deployment controls by that Deployment (one list per namespace)."""
-    replicasets = {}
-    for (kind, namespace), names in sorted(wh.group_refs(refs).items()):
-        if kind == "ReplicaSet":
-            for obj in reader.list("ReplicaSet", namespace, names):
-                replicasets[(namespace, obj["metadata"]["name"])] = obj
-    return wh.resolve_refs(refs, replicasets)
+        "pods": {"type": "list", "elements": "dict", "default": []},
+        "pdbs_from_workloads": {"type": "bool", "default": False},
+        "timeout": timeout_spec(300),
+        "poll_interval": {"type": "float", "default": 2.0},
+    }
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    params = module.params
-    errors = []
-    if params["timeout"] < 0:
-        errors.append("timeout must not be negative")
-    if params["poll_interval"] <= 0:
-        errors.append("poll_interval must be more than 0")
-    if errors:
-        module.fail_json(msg="; ".join(errors))
-    refs = wh.dedupe_refs(list(params["workloads"]) + wh.refs_from_pods(params["pods"]))
-    pdb_refs = wh.dedupe_pdb_refs(params["pdbs"])
-
-    started = time.monotonic()
-
-    def deadline_fn():
-        # a transient API failure is retried until the gate's own deadline, but always for a little while
-        return max(started + params["timeout"], time.monotonic() + 10)
-
-    try:
-        reader = ClusterReader(RawApi(build_api_client(params), user_agent=USER_AGENT), deadline_fn)
-        refs = resolve_replicasets(reader, refs)
-        result = wait_healthy(reader, refs, pdb_refs, params["pdbs_from_workloads"],
-                              params["timeout"] - (time.monotonic() - started), params["poll_interval"])
-    except K8sAccessError as exc:
-        module.fail_json(msg=exc.message, status=exc.status)
-    except ApiException as exc:
-        module.fail_json(msg=describe_api_error(exc, None), status=exc.status)
-    except Exception as exc:  # noqa: BLE001 - anything the client raises gets the same translation
-        module.fail_json(msg=describe_api_error(exc, None), exception=traceback.format_exc())
-
-    result["seconds"] = round(time.monotonic() - started, 1)
-    for line in wh.absent_lines(result["workloads"], result["pdbs"]):
-        module.warn(line)
-    if result["healthy"]:
-        module.exit_json(changed=False, **result)
-    module.fail_json(msg=wh.timeout_message(result["unhealthy"], result["seconds"]), **result)
+    module = K8sModule("k8s_workloads_healthy", argument_spec())
+    # No one object: "workloads" names what an error was about, and gives no misleading `kubectl get` hint.
+    module.about("workloads")
+    module.run(lambda: wh.health_gate(lambda: module.raw, module.params, module.warn))
 
 
 if __name__ == "__main__":
