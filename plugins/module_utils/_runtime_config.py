@@ -154,7 +154,10 @@ def _insert_member(text: str, obj: _JsonObject, key: str, value: str) -> str:
         return text[: obj.open_index + 1] + body + text[obj.close_index:]
     last = obj.members[-1]
     before_last = obj.members[-2].value_end if len(obj.members) > 1 else obj.open_index + 1
-    lead = text[before_last: last.key_start].lstrip(",")
+    # the white space before the last key, after the comma that separates it (a comma may follow a
+    # line break: "}\n, \n  \"key\"")
+    gap = text[before_last: last.key_start]
+    lead = gap[gap.rfind(",") + 1:]
     colon = text[last.key_end: last.value_start]
     return text[: last.value_end] + "," + lead + member(colon) + text[last.value_end:]
 
@@ -199,7 +202,12 @@ def set_docker_data_root(text: Optional[str], data_root: str) -> ConfigEdit:
         )
     previous = current if current is not None else legacy
     actions = []
-    expected = [(m.key, m.value) for m in obj.members]
+    # What the file must read back as after the edit, as (key, value) pairs all the way down: a
+    # dict would fold a nested object's duplicate keys, which JSON allows and the edit keeps.
+    try:
+        expected = json.loads(body, object_pairs_hook=list)
+    except RecursionError:
+        raise RuntimeConfigError("daemon.json is nested too deeply to be checked after the edit; it was left as it was")
     value_text = json.dumps(data_root)
 
     if legacy is not None and current is not None:
@@ -230,6 +238,8 @@ def set_docker_data_root(text: Optional[str], data_root: str) -> ConfigEdit:
     new = bom + body
     try:
         reads_back = json.loads(body, object_pairs_hook=list) == _pairs(expected)
+    except ValueError:
+        reads_back = False
     except RecursionError:
         raise RuntimeConfigError("daemon.json is nested too deeply to be checked after the edit; it was left as it was")
     if not reads_back:

@@ -225,3 +225,18 @@ def test_containerd_merge_keeps_every_other_setting(top, with_root, with_table):
     expected["root"] = "/data/containerd"
     assert rc.tomllib.loads(edit.text) == expected
     assert not set_containerd_root(edit.text, "/data/containerd").changed
+
+
+def test_a_key_added_after_a_comma_that_starts_its_line_keeps_the_json_valid():
+    """Found by the fuzzing: a comma at the start of a line was copied into the new member's lead."""
+    text = '{\n "debug": {\n  "": null\n }\n, \n "": null\n}'
+    edit = set_docker_data_root(text, "/data/docker")
+    assert json.loads(edit.text, object_pairs_hook=list) == [
+        ("debug", [("", None)]), ("", None), ("data-root", "/data/docker")]
+
+
+def test_a_nested_object_with_a_duplicate_key_reads_back_as_written():
+    """JSON allows duplicate keys; the read-back check must not fold them (and refuse a good edit)."""
+    text = '{"opts": {"a": 1, "a": 2}, "data-root": "/old"}'
+    edit = set_docker_data_root(text, "/data/docker")
+    assert edit.text == '{"opts": {"a": 1, "a": 2}, "data-root": "/data/docker"}'
