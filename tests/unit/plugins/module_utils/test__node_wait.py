@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils import _node_wait
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_module import ModuleFailure
 from tests.unit.fake_k8s_server import not_found
+from tests.unit.plugins.module_utils.test__k8s_client import FakeClock
 
 T0 = "2024-05-01T10:00:00Z"
 T1 = "2024-05-01T10:05:00Z"
@@ -216,21 +217,6 @@ def test_wanted_state_refuses_every_bad_option_at_once():
     assert _node_wait.wanted_state(params(timeout=0, poll_interval=1)) == want()
 
 
-class Clock:
-    """A monotonic clock that only the wait's sleeps move."""
-
-    def __init__(self):
-        self.now = 1000.0
-        self.sleeps = []
-
-    def __call__(self):
-        return self.now
-
-    def sleep(self, seconds):
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
 def node_server(k8s_server, *nodes):
     """A server answering the n-th read of node w1 with the n-th of ``nodes`` (then the last one);
     None: the node does not exist."""
@@ -244,7 +230,7 @@ def node_server(k8s_server, *nodes):
 
 def test_wait_for_node_polls_until_met_sleeping_the_interval(k8s_server):
     server = node_server(k8s_server, node(ready="Unknown"), None, node(boot="boot-2"))
-    clock = Clock()
+    clock = FakeClock()
     met, unmet, state, waited = _node_wait.wait_for_node(
         server.raw(), "w1", want(boot_id_changed_from="boot-1"), 600, 5, False, sleep=clock.sleep, clock=clock)
     assert met is True and unmet == [] and state.polls == 3 and len(server.requests) == 3
@@ -253,22 +239,17 @@ def test_wait_for_node_polls_until_met_sleeping_the_interval(k8s_server):
         "first seen", "Ready Unknown -> absent", "Ready absent -> True", "bootID boot-1 -> boot-2"]
 
 
-def test_wait_for_node_stops_at_the_timeout_never_sleeping_past_it(k8s_server):
+@pytest.mark.parametrize("timeout, check_mode, polls, sleeps", [
+    (12, False, 4, [5, 5, 2]),  # never sleeps past the timeout
+    (600, True, 1, []),         # check mode reads once, whatever the timeout
+])
+def test_wait_for_node_that_is_not_met_stops_at_the_timeout(k8s_server, timeout, check_mode, polls, sleeps):
     server = node_server(k8s_server, node(ready="False"))
-    clock = Clock()
+    clock = FakeClock()
     met, unmet, state, waited = _node_wait.wait_for_node(
-        server.raw(), "w1", want(), 12, 5, False, sleep=clock.sleep, clock=clock)
-    assert met is False and unmet == ["Ready=True (is False)"] and state.polls == 4
-    assert clock.sleeps == [5, 5, 2] and waited == 12
-
-
-def test_wait_for_node_in_check_mode_reads_once(k8s_server):
-    server = node_server(k8s_server, node(ready="False"))
-    clock = Clock()
-    met, unmet, state, _waited = _node_wait.wait_for_node(
-        server.raw(), "w1", want(), 600, 5, True, sleep=clock.sleep, clock=clock)
-    assert met is False and unmet == ["Ready=True (is False)"] and state.polls == 1
-    assert clock.sleeps == [] and len(server.requests) == 1
+        server.raw(), "w1", want(), timeout, 5, check_mode, sleep=clock.sleep, clock=clock)
+    assert met is False and unmet == ["Ready=True (is False)"] and state.polls == polls == len(server.requests)
+    assert clock.sleeps == sleeps and waited == sum(sleeps)
 
 
 def test_wait_result_when_met_and_in_check_mode():
