@@ -470,14 +470,14 @@ def test_check_mode_reads_but_never_patches(k8s_server):
         return {}, {"rollout": "r1"}, {"metadata": {}}, []
 
     _node, _before, after, changed, _warnings = ms.write_record(server.raw(), "n1", compute,
-                                                                    check_mode=True, deadline=10 ** 12)
+                                                                check_mode=True, deadline=10 ** 12)
     assert changed and after == {"rollout": "r1"} and server.calls() == [("GET", NODE_PATH)]
 
 
 def test_a_missing_node_is_none_and_nothing_is_written(k8s_server):
     server = k8s_server(NodeStore(exists=False))
     assert ms.write_record(server.raw(), "n1", compute_for(record_updates(rollout="r1")), False,
-                               10 ** 12) == (None, {}, {}, False, [])
+                           10 ** 12) == (None, {}, {}, False, [])
     assert server.calls() == [("GET", NODE_PATH)]
 
 
@@ -508,7 +508,7 @@ def test_create_event_posts_the_event_and_returns_its_name(k8s_server):
     server = k8s_server(store)
     node = store.node
     name, message = ms.create_event(server.raw(), node, {"reason": "MaintenanceDrainStarted", "msg": "draining",
-                                                             "type": "Normal"}, 10 ** 12)
+                                                         "type": "Normal"}, 10 ** 12)
     (request,) = server.requests
     assert (request["method"], request["path"]) == ("POST", EVENTS_PATH)
     assert request["headers"]["content-type"] == "application/json"
