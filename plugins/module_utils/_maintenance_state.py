@@ -1,12 +1,17 @@
 # -*- coding: utf-8 -*-
 # Copyright: kubeops.node_maintenance contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The per-node maintenance record kept in one node annotation (pure: data in, data out).
+"""The per-node maintenance record kept in one node annotation, and the module that keeps it.
 
 The record is a JSON object in ``maintenance.kubeops.io/state`` (see the module
 ``k8s_node_maintenance_state`` for its fields). ``merge_record`` applies what a task reports (a new
-phase, a status, a message, the node's prior state) and keeps the phase timings; the module only
-reads the node, calls these functions and patches the one annotation.
+phase, a status, a message, the node's prior state) and keeps the phase timings; it and the other
+functions down to ``event_body`` are pure (data in, data out).
+
+The module's run is made of steps that compose (``maintain`` is the module's own composition):
+``requested_updates`` (the options checked) -> ``write_record`` (read the node, ``compute_record``,
+patch the annotation, recomputed on a conflict) -> ``record_event`` (the Event, ``create_event``)
+-> ``state_result`` (what the module returns, with ``resume_info``).
 """
 
 from __future__ import annotations
@@ -14,8 +19,22 @@ from __future__ import annotations
 import copy
 import datetime
 import json
+import socket
+import time
 
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_client import (
+    MERGE_PATCH,
+    ApiException,
+    api_path,
+    request_timeout,
+    retry_transient,
+)
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_module import ModuleFailure
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils._lease import parse_time
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._node_api import (
+    patch_node,
+    read_node,
+)
 
 ANNOTATION = "maintenance.kubeops.io/state"
 SCHEMA_VERSION = 1
@@ -309,3 +328,127 @@ def event_body(node, event, now, host):
         "lastTimestamp": stamp,
         "count": 1,
     }
+
+
+# ------------------------------------------------------------------------------------------------
+# The module: options, reading and writing the node, the event, the result
+# ------------------------------------------------------------------------------------------------
+
+def requested_updates(params):
+    """The fields a task asks to record (``UPDATABLE``, None = not given), from the module's options
+    (``message`` is the option ``msg``); raises ``ModuleFailure`` naming every bad option, so nothing
+    is read or written with them."""
+    updates = {key: params["msg" if key == "message" else key] for key in UPDATABLE}
+    errors = validate_updates(updates) if params["state"] == "present" else []
+    if params["timeout"] < 1:
+        errors.append("timeout must be at least 1")
+    if errors:
+        raise ModuleFailure("; ".join(errors))
+    return updates
+
+
+def compute_record(node, state, updates, now=None):
+    """``(before, after, annotation patch or None, warnings)`` for ``node`` and the module's ``state``:
+    ``query`` changes nothing, ``absent`` removes the annotation, ``present`` merges ``updates`` at
+    ``now`` (default: the current time). No patch when nothing would change."""
+    annotations = (node.get("metadata") or {}).get("annotations") or {}
+    before, warnings = parse_record(annotations.get(ANNOTATION))
+    if state == "query":
+        return before, before, None, warnings
+    if state == "absent":
+        return before, {}, removal_patch(node) if ANNOTATION in annotations else None, warnings
+    after = merge_record(before, updates, now or utc_now())
+    if same_record(before, after) and not warnings:
+        return before, before, None, warnings
+    return before, after, record_patch(node, after), warnings
+
+
+def write_record(raw, name, compute, check_mode, deadline, sleep=time.sleep):
+    """Read the node, ``compute(node) -> (before, after, annotation patch or None, warnings)``, patch it.
+
+    The patch carries the resourceVersion read, so a write racing with another one gets HTTP 409;
+    then the node is read again and the record recomputed, until ``deadline``.
+    Returns ``(node or None, before, after, changed, warnings)``; ``changed`` is whether a write
+    was (or, in check mode, would be) needed. ``raw`` is a ``_k8s_client.RawApi``.
+    """
+    while True:
+        node = read_node(raw, name, deadline, missing_ok=True)
+        if node is None:
+            return None, {}, {}, False, []
+        before, after, patch, warnings = compute(node)
+        if patch is None or check_mode:
+            return node, before, after, patch is not None, warnings
+        try:
+            retry_transient(lambda: patch_node(raw, name, patch, MERGE_PATCH, deadline),
+                            deadline=deadline, describe="node/%s" % name)
+            return node, before, after, True, warnings
+        except ApiException as exc:
+            if exc.status != 409 or time.monotonic() >= deadline:
+                raise
+            sleep(0.2)
+
+
+def missing_node_failure(name):
+    """The failure of ``state=present`` on a node that does not exist."""
+    return ModuleFailure(
+        "node/%s: not found (404); cannot record maintenance state on a node that does not exist. "
+        "`kubectl get nodes` lists the names; after a reimage, wait until the node has "
+        "re-joined (kubeops.node_maintenance.k8s_node_wait) before recording its state" % name,
+        status=404, node_exists=False)
+
+
+def create_event(raw, node, event, deadline):
+    """POST the Event about ``node``; ``(event name, message as written)``."""
+    body = event_body(node, event, utc_now(), socket.gethostname())
+    created = retry_transient(
+        lambda: raw.call("POST", api_path("/api/v1/namespaces", EVENT_NAMESPACE, "events"), body=body,
+                         timeout=request_timeout(deadline), count_as="create event"),
+        deadline=deadline, describe="event %s/%s" % (EVENT_NAMESPACE, body["metadata"]["name"]))
+    return created["metadata"]["name"], body["message"]
+
+
+def record_event(raw, name, node, event, check_mode, deadline, warn):
+    """Write the ``event`` option's Event about ``node`` (not in check mode; not, with a warning, when
+    the node does not exist); the module's ``event`` result."""
+    result = {"created": False, "namespace": EVENT_NAMESPACE, "reason": event["reason"],
+              "type": event["type"], "message": cut(event["msg"], EVENT_MESSAGE_LIMIT)}
+    if node is None:
+        warn("node/%s does not exist; the %s event was not written" % (name, event["reason"]))
+    elif not check_mode:
+        result["name"], result["message"] = create_event(raw, node, event, deadline)
+        result["created"] = True
+    return result
+
+
+def state_result(name, node, before, after, changed, rollout, event=None, diff=False):
+    """What k8s_node_maintenance_state returns (``event``: ``record_event``'s result, if any)."""
+    result = {
+        "changed": changed,
+        "name": name,
+        "node_exists": node is not None,
+        "annotation": ANNOTATION,
+        "record": after,
+        "previous": before,
+    }
+    result.update(resume_info(after, rollout))
+    if event is not None:
+        result["event"] = event
+    if diff:
+        header = "node/%s annotation %s" % (name, ANNOTATION)
+        result["diff"] = {"before_header": header, "after_header": header, "before": before, "after": after}
+    return result
+
+
+def maintain(raw, params, updates, check_mode, diff, deadline, warn):
+    """One run of k8s_node_maintenance_state: the record (``updates`` from ``requested_updates``)
+    read, or written for ``state=present`` / ``absent``, then the event; the module's result.
+    ``warn(text)`` reports a warning."""
+    name, state = params["name"], params["state"]
+    node, before, after, changed, warnings = write_record(
+        raw, name, lambda current: compute_record(current, state, updates), check_mode, deadline)
+    for warning in warnings:
+        warn("node/%s: %s" % (name, warning))
+    if node is None and state == "present":
+        raise missing_node_failure(name)
+    event = record_event(raw, name, node, params["event"], check_mode, deadline, warn) if params["event"] else None
+    return state_result(name, node, before, after, changed, params["rollout"], event, diff)

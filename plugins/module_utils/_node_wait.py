@@ -1,11 +1,13 @@
 # -*- coding: utf-8 -*-
 # Copyright: kubeops.node_maintenance contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Waiting for a node: pure evaluation of one observation of a Node against what is wanted.
+"""Waiting for a node (module k8s_node_wait): what is wanted, the poll loop, and the result.
 
-The caller polls the API and hands each observation (the Node dict, or None when the node object
-does not exist, as during a reimage) to ``observe``, which updates a ``WaitState`` carried across
-polls and says which wishes are still unmet. Nothing here sleeps or talks to the API.
+``wait_for_node`` polls the API and hands each observation (the Node dict, or None when the node
+object does not exist, as during a reimage) to ``observe``, which updates a ``WaitState`` carried
+across polls and says which wishes are still unmet; ``observe`` and the ``describe_*`` functions
+are pure (they neither sleep nor talk to the API). ``wanted_state`` checks the module's options
+and ``wait_result`` turns the outcome into the module's result, or its failure.
 
 Why "was NotReady first" also looks at ``lastTransitionTime``: a node that reboots faster than
 the node controller's grace period may never be seen NotReady by a poller, and a short blip can
@@ -17,7 +19,11 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import time
+
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_module import ModuleFailure
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils._lease import parse_time
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._node_api import read_node
 
 CONDITION_STATUSES = ("True", "False", "Unknown")
 ABSENT = "absent"  # pseudo status of Ready when the node object does not exist
@@ -74,6 +80,23 @@ def validate_wanted(wanted):
     if wanted.get("boot_id_changed_from") == "":
         errors.append("boot_id_changed_from must not be empty (omit it to not check the boot ID)")
     return errors
+
+
+WANTED_OPTIONS = ("ready", "boot_id_changed_from", "require_not_ready_first", "conditions")
+
+
+def wanted_state(params):
+    """The wanted-state dict ``observe`` takes, from the module's options; raises ``ModuleFailure``
+    naming every bad option (so nothing is read with them)."""
+    wanted = {key: params[key] for key in WANTED_OPTIONS}
+    errors = validate_wanted(wanted)
+    if params["timeout"] < 0:
+        errors.append("timeout must not be negative")
+    if params["poll_interval"] < 1:
+        errors.append("poll_interval must be at least 1")
+    if errors:
+        raise ModuleFailure("; ".join(errors))
+    return wanted
 
 
 class WaitState(object):
@@ -210,3 +233,37 @@ def result_fields(state):
         "transitions": list(state.transitions),
         "polls": state.polls,
     }
+
+
+def wait_for_node(raw, name, wanted, timeout, poll_interval, check_mode,
+                  sleep=time.sleep, clock=time.monotonic):
+    """Poll until ``wanted`` holds; ``(met, unmet, state, waited seconds)``. ``raw`` is a
+    ``_k8s_client.RawApi``. Check mode reads once and does not wait."""
+    state = WaitState()
+    started = clock()
+    deadline = started + timeout
+    while True:
+        node = read_node(raw, name, max(deadline, clock() + 5), missing_ok=True)
+        unmet = observe(state, node, wanted, clock() - started)
+        if not unmet or check_mode:
+            return not unmet, unmet, state, clock() - started
+        remaining = deadline - clock()
+        if remaining <= 0:
+            return False, unmet, state, clock() - started
+        sleep(min(poll_interval, remaining))
+
+
+def wait_result(name, outcome, check_mode):
+    """What k8s_node_wait returns for the ``outcome`` of ``wait_for_node``; a wait that ran out of
+    time (outside check mode) raises ``ModuleFailure`` with what it saw last and still waited for,
+    and the same fields."""
+    met, unmet, state, waited = outcome
+    result = dict(result_fields(state), changed=False, name=name, met=met, unmet=unmet,
+                  waited_seconds=round(waited, 1))
+    if met or check_mode:
+        return result
+    result.pop("changed")
+    raise ModuleFailure(
+        "node/%s: still waiting after %ds for: %s. Last seen: %s. Transitions: %s"
+        % (name, round(waited), "; ".join(unmet), describe_last_seen(state, name), describe_transitions(state)),
+        **result)

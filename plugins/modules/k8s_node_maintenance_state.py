@@ -20,8 +20,9 @@ description:
     anywhere can be re-run and resume from it, and a person can read it with
     C(kubectl get node NAME -o jsonpath='{.metadata.annotations.maintenance\.kubeops\.io/state}').
   - Only that annotation is written, with a JSON merge patch of C(metadata.annotations) guarded by the
-    node's C(resourceVersion) (re-read and recomputed on a conflict). Labels, taints, other
-    annotations and C(spec) are never sent.
+    node's C(resourceVersion). When the node changed between the read and the write (HTTP 409), it is
+    read again and the record recomputed, within O(timeout). Labels, taints, other annotations and
+    C(spec) are never sent.
   - "The record, with O(state=present):"
   - "C(version): schema version, V(1)."
   - "C(rollout): the rollout id. Setting a different rollout than the one recorded starts a new
@@ -49,13 +50,9 @@ description:
     C(kubectl get events --field-selector involvedObject.kind=Node) show it), with any O(state).
 extends_documentation_fragment:
   - kubeops.node_maintenance.k8s_auth
+  - kubeops.node_maintenance.k8s_options.node_name
+  - kubeops.node_maintenance.k8s_options.timeout
 options:
-  name:
-    description:
-      - Name of the node, as C(kubectl get nodes) lists it.
-    type: str
-    required: true
-    aliases: [node]
   state:
     description:
       - V(query) reads the record and changes nothing. A node that does not exist is not an error
@@ -156,10 +153,6 @@ options:
         choices: [Normal, Warning]
         default: Normal
   timeout:
-    description:
-      - Seconds to keep retrying when the API server is unreachable, answers with HTTP 5xx or 429, or the
-        node changed between our read and our write (HTTP 409).
-    type: int
     default: 60
 attributes:
   check_mode:
@@ -313,171 +306,54 @@ event:
            "reason": "MaintenanceDrainStarted", "type": "Normal", "message": "draining"}
 """
 
-import copy
-import socket
-import time
-import traceback
-
-from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.kubeops.node_maintenance.plugins.module_utils._node_api import (
-    patch_node,
-    read_node,
-)
-from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_client import (
-    K8S_AUTH_ARG_SPEC,
-    MERGE_PATCH,
-    ApiException,
-    K8sAccessError,
-    RawApi,
-    api_path,
-    build_api_client,
-    describe_api_error,
-    request_timeout,
-    retry_transient,
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_module import (
+    NODE_NAME_SPEC,
+    K8sModule,
+    timeout_spec,
 )
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils import _maintenance_state as ms
 
 
 def argument_spec():
-    spec = copy.deepcopy(K8S_AUTH_ARG_SPEC)
-    spec.update(
-        name={"type": "str", "required": True, "aliases": ["node"]},
-        state={"type": "str", "choices": ["query", "present", "absent"], "default": "query"},
-        rollout={"type": "str"},
-        phase={"type": "str"},
-        status={"type": "str", "choices": list(ms.STATUSES)},
-        msg={"type": "str"},
-        cordoned_before={"type": "bool"},
-        taints_added={"type": "list", "elements": "dict", "options": {
+    return {
+        "name": NODE_NAME_SPEC,
+        "state": {"type": "str", "choices": ["query", "present", "absent"], "default": "query"},
+        "rollout": {"type": "str"},
+        "phase": {"type": "str"},
+        "status": {"type": "str", "choices": list(ms.STATUSES)},
+        "msg": {"type": "str"},
+        "cordoned_before": {"type": "bool"},
+        "taints_added": {"type": "list", "elements": "dict", "options": {
             "key": {"type": "str", "required": True, "no_log": False},
             "value": {"type": "str"},
             "effect": {"type": "str", "required": True,
                        "choices": ["NoSchedule", "PreferNoSchedule", "NoExecute"]},
         }},
-        moved_workloads={"type": "list", "elements": "dict", "options": {
+        "moved_workloads": {"type": "list", "elements": "dict", "options": {
             "namespace": {"type": "str", "required": True},
             "owner_kind": {"type": "str"},
             "owner_name": {"type": "str"},
         }},
-        event={"type": "dict", "options": {
+        "event": {"type": "dict", "options": {
             "reason": {"type": "str", "required": True},
             "msg": {"type": "str", "required": True},
             "type": {"type": "str", "choices": ["Normal", "Warning"], "default": "Normal"},
         }},
-        timeout={"type": "int", "default": 60},
-    )
-    return spec
-
-
-def write_record(raw, name, compute, check_mode, deadline, sleep=time.sleep):
-    """Read the node, ``compute(node) -> (before, after, annotation patch or None)``, patch it.
-
-    The patch carries the resourceVersion read, so a write racing with another one gets HTTP 409;
-    then the node is read again and the record recomputed, until ``deadline``.
-    Returns ``(node or None, before, after, changed, warnings)``; ``changed`` is whether a write
-    was (or, in check mode, would be) needed. ``raw`` is a ``_k8s_client.RawApi``.
-    """
-    while True:
-        node = read_node(raw, name, deadline, missing_ok=True)
-        if node is None:
-            return None, {}, {}, False, []
-        before, after, patch, warnings = compute(node)
-        if patch is None or check_mode:
-            return node, before, after, patch is not None, warnings
-        try:
-            retry_transient(lambda: patch_node(raw, name, patch, MERGE_PATCH, deadline),
-                            deadline=deadline, describe="node/%s" % name)
-            return node, before, after, True, warnings
-        except ApiException as exc:
-            if exc.status != 409 or time.monotonic() >= deadline:
-                raise
-            sleep(0.2)
-
-
-def create_event(raw, node, event, deadline):
-    body = ms.event_body(node, event, ms.utc_now(), socket.gethostname())
-    created = retry_transient(
-        lambda: raw.call("POST", api_path("/api/v1/namespaces", ms.EVENT_NAMESPACE, "events"), body=body,
-                         timeout=request_timeout(deadline), count_as="create event"),
-        deadline=deadline, describe="event %s/%s" % (ms.EVENT_NAMESPACE, body["metadata"]["name"]))
-    return created["metadata"]["name"], body["message"]
+        "timeout": timeout_spec(60),
+    }
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=argument_spec(),
-        required_if=[("state", "present", ["rollout"])],
-        supports_check_mode=True,
-    )
+    module = K8sModule("k8s_node_maintenance_state", argument_spec(), required_if=[("state", "present", ["rollout"])])
     params = module.params
-    name = params["name"]
-    state = params["state"]
-    updates = {key: params["msg" if key == "message" else key] for key in ms.UPDATABLE}
-    errors = ms.validate_updates(updates) if state == "present" else []
-    if params["timeout"] < 1:
-        errors.append("timeout must be at least 1")
-    if errors:
-        module.fail_json(msg="; ".join(errors), name=name)
-    deadline = time.monotonic() + params["timeout"]
-    ref = "node/%s" % name
+    module.about("node/%s" % params["name"], name=params["name"])
 
-    def compute(node):
-        annotations = (node.get("metadata") or {}).get("annotations") or {}
-        before, warnings = ms.parse_record(annotations.get(ms.ANNOTATION))
-        raw_present = ms.ANNOTATION in annotations
-        if state == "query":
-            return before, before, None, warnings
-        if state == "absent":
-            return before, {}, ms.removal_patch(node) if raw_present else None, warnings
-        after = ms.merge_record(before, updates, ms.utc_now())
-        if ms.same_record(before, after) and not warnings:
-            return before, before, None, warnings
-        return before, after, ms.record_patch(node, after), warnings
+    def maintain():
+        updates = ms.requested_updates(params)  # bad options fail before the node is read
+        return ms.maintain(module.raw, params, updates, module.check_mode, module.diff,
+                           module.deadline(params["timeout"]), module.warn)
 
-    event_result = None
-    try:
-        raw = RawApi(build_api_client(params), user_agent="kubeops.node_maintenance/k8s_node_maintenance_state")
-        node, before, after, changed, warnings = write_record(raw, name, compute, module.check_mode, deadline)
-        for warning in warnings:
-            module.warn("%s: %s" % (ref, warning))
-        if node is None and state == "present":
-            module.fail_json(
-                msg="%s: not found (404); cannot record maintenance state on a node that does not exist. "
-                    "`kubectl get nodes` lists the names; after a reimage, wait until the node has "
-                    "re-joined (kubeops.node_maintenance.k8s_node_wait) before recording its state"
-                    % ref, name=name, node_exists=False)
-        if params["event"]:
-            event = params["event"]
-            event_result = {"created": False, "namespace": ms.EVENT_NAMESPACE, "reason": event["reason"],
-                            "type": event["type"], "message": ms.cut(event["msg"], ms.EVENT_MESSAGE_LIMIT)}
-            if node is None:
-                module.warn("%s does not exist; the %s event was not written" % (ref, event["reason"]))
-            elif not module.check_mode:
-                event_result["name"], event_result["message"] = create_event(raw, node, event, deadline)
-                event_result["created"] = True
-    except K8sAccessError as exc:
-        module.fail_json(msg=exc.message, status=exc.status, name=name)
-    except ApiException as exc:
-        module.fail_json(msg=describe_api_error(exc, ref), status=exc.status, name=name)
-    except Exception as exc:  # noqa: BLE001 - anything the client raises gets the same translation
-        module.fail_json(msg=describe_api_error(exc, ref), name=name, exception=traceback.format_exc())
-
-    result = {
-        "changed": changed,
-        "name": name,
-        "node_exists": node is not None,
-        "annotation": ms.ANNOTATION,
-        "record": after,
-        "previous": before,
-    }
-    result.update(ms.resume_info(after, params["rollout"]))
-    if event_result is not None:
-        result["event"] = event_result
-    if module._diff:
-        header = "node/%s annotation %s" % (name, ms.ANNOTATION)
-        result["diff"] = {"before_header": header, "after_header": header, "before": before, "after": after}
-    module.exit_json(**result)
+    module.run(maintain)
 
 
 if __name__ == "__main__":

@@ -22,13 +22,9 @@ description:
   - A node that does not exist is already removed; the task reports no change.
 extends_documentation_fragment:
   - kubeops.node_maintenance.k8s_auth
+  - kubeops.node_maintenance.k8s_options.node_name
+  - kubeops.node_maintenance.k8s_options.timeout
 options:
-  name:
-    description:
-      - Name of the node, as C(kubectl get nodes) lists it.
-    type: str
-    required: true
-    aliases: [node]
   require_drained:
     description:
       - Refuse while pods that a drain would move are still bound to the node.
@@ -40,9 +36,6 @@ options:
     type: bool
     default: true
   timeout:
-    description:
-      - Seconds to keep retrying when the API server is unreachable or answers with HTTP 5xx or 429.
-    type: int
     default: 60
 attributes:
   check_mode:
@@ -97,92 +90,31 @@ blocking_pods:
   sample: [shop/web-7d9c-x2x4q]
 """
 
-import copy
-import time
-import traceback
-
-from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_client import (
-    K8S_AUTH_ARG_SPEC,
-    ApiException,
-    K8sAccessError,
-    RawApi,
-    build_api_client,
-    describe_api_error,
-    request_timeout,
-    retry_transient,
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_module import (
+    NODE_NAME_SPEC,
+    K8sModule,
+    timeout_spec,
 )
-from ansible_collections.kubeops.node_maintenance.plugins.module_utils._node_api import (
-    node_path,
-    read_node,
-)
-from ansible_collections.kubeops.node_maintenance.plugins.module_utils._node_removal import (
-    pods_in_the_way,
-    removal_refusal,
-)
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._node_removal import remove_node
 
 
 def argument_spec():
-    spec = copy.deepcopy(K8S_AUTH_ARG_SPEC)
-    spec.update(
-        name={"type": "str", "required": True, "aliases": ["node"]},
-        require_drained={"type": "bool", "default": True},
-        require_cordoned={"type": "bool", "default": True},
-        timeout={"type": "int", "default": 60},
-    )
-    return spec
-
-
-def remove_node(raw, params, check_mode, deadline):
-    """``raw`` is a ``_k8s_client.RawApi``."""
-    name = params["name"]
-    ref = "node/%s" % name
-    node = read_node(raw, name, deadline, missing_ok=True)
-    if node is None:
-        return {"changed": False, "existed": False}
-    pods = retry_transient(
-        lambda: raw.list_all("/api/v1/pods", [("fieldSelector", "spec.nodeName=%s" % name)],
-                             timeout=request_timeout(deadline), count_as="list pods"),
-        deadline=deadline, describe="pods on %s" % ref)
-    blocking = pods_in_the_way(pods)
-    result = {"existed": True, "uid": node["metadata"].get("uid"), "blocking_pods": blocking}
-    refusal = removal_refusal(name, node, blocking, params["require_cordoned"], params["require_drained"])
-    if refusal:
-        result.update(failed=True, msg=refusal, changed=False)
-        return result
-    if not check_mode:
-        try:
-            # The uid precondition: never delete a node object that re-registered meanwhile.
-            retry_transient(
-                lambda: raw.call("DELETE", node_path(name), body={"preconditions": {"uid": result["uid"]}},
-                                 timeout=request_timeout(deadline), count_as="delete node"),
-                deadline=deadline, describe=ref)
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
-    result["changed"] = True
-    return result
+    return {
+        "name": NODE_NAME_SPEC,
+        "require_drained": {"type": "bool", "default": True},
+        "require_cordoned": {"type": "bool", "default": True},
+        "timeout": timeout_spec(60),
+    }
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    name = module.params["name"]
-    deadline = time.monotonic() + max(1, module.params["timeout"])
-    try:
-        raw = RawApi(build_api_client(module.params), user_agent="kubeops.node_maintenance/k8s_node_remove")
-        result = remove_node(raw, module.params, module.check_mode, deadline)
-    except K8sAccessError as exc:
-        module.fail_json(msg=exc.message, name=name, status=exc.status)
-    except ApiException as exc:
-        module.fail_json(msg=describe_api_error(exc, "node/%s" % name), name=name, status=exc.status)
-    except Exception as exc:  # noqa: BLE001 - anything the client raises gets the same translation
-        module.fail_json(msg=describe_api_error(exc, "node/%s" % name), name=name,
-                         exception=traceback.format_exc())
-    result["name"] = name
-    if result.pop("failed", False):
-        module.fail_json(**result)
-    module.exit_json(**result)
+    module = K8sModule("k8s_node_remove", argument_spec())
+    params = module.params
+    module.about("node/%s" % params["name"], name=params["name"])
+    module.run(lambda: remove_node(module.raw, params["name"], module.check_mode,
+                                   module.deadline(params["timeout"], minimum=1),
+                                   require_cordoned=params["require_cordoned"],
+                                   require_drained=params["require_drained"]))
 
 
 if __name__ == "__main__":

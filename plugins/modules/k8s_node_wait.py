@@ -27,13 +27,9 @@ description:
     not Ready; the wait goes on until it is back.
 extends_documentation_fragment:
   - kubeops.node_maintenance.k8s_auth
+  - kubeops.node_maintenance.k8s_options.node_name
+  - kubeops.node_maintenance.k8s_options.timeout
 options:
-  name:
-    description:
-      - Name of the node, as C(kubectl get nodes) lists it.
-    type: str
-    required: true
-    aliases: [node]
   ready:
     description:
       - V(true) waits for the C(Ready) condition to be V(True).
@@ -78,7 +74,6 @@ options:
     description:
       - Seconds to wait in total before failing.
       - API errors that may pass (no connection, HTTP 5xx, 429) are retried within this time.
-    type: int
     default: 600
   poll_interval:
     description:
@@ -233,95 +228,42 @@ polls:
   sample: 20
 """
 
-import copy
-import time
-
-from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.kubeops.node_maintenance.plugins.module_utils._node_api import read_node
-from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_client import (
-    K8S_AUTH_ARG_SPEC,
-    ApiException,
-    K8sAccessError,
-    RawApi,
-    build_api_client,
-    describe_api_error,
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_module import (
+    NODE_NAME_SPEC,
+    K8sModule,
+    timeout_spec,
 )
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils import _node_wait
 
 
 def argument_spec():
-    spec = copy.deepcopy(K8S_AUTH_ARG_SPEC)
-    spec.update(
-        name={"type": "str", "required": True, "aliases": ["node"]},
-        ready={"type": "bool", "default": True},
-        boot_id_changed_from={"type": "str"},
-        require_not_ready_first={"type": "bool", "default": False},
-        conditions={"type": "list", "elements": "dict", "default": [], "options": {
+    return {
+        "name": NODE_NAME_SPEC,
+        "ready": {"type": "bool", "default": True},
+        "boot_id_changed_from": {"type": "str"},
+        "require_not_ready_first": {"type": "bool", "default": False},
+        "conditions": {"type": "list", "elements": "dict", "default": [], "options": {
             "type": {"type": "str", "required": True},
             "status": {"type": "str", "choices": ["True", "False", "Unknown"], "default": "True"},
         }},
-        timeout={"type": "int", "default": 600},
-        poll_interval={"type": "int", "default": 5},
-    )
-    return spec
-
-
-def wait_for_node(raw, name, wanted, timeout, poll_interval, check_mode,
-                  sleep=time.sleep, clock=time.monotonic):
-    """Poll until ``wanted`` holds; ``(met, unmet, state, waited seconds)``. ``raw`` is a
-    ``_k8s_client.RawApi``."""
-    state = _node_wait.WaitState()
-    started = clock()
-    deadline = started + timeout
-    while True:
-        node = read_node(raw, name, max(deadline, clock() + 5), missing_ok=True)
-        unmet = _node_wait.observe(state, node, wanted, clock() - started)
-        if not unmet or check_mode:
-            return not unmet, unmet, state, clock() - started
-        remaining = deadline - clock()
-        if remaining <= 0:
-            return False, unmet, state, clock() - started
-        sleep(min(poll_interval, remaining))
+        "timeout": timeout_spec(600),
+        "poll_interval": {"type": "int", "default": 5},
+    }
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    module = K8sModule("k8s_node_wait", argument_spec())
     params = module.params
     name = params["name"]
-    wanted = {
-        "ready": params["ready"],
-        "boot_id_changed_from": params["boot_id_changed_from"],
-        "require_not_ready_first": params["require_not_ready_first"],
-        "conditions": params["conditions"],
-    }
-    errors = _node_wait.validate_wanted(wanted)
-    if params["timeout"] < 0:
-        errors.append("timeout must not be negative")
-    if params["poll_interval"] < 1:
-        errors.append("poll_interval must be at least 1")
-    if errors:
-        module.fail_json(msg="; ".join(errors), name=name)
+    module.about("node/%s" % name, name=name)
 
-    try:
-        raw = RawApi(build_api_client(params), user_agent="kubeops.node_maintenance/k8s_node_wait")
-        met, unmet, state, waited = wait_for_node(
-            raw, name, wanted, params["timeout"], params["poll_interval"], module.check_mode)
-    except K8sAccessError as exc:
-        module.fail_json(msg=exc.message, status=exc.status, name=name)
-    except ApiException as exc:
-        module.fail_json(msg=describe_api_error(exc, "node/%s" % name), status=exc.status, name=name)
+    def wait():
+        wanted = _node_wait.wanted_state(params)  # bad options fail before the node is read
+        outcome = _node_wait.wait_for_node(module.raw, name, wanted, params["timeout"], params["poll_interval"],
+                                           module.check_mode)
+        return _node_wait.wait_result(name, outcome, module.check_mode)
 
-    result = dict(_node_wait.result_fields(state), changed=False, name=name, met=met, unmet=unmet,
-                  waited_seconds=round(waited, 1))
-    if met or module.check_mode:
-        module.exit_json(**result)
-    result.pop("changed")
-    module.fail_json(
-        msg="node/%s: still waiting after %ds for: %s. Last seen: %s. Transitions: %s"
-            % (name, round(waited), "; ".join(unmet), _node_wait.describe_last_seen(state, name),
-               _node_wait.describe_transitions(state)),
-        **result)
+    module.run(wait)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,10 @@
-"""The maintenance record: parsing, merging, phase timings, resume decisions, event bodies."""
+"""The maintenance record: parsing, merging, phase timings, resume decisions, event bodies; and,
+against a scripted API server on 127.0.0.1 (fake_k8s_server), the write loop (a write that lost a
+race, 409, is recomputed on a fresh read), the event, the errors and the module's steps. Whole module
+runs: tests/unit/plugins/modules/test_k8s_node_maintenance_state.py; the real API server:
+tests/integration/test_k8s_node_maintenance_state.py.
+"""
+import copy
 import datetime
 import json
 
@@ -7,6 +13,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils import _maintenance_state as ms
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_client import (
+    ApiException,
+    describe_api_error,
+)
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_module import ModuleFailure
+from tests.unit.fake_k8s_server import (
+    not_found,
+    status_body,
+)
 
 UTC = datetime.timezone.utc
 T0 = datetime.datetime(2024, 5, 1, 10, 0, 0, tzinfo=UTC)
@@ -342,3 +357,267 @@ def test_event_name_is_a_valid_length(name):
     body = ms.event_body({"metadata": {"name": name}}, {"reason": "R", "msg": "m"}, T0, "h")
     assert len(body["metadata"]["name"]) <= 253
     assert body["type"] == "Normal"
+
+
+# ------------------------------------------------------------------------------------------------
+# against the API: the write loop, the event
+# ------------------------------------------------------------------------------------------------
+
+NODE_PATH = "/api/v1/nodes/n1"
+EVENTS_PATH = "/api/v1/namespaces/default/events"
+MERGE_PATCH = "application/merge-patch+json"
+
+
+def merge_patch(target, patch):
+    """RFC 7386, as the API server applies ``application/merge-patch+json``."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    out = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = merge_patch(out.get(key), value)
+    return out
+
+
+class NodeStore:
+    """One node n1 with resourceVersion checks on merge patches; ``race`` lets another writer change
+    the annotation right after the first read; ``fail`` scripts error answers by (method, nth call)."""
+
+    def __init__(self, annotations=None, exists=True, race=False):
+        self.node = {"apiVersion": "v1", "kind": "Node",
+                     "metadata": {"name": "n1", "uid": "uid-n1", "resourceVersion": "1",
+                                  "creationTimestamp": "2026-11-30T05:35:33Z", "annotations": dict(annotations or {})},
+                     "status": {"conditions": [{"type": "Ready", "status": "True",
+                                                "lastTransitionTime": "2026-11-30T05:35:33Z"}]}} if exists else None
+        self.race = race
+        self.fail = {}
+        self.counts = {}
+        self.events = []
+
+    def __call__(self, request):
+        method, path = request["method"], request["path"]
+        self.counts[method] = self.counts.get(method, 0) + 1
+        scripted = self.fail.get((method, self.counts[method]))
+        if scripted:
+            return scripted
+        if path == EVENTS_PATH and method == "POST":
+            created = dict(request["body"], metadata=dict(request["body"]["metadata"], uid="uid-event",
+                                                          resourceVersion="9"))
+            self.events.append(created)
+            return 201, created
+        if path != NODE_PATH:
+            return 404, status_body(404, "NotFound", "the server could not find the requested resource")
+        if self.node is None:
+            return not_found("nodes", "n1")
+        if method == "GET":
+            answer = copy.deepcopy(self.node)
+            if self.race and self.counts["GET"] == 1:  # someone else writes between our read and our patch
+                other = ms.merge_record({}, {"rollout": "r1", "phase": "drain"}, ms.utc_now())
+                self.node["metadata"]["annotations"][ms.ANNOTATION] = ms.render_record(other)
+                self.node["metadata"]["resourceVersion"] = "2"
+            return 200, answer
+        if method == "PATCH":
+            assert request["headers"]["content-type"] == MERGE_PATCH
+            version = (request["body"].get("metadata") or {}).get("resourceVersion")
+            if version and version != self.node["metadata"]["resourceVersion"]:
+                return 409, status_body(409, "Conflict", 'Operation cannot be fulfilled on nodes "n1": the object '
+                                                         'has been modified; please apply your changes to the latest '
+                                                         'version and try again')
+            self.node = merge_patch(self.node, request["body"])
+            self.node["metadata"]["resourceVersion"] = str(int(self.node["metadata"]["resourceVersion"]) + 1)
+            return 200, copy.deepcopy(self.node)
+        return 405, status_body(405, "MethodNotAllowed", "not allowed")
+
+
+def record_updates(**given):
+    updates = {key: None for key in ms.UPDATABLE}
+    updates.update(given)
+    return updates
+
+
+def compute_for(updates):
+    def compute(node):
+        before, warnings = ms.parse_record((node["metadata"].get("annotations") or {}).get(ms.ANNOTATION))
+        after = ms.merge_record(before, updates, ms.utc_now())
+        return before, after, ms.record_patch(node, after), warnings
+    return compute
+
+
+def test_conflict_is_recomputed_on_a_fresh_read(k8s_server):
+    store = NodeStore(race=True)
+    server = k8s_server(store)
+    node, before, after, changed, _warnings = ms.write_record(
+        server.raw(), "n1", compute_for(record_updates(rollout="r1", message="from us")), check_mode=False,
+        deadline=10 ** 12, sleep=lambda s: None)
+    assert changed
+    assert server.calls() == [("GET", NODE_PATH), ("PATCH", NODE_PATH), ("GET", NODE_PATH), ("PATCH", NODE_PATH)]
+    patches = [r["body"] for r in server.requests if r["method"] == "PATCH"]
+    assert [p["metadata"]["resourceVersion"] for p in patches] == ["1", "2"]
+    # the other writer's phase survived, our message was added on top of it
+    assert before["phase"] == "drain"
+    assert after["phase"] == "drain" and after["message"] == "from us"
+    assert json.loads(store.node["metadata"]["annotations"][ms.ANNOTATION]) == after
+    assert node["metadata"]["resourceVersion"] == "2"
+    assert all(r["headers"]["authorization"] == "Bearer fake-k8s-server-token" for r in server.requests)
+
+
+def test_check_mode_reads_but_never_patches(k8s_server):
+    server = k8s_server(NodeStore())
+
+    def compute(node):
+        return {}, {"rollout": "r1"}, {"metadata": {}}, []
+
+    _node, _before, after, changed, _warnings = ms.write_record(server.raw(), "n1", compute,
+                                                                check_mode=True, deadline=10 ** 12)
+    assert changed and after == {"rollout": "r1"} and server.calls() == [("GET", NODE_PATH)]
+
+
+def test_a_missing_node_is_none_and_nothing_is_written(k8s_server):
+    server = k8s_server(NodeStore(exists=False))
+    assert ms.write_record(server.raw(), "n1", compute_for(record_updates(rollout="r1")), False,
+                           10 ** 12) == (None, {}, {}, False, [])
+    assert server.calls() == [("GET", NODE_PATH)]
+
+
+def test_transient_errors_are_retried_a_refused_write_is_not(k8s_server):
+    store = NodeStore()
+    store.fail[("PATCH", 1)] = (503, status_body(503, "ServiceUnavailable", "etcdserver: leader changed"))
+    server = k8s_server(store)
+    _node, _before, after, changed, _warnings = ms.write_record(
+        server.raw(), "n1", compute_for(record_updates(rollout="r1")), False, 10 ** 12)
+    assert changed and [m for m, _p in server.calls()] == ["GET", "PATCH", "PATCH"]
+    assert json.loads(store.node["metadata"]["annotations"][ms.ANNOTATION]) == after
+
+    store = NodeStore()
+    forbidden = 'nodes "n1" is forbidden: User "ops" cannot patch resource "nodes" in API group "" at the cluster scope'
+    store.fail[("PATCH", 1)] = (403, status_body(403, "Forbidden", forbidden))
+    server = k8s_server(store)
+    with pytest.raises(ApiException) as refused:
+        ms.write_record(server.raw(), "n1", compute_for(record_updates(rollout="r1")), False, 10 ** 12)
+    assert refused.value.status == 403 and len(server.requests) == 2
+    assert describe_api_error(refused.value, "node/n1") == (
+        'node/n1: forbidden (403): nodes "n1" is forbidden: User "ops" cannot patch resource "nodes" in API group '
+        '"" at the cluster scope; the identity in use lacks the RBAC right; grant it with a (Cluster)Role and '
+        'binding, and check with `kubectl auth can-i patch nodes`')
+
+
+def test_create_event_posts_the_event_and_returns_its_name(k8s_server):
+    store = NodeStore()
+    server = k8s_server(store)
+    node = store.node
+    name, message = ms.create_event(server.raw(), node, {"reason": "MaintenanceDrainStarted", "msg": "draining",
+                                                         "type": "Normal"}, 10 ** 12)
+    (request,) = server.requests
+    assert (request["method"], request["path"]) == ("POST", EVENTS_PATH)
+    assert request["headers"]["content-type"] == "application/json"
+    body = request["body"]
+    assert name == body["metadata"]["name"] == store.events[0]["metadata"]["name"] and message == "draining"
+    assert name.startswith("n1.")
+    assert body["involvedObject"] == {"apiVersion": "v1", "kind": "Node", "name": "n1", "uid": "uid-n1"}
+    # event times go out as the API server writes them (RFC 3339, Z), not isoformat()'s +00:00
+    assert body["firstTimestamp"] == body["lastTimestamp"] and body["firstTimestamp"].endswith("Z")
+    assert ms.parse_time(body["firstTimestamp"]) is not None
+
+
+# ------------------------------------------------------------------------------------------------
+# the module's steps: options, compute, event, result, and their composition
+# ------------------------------------------------------------------------------------------------
+
+def options(**given):
+    params = {"name": "n1", "state": "present", "rollout": "r1", "phase": None, "status": None, "msg": None,
+              "cordoned_before": None, "taints_added": None, "moved_workloads": None, "event": None, "timeout": 60}
+    params.update(given)
+    return params
+
+
+def test_requested_updates_maps_msg_to_message_and_refuses_bad_options():
+    assert ms.requested_updates(options(msg="boom", phase="drain")) == record_updates(
+        rollout="r1", message="boom", phase="drain")
+    with pytest.raises(ModuleFailure) as refused:
+        ms.requested_updates(options(phase=" ", timeout=0))
+    assert refused.value.msg == "phase must not be empty; timeout must be at least 1" and refused.value.fields == {}
+    # the record's fields are only checked when they are to be written
+    assert ms.requested_updates(options(state="query", phase=" "))["phase"] == " "
+
+
+def node_with(record=None, text=None):
+    annotations = {} if record is None and text is None else {ms.ANNOTATION: text or ms.render_record(record)}
+    return {"metadata": {"name": "n1", "resourceVersion": "5", "annotations": annotations}}
+
+
+def test_compute_record_for_each_state():
+    now = datetime.datetime(2024, 5, 1, 10, 0, 0, tzinfo=UTC)
+    recorded = ms.merge_record({}, record_updates(rollout="r1", phase="drain"), now)
+    node = node_with(recorded)
+    assert ms.compute_record(node, "query", record_updates(phase="x"), now) == (recorded, recorded, None, [])
+    assert ms.compute_record(node, "absent", record_updates(), now) == (
+        recorded, {}, ms.removal_patch(node), [])
+    assert ms.compute_record(node_with(), "absent", record_updates(), now) == ({}, {}, None, [])
+    # the same again is no write
+    assert ms.compute_record(node, "present", record_updates(rollout="r1", phase="drain"), now) == (
+        recorded, recorded, None, [])
+    later = now + datetime.timedelta(seconds=5)
+    before, after, patch, warnings = ms.compute_record(node, "present", record_updates(rollout="r1", status="done"),
+                                                       later)
+    assert before == recorded and after["status"] == "done" and after["updated"] == "2024-05-01T10:00:05.000Z"
+    assert patch == ms.record_patch(node, after) and warnings == []
+
+
+def test_compute_record_over_an_unreadable_record_writes_a_new_one_and_warns():
+    node = node_with(text="{not json")
+    before, after, patch, warnings = ms.compute_record(node, "present", record_updates(rollout="r1"))
+    assert before == {} and after["rollout"] == "r1" and after["phase"] is None
+    assert patch == ms.record_patch(node, after)
+    assert len(warnings) == 1 and "is not JSON" in warnings[0]
+
+
+def test_record_event_skips_a_missing_node_with_a_warning_and_only_shows_it_in_check_mode(k8s_server):
+    server = k8s_server(NodeStore())
+    event = {"reason": "MaintenanceFailed", "msg": "x" * 2000, "type": "Warning"}
+    warnings = []
+    shown = {"created": False, "namespace": "default", "reason": "MaintenanceFailed", "type": "Warning",
+             "message": ms.cut("x" * 2000, ms.EVENT_MESSAGE_LIMIT)}
+    assert ms.record_event(server.raw(), "n1", None, event, False, 10 ** 12, warnings.append) == shown
+    assert warnings == ["node/n1 does not exist; the MaintenanceFailed event was not written"]
+    assert ms.record_event(server.raw(), "n1", {"metadata": {"name": "n1"}}, event, True, 10 ** 12,
+                           warnings.append) == shown
+    assert server.requests == [] and len(warnings) == 1
+
+
+def test_state_result_with_resume_info_event_and_diff():
+    record = {"rollout": "r1", "phase": "reboot", "status": "in_progress"}
+    result = ms.state_result("n1", {"metadata": {}}, {}, record, True, "r1", event={"created": True}, diff=True)
+    assert result == {
+        "changed": True, "name": "n1", "node_exists": True, "annotation": ms.ANNOTATION, "record": record,
+        "previous": {}, "done_in_rollout": False, "resume_phase": "reboot", "event": {"created": True},
+        "diff": {"before_header": "node/n1 annotation " + ms.ANNOTATION,
+                 "after_header": "node/n1 annotation " + ms.ANNOTATION, "before": {}, "after": record}}
+    assert ms.state_result("n1", None, {}, {}, False, None) == {
+        "changed": False, "name": "n1", "node_exists": False, "annotation": ms.ANNOTATION, "record": {},
+        "previous": {}, "done_in_rollout": False, "resume_phase": None}
+
+
+def test_maintain_records_and_writes_the_event_in_one_call(k8s_server):
+    store = NodeStore(annotations={ms.ANNOTATION: "[]"})
+    server = k8s_server(store)
+    warnings = []
+    params = options(phase="drain", event={"reason": "MaintenanceDrainStarted", "msg": "draining", "type": "Normal"})
+    result = ms.maintain(server.raw(), params, ms.requested_updates(params), False, False, 10 ** 12, warnings.append)
+    assert result["changed"] is True and result["record"]["phase"] == "drain" and result["resume_phase"] == "drain"
+    assert result["event"]["created"] is True and result["event"]["name"] == store.events[0]["metadata"]["name"]
+    assert json.loads(store.node["metadata"]["annotations"][ms.ANNOTATION]) == result["record"]
+    assert [m for m, _p in server.calls()] == ["GET", "PATCH", "POST"]
+    assert warnings == ["node/n1: annotation %s holds a JSON list, not an object; it is treated as no record and "
+                        "replaced on the next write" % ms.ANNOTATION]
+
+
+def test_maintain_present_on_a_missing_node_fails_before_any_event(k8s_server):
+    server = k8s_server(NodeStore(exists=False))
+    params = options(event={"reason": "MaintenanceDrainStarted", "msg": "draining", "type": "Normal"})
+    with pytest.raises(ModuleFailure) as failed:
+        ms.maintain(server.raw(), params, ms.requested_updates(params), False, False, 10 ** 12, pytest.fail)
+    assert failed.value.msg.startswith("node/n1: not found (404); cannot record maintenance state")
+    assert failed.value.fields == {"status": 404, "node_exists": False}
+    assert server.calls() == [("GET", NODE_PATH)]

@@ -1,9 +1,13 @@
-"""Unit tests for _node_wait: one observation at a time, state carried across polls."""
+"""Unit tests for _node_wait: one observation at a time, state carried across polls; the poll loop
+against a scripted API server (fake_k8s_server) on a fake clock; the module's result and failure."""
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils import _node_wait
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_module import ModuleFailure
+from tests.unit.fake_k8s_server import not_found
+from tests.unit.plugins.module_utils.test__k8s_client import FakeClock
 
 T0 = "2024-05-01T10:00:00Z"
 T1 = "2024-05-01T10:05:00Z"
@@ -187,3 +191,85 @@ def test_one_instant_written_two_ways_is_no_transition(first, later):
 def test_a_later_transition_in_either_form_proves_one(first, later):
     state, results = run([node(transition=first), node(transition=later)], want(require_not_ready_first=True))
     assert state.transition_proven and results[1] == []
+
+
+# ------------------------------------------------------------------------------------------------
+# options, the poll loop, the module's result
+# ------------------------------------------------------------------------------------------------
+
+def params(**kwargs):
+    options = dict(want(), timeout=600, poll_interval=5)
+    options.update(kwargs)
+    return options
+
+
+def test_wanted_state_takes_the_wishes_from_the_options():
+    assert _node_wait.wanted_state(params(ready=False, conditions=[{"type": "X", "status": "True"}])) == want(
+        ready=False, conditions=[{"type": "X", "status": "True"}])
+
+
+def test_wanted_state_refuses_every_bad_option_at_once():
+    with pytest.raises(ModuleFailure) as refused:
+        _node_wait.wanted_state(params(timeout=-1, poll_interval=0, boot_id_changed_from=""))
+    assert refused.value.msg == ("boot_id_changed_from must not be empty (omit it to not check the boot ID); "
+                                 "timeout must not be negative; poll_interval must be at least 1")
+    assert refused.value.fields == {}
+    assert _node_wait.wanted_state(params(timeout=0, poll_interval=1)) == want()
+
+
+def node_server(k8s_server, *nodes):
+    """A server answering the n-th read of node w1 with the n-th of ``nodes`` (then the last one);
+    None: the node does not exist."""
+    def answer(request):
+        assert (request["method"], request["path"]) == ("GET", "/api/v1/nodes/w1")
+        current = nodes[min(len(server.requests), len(nodes)) - 1]
+        return not_found("nodes", "w1") if current is None else (200, current)
+    server = k8s_server(answer)
+    return server
+
+
+def test_wait_for_node_polls_until_met_sleeping_the_interval(k8s_server):
+    server = node_server(k8s_server, node(ready="Unknown"), None, node(boot="boot-2"))
+    clock = FakeClock()
+    met, unmet, state, waited = _node_wait.wait_for_node(
+        server.raw(), "w1", want(boot_id_changed_from="boot-1"), 600, 5, False, sleep=clock.sleep, clock=clock)
+    assert met is True and unmet == [] and state.polls == 3 and len(server.requests) == 3
+    assert clock.sleeps == [5, 5] and waited == 10
+    assert [t["event"] for t in state.transitions] == [
+        "first seen", "Ready Unknown -> absent", "Ready absent -> True", "bootID boot-1 -> boot-2"]
+
+
+@pytest.mark.parametrize("timeout, check_mode, polls, sleeps", [
+    (12, False, 4, [5, 5, 2]),  # never sleeps past the timeout
+    (600, True, 1, []),         # check mode reads once, whatever the timeout
+])
+def test_wait_for_node_that_is_not_met_stops_at_the_timeout(k8s_server, timeout, check_mode, polls, sleeps):
+    server = node_server(k8s_server, node(ready="False"))
+    clock = FakeClock()
+    met, unmet, state, waited = _node_wait.wait_for_node(
+        server.raw(), "w1", want(), timeout, 5, check_mode, sleep=clock.sleep, clock=clock)
+    assert met is False and unmet == ["Ready=True (is False)"] and state.polls == polls == len(server.requests)
+    assert clock.sleeps == sleeps and waited == sum(sleeps)
+
+
+def test_wait_result_when_met_and_in_check_mode():
+    state, results = run([node()], want())
+    result = _node_wait.wait_result("w1", (True, results[-1], state, 0.04), check_mode=False)
+    assert result == dict(_node_wait.result_fields(state), changed=False, name="w1", met=True, unmet=[],
+                          waited_seconds=0.0)
+    state, results = run([node(ready="False")], want())
+    result = _node_wait.wait_result("w1", (False, results[-1], state, 0.0), check_mode=True)
+    assert result["changed"] is False and result["met"] is False and result["unmet"] == ["Ready=True (is False)"]
+
+
+def test_wait_result_of_a_timed_out_wait_fails_with_what_it_saw():
+    state, results = run([node(ready="False"), node(ready="Unknown")], want())
+    with pytest.raises(ModuleFailure) as failed:
+        _node_wait.wait_result("w1", (False, results[-1], state, 600.26), check_mode=False)
+    assert failed.value.msg == (
+        "node/w1: still waiting after 600s for: Ready=True (is Unknown). Last seen: %s. Transitions: %s"
+        % (_node_wait.describe_last_seen(state, "w1"), _node_wait.describe_transitions(state)))
+    assert failed.value.msg.startswith("node/w1: still waiting after 600s for: Ready=True (is Unknown). Last seen: "
+                                       "node/w1: MemoryPressure=False (KubeletHasSufficientMemory, heartbeat ")
+    assert failed.value.fields == dict(_node_wait.result_fields(state), name="w1", met=False,
+                                       unmet=["Ready=True (is Unknown)"], waited_seconds=600.3)
