@@ -41,7 +41,6 @@ EXAMPLES = int(os.environ.get("KUBEOPS_FINDMNT_EXAMPLES", "300"))
 _PARSE_ERROR = re.compile(rb"^findmnt: .*: parse error at line (\d+) -- ignored$")
 
 
-
 @pytest.fixture(autouse=True, scope="module")
 def findmnt_present():
     """The reference must be there: a skipped comparison would pass while proving nothing."""
