@@ -55,3 +55,4 @@ molecule:          ## the molecule scenario on two test hosts
 bench:             ## benchmarks side by side with kubectl drain and kubernetes.core.k8s_drain
 	$(PY) benchmarks/bench_drain.py
 	$(PY) benchmarks/bench_preflight.py
+	$(PY) benchmarks/bench_rollout_overhead.py
