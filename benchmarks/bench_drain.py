@@ -51,6 +51,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TESTBED = os.path.join(REPO, "tests", "testbed")
 sys.path.insert(0, REPO)
 from tests.conftest import COLLECTIONS_ROOT  # noqa: E402  (also builds the collection symlink tree)
+from tests.integration.conftest import _testbed_paths  # noqa: E402  (the test bed's cache and binaries)
 
 KWOK_ANNOTATION = {"kwok.x-k8s.io/node": "fake"}
 TOOLS = ("kubeops", "kubectl", "k8s_drain", "floor")
@@ -431,10 +432,7 @@ def main():
                              "(a shared machine's load changes from minute to minute)")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
-    versions = subprocess.run(["bash", "-c", 'source "$1"; echo "$TESTBED_BIN"; echo "$TESTBED_CACHE"', "v",
-                               os.path.join(TESTBED, "versions.sh")], check=True, capture_output=True,
-                              text=True).stdout.split()
-    bin_dir, cache = versions[0], versions[1]
+    cache, bin_dir = _testbed_paths()
     state = None
     kubeconfig = args.kubeconfig
     if not kubeconfig:

@@ -33,6 +33,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TESTBED = os.path.join(REPO, "tests", "testbed")
 sys.path.insert(0, REPO)
 from tests.conftest import COLLECTIONS_ROOT, ensure_collection_tree  # noqa: E402
+from tests.integration.conftest import _testbed_paths, node_manifest  # noqa: E402
 
 # The last commit before issue #19's redesign began.
 DEFAULT_OLD = "50e0218"
@@ -58,14 +59,6 @@ def log(msg):
     print("[bench %s] %s" % (time.strftime("%H:%M:%S"), msg), file=sys.stderr, flush=True)
 
 
-def kwok_node(name):
-    capacity = {"cpu": "32", "memory": "256Gi", "pods": "110"}
-    return {"apiVersion": "v1", "kind": "Node",
-            "metadata": {"name": name, "annotations": {"kwok.x-k8s.io/node": "fake"},
-                         "labels": {"kubernetes.io/hostname": name, "type": "kwok", "bench": "overhead"}},
-            "status": {"capacity": capacity, "allocatable": capacity}}
-
-
 class Bench:
     def __init__(self, kubeconfig, bin_dir, workdir):
         self.kubeconfig = kubeconfig
@@ -82,7 +75,7 @@ class Bench:
     def make_nodes(self, prefix, count):
         names = ["%s-%d" % (prefix, i) for i in range(1, count + 1)]
         self.kubectl("apply", "-f", "-", stdin=json.dumps(
-            {"apiVersion": "v1", "kind": "List", "items": [kwok_node(n) for n in names]}))
+            {"apiVersion": "v1", "kind": "List", "items": [node_manifest(n, labels={"bench": "overhead"}) for n in names]}))
         self.kubectl("wait", "--for=condition=Ready", "--timeout=120s", *["node/%s" % n for n in names])
         return names
 
@@ -181,10 +174,7 @@ def main():
     parser.add_argument("--old", default=DEFAULT_OLD, help="git ref of the older checkout")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
-    versions = subprocess.run(["bash", "-c", 'source "$1"; echo "$TESTBED_BIN"; echo "$TESTBED_CACHE"', "v",
-                               os.path.join(TESTBED, "versions.sh")], check=True, capture_output=True,
-                              text=True).stdout.split()
-    bin_dir, cache = versions[0], versions[1]
+    cache, bin_dir = _testbed_paths()
     os.makedirs(os.path.join(cache, "run"), exist_ok=True)
     workdir = tempfile.mkdtemp(prefix="bench-overhead-", dir=os.path.join(cache, "run"))
     state = None

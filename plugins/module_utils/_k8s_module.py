@@ -75,8 +75,9 @@ class K8sModule:
     """An ``AnsibleModule`` for a Kubernetes module: connection options, lazy client, one failure shape."""
 
     def __init__(self, name, argument_spec, **module_kwargs):
+        # copies: the shared specs (NODE_NAME_SPEC, ...) are not the module's to change
         spec = copy.deepcopy(K8S_AUTH_ARG_SPEC)
-        spec.update(argument_spec)
+        spec.update(copy.deepcopy(argument_spec))
         module_kwargs.setdefault("supports_check_mode", True)
         self.ansible = AnsibleModule(argument_spec=spec, **module_kwargs)
         self.started = time.monotonic()
