@@ -115,11 +115,13 @@ def test_only_the_annotation_is_written(cluster, make_node, run_module):
     ok(run_module(MODULE, {"name": node, "state": "present", "rollout": rollout_id(), "phase": "drain"}))
     after = cluster.api_client.sanitize_for_serialization(cluster.core.read_node(node))
 
-    # the node controller may add beta.kubernetes.io/* labels to a new node at any time; not ours
-    def labels(node_dict):
-        return {k: v for k, v in node_dict["metadata"]["labels"].items() if not k.startswith("beta.")}
-    assert labels(after) == labels(before)
-    extra = set(after["metadata"]["annotations"]) - set(before["metadata"]["annotations"])
+    # kube-controller-manager may add beta.kubernetes.io/* labels (node controller) and the
+    # node.alpha.kubernetes.io/ttl annotation (TTL controller) to a new node at any time; not ours
+    def not_controllers(mapping):
+        return {k: v for k, v in mapping.items()
+                if not k.startswith("beta.kubernetes.io/") and k != "node.alpha.kubernetes.io/ttl"}
+    assert not_controllers(after["metadata"]["labels"]) == not_controllers(before["metadata"]["labels"])
+    extra = set(not_controllers(after["metadata"]["annotations"])) - set(before["metadata"]["annotations"])
     assert extra == {ANNOTATION}
     assert after["metadata"]["annotations"]["owner"] == "someone"
     assert after["spec"] == before["spec"]
