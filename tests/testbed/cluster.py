@@ -388,7 +388,7 @@ def up(state, node_monitor_grace_period=NODE_MONITOR_GRACE_PERIOD):
 def random_token(length):
     """A bootstrap token part: [a-z0-9]{length}."""
     alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
-    return "".join(secrets.choice(alphabet) for _ in range(length))
+    return "".join(secrets.choice(alphabet) for _position in range(length))
 
 
 def _insecure():
