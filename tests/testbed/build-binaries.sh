@@ -7,6 +7,7 @@
 set -euo pipefail
 
 source "$(dirname "$0")/versions.sh"
+source "$(dirname "$0")/k8s-module.sh"
 
 step() { printf '[testbed-build %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 fail() { printf '[testbed-build] FAILED at step: %s\n' "$CURRENT_STEP" >&2; }
@@ -29,28 +30,8 @@ mkdir -p "$work/out/bin" "$work/out/stages"
 # --- Kubernetes ---------------------------------------------------------------------------
 CURRENT_STEP="resolve k8s.io/kubernetes@$K8S_VERSION"
 step "$CURRENT_STEP"
-gomod=$(go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')
-staging_version="v0.${K8S_VERSION#v1.}"
 mkdir -p "$work/k8s" && cd "$work/k8s"
-cat > go.mod <<MOD
-module kubeops.local/testbed/k8s
-
-go 1.26.0
-
-require k8s.io/kubernetes $K8S_VERSION
-MOD
-# k8s.io/kubernetes requires every staging module at v0.0.0 and replaces it with a local path;
-# a consumer must replace each with the published v0.X.Y (or a stub when it is not published).
-sed -n 's#^[[:space:]]*\(k8s.io/[a-z0-9-]*\) => ./staging/.*#\1#p' "$gomod" | while read -r mod; do
-  if go mod download "$mod@$staging_version" >/dev/null 2>&1; then
-    echo "replace $mod => $mod $staging_version" >> go.mod
-  else
-    stub="$work/stubs/$mod"; mkdir -p "$stub"
-    printf 'module %s\n\ngo 1.26.0\n' "$mod" > "$stub/go.mod"
-    echo "replace $mod => $stub" >> go.mod
-    step "  $mod@$staging_version is not published; replaced by an empty stub (not used by the binaries)"
-  fi
-done
+k8s_gomod kubeops.local/testbed/k8s "$work/stubs"
 cat > tools.go <<'GO'
 //go:build tools
 
@@ -67,13 +48,7 @@ CURRENT_STEP="go mod tidy (k8s.io/kubernetes@$K8S_VERSION): downloads the module
 step "$CURRENT_STEP"
 go mod tidy -e >/dev/null 2>&1 || true
 go mod download
-minor=${K8S_VERSION#v1.}; minor=${minor%%.*}
-build_date=$(date -u +%Y-%m-%dT%H:%M:%SZ)
-ldflags="-s -w"
-for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-  ldflags+=" -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
-  ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=$build_date"
-done
+ldflags=$(k8s_ldflags)
 for cmd in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
   CURRENT_STEP="go build $cmd $K8S_VERSION"
   step "$CURRENT_STEP"

@@ -1,9 +1,15 @@
 """Start and stop the local Kubernetes control plane the tests and the demo run on.
 
 Real components, built by ``build-binaries.sh`` and cached outside the repo: etcd,
-kube-apiserver (RBAC + Node authorization, service-account keys, client-certificate admin),
-kube-controller-manager (all default controllers, short node-monitor grace period),
-kube-scheduler, and kwok simulating the kubelets of nodes annotated ``kwok.x-k8s.io/node=fake``.
+kube-apiserver (RBAC + Node authorization, service-account keys, client-certificate admin,
+bootstrap tokens), kube-controller-manager (all default controllers, short node-monitor grace
+period, signing kubelet certificates), kube-scheduler, and kwok simulating the kubelets of nodes
+annotated ``kwok.x-k8s.io/node=fake``.
+
+Real kubelets (the "containerd" test hosts) join by TLS bootstrap, as on a kubeadm cluster: ``up``
+creates a bootstrap token and the RBAC bindings kubeadm makes for ``system:bootstrappers``, and
+writes ``bootstrap-kubelet.kubeconfig`` (that token) beside the admin kubeconfig; the
+controller-manager approves and signs the kubelets' client certificate requests.
 
     cluster.py up   [--state DIR]   start (or report the one already running); prints the kubeconfig
     cluster.py down [--state DIR]   stop exactly the processes ``up`` started (pid files); safe twice
@@ -16,8 +22,10 @@ Everything listens on 127.0.0.1 only, on free ports chosen at start, so several 
 example two pytest sessions) can run side by side.
 """
 import argparse
+import base64
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -25,6 +33,7 @@ import ssl
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -96,9 +105,9 @@ def make_pki(pki):
             os.chmod(os.path.join(pki, path), 0o600)
 
 
-def write_kubeconfig(path, server, pki, user):
-    # Embedded data (not paths), so the file can be handed to test hosts and to AWX-like runners.
-    import base64
+def write_kubeconfig(path, server, pki, user, token=None):
+    """A kubeconfig with embedded data (not paths), so the file can be handed to test hosts and to
+    AWX-like runners: the client certificate of ``user``, or ``token`` when given."""
 
     def b64(name):
         with open(os.path.join(pki, name), "rb") as handle:
@@ -108,7 +117,7 @@ def write_kubeconfig(path, server, pki, user):
         "apiVersion": "v1", "kind": "Config", "preferences": {},
         "clusters": [{"name": "kubeops-testbed", "cluster": {
             "server": server, "certificate-authority-data": b64("ca.crt")}}],
-        "users": [{"name": user, "user": {
+        "users": [{"name": user, "user": {"token": token} if token else {
             "client-certificate-data": b64(f"{user}.crt"), "client-key-data": b64(f"{user}.key")}}],
         "contexts": [{"name": "kubeops-testbed", "context": {"cluster": "kubeops-testbed", "user": user}}],
         "current-context": "kubeops-testbed",
@@ -136,6 +145,50 @@ def write_kwok_config(path, stages_dir):
             parts.append(handle.read())
     with open(path, "w") as handle:
         handle.write("\n---\n".join(part.strip("\n-") + "\n" for part in parts))
+
+
+def bootstrap_objects(token_id, token_secret):
+    """The bootstrap token Secret and the RBAC bindings kubeadm creates for TLS bootstrap: tokens'
+    group ``system:bootstrappers`` may create node client certificate requests, which the
+    controller-manager's approver approves, and nodes may renew their own certificates."""
+    def b64(text):
+        return base64.b64encode(text.encode()).decode()
+
+    def binding(name, role, group):
+        return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+                "metadata": {"name": name},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+                "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": group}]}
+
+    secret = {"apiVersion": "v1", "kind": "Secret", "type": "bootstrap.kubernetes.io/token",
+              "metadata": {"name": "bootstrap-token-" + token_id, "namespace": "kube-system"},
+              "data": {"token-id": b64(token_id), "token-secret": b64(token_secret),
+                       "usage-bootstrap-authentication": b64("true"), "usage-bootstrap-signing": b64("true"),
+                       "description": b64("kubeops test bed: kubelets join by TLS bootstrap")}}
+    approve = "system:certificates.k8s.io:certificatesigningrequests:"
+    return [
+        ("/api/v1/namespaces/kube-system/secrets", secret),
+        ("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+         binding("kubeops-testbed:kubelet-bootstrap", "system:node-bootstrapper", "system:bootstrappers")),
+        ("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+         binding("kubeops-testbed:node-autoapprove-bootstrap", approve + "nodeclient", "system:bootstrappers")),
+        ("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+         binding("kubeops-testbed:node-autoapprove-certificate-rotation", approve + "selfnodeclient", "system:nodes")),
+    ]
+
+
+def create_objects(server, ctx, objects):
+    """POST each (collection path, object); one that exists already (409) is left as it is."""
+    for path, obj in objects:
+        req = urllib.request.Request(server + path, data=json.dumps(obj).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, context=ctx, timeout=30):
+                pass
+        except urllib.error.HTTPError as exc:
+            if exc.code != 409:
+                raise SystemExit("creating %s %s: %s %s" % (obj["kind"], obj["metadata"]["name"], exc.code,
+                                                            exc.read()[:500].decode(errors="replace")))
 
 
 def pid_alive(pid, binary):
@@ -268,11 +321,16 @@ def up(state, node_monitor_grace_period=NODE_MONITOR_GRACE_PERIOD):
             "--service-account-signing-key-file", f"{pki}/sa.key",
             "--service-account-issuer", "https://kubernetes.default.svc.cluster.local",
             "--authorization-mode", "Node,RBAC", "--service-cluster-ip-range", "10.96.0.0/16",
+            "--enable-bootstrap-token-auth=true",
             "--allow-privileged=true", "--enable-priority-and-fairness=false",
             "--max-requests-inflight", "2000", "--max-mutating-requests-inflight", "1000",
             "--profiling=false", "--v", "1"])
         wait_http(server + "/readyz", ctx, "kube-apiserver", 120, procs["kube-apiserver"], state,
                   "kube-apiserver")
+        token_id, token_secret = random_token(6), random_token(16)
+        create_objects(server, ctx, bootstrap_objects(token_id, token_secret))
+        write_kubeconfig(os.path.join(state, "bootstrap-kubelet.kubeconfig"), server, pki, "kubelet-bootstrap",
+                         token="%s.%s" % (token_id, token_secret))
 
         log("kube-controller-manager")
         procs["kube-controller-manager"] = start(state, "kube-controller-manager", [
@@ -318,12 +376,19 @@ def up(state, node_monitor_grace_period=NODE_MONITOR_GRACE_PERIOD):
         down(state)
         raise
     env = {"server": server, "kubeconfig": kubeconfig, "bin_dir": bindir, "state": state,
+           "bootstrap_kubeconfig": os.path.join(state, "bootstrap-kubelet.kubeconfig"),
            "ports": ports, "k8s_version": versions["k8s_version"],
            "kwok_node_annotation": {KWOK_NODE_ANNOTATION: KWOK_NODE_ANNOTATION_VALUE}}
     with open(os.path.join(state, "cluster.json"), "w") as handle:
         json.dump(env, handle, indent=1)
     log("ready in %.1fs; kubeconfig: %s" % (time.monotonic() - started, kubeconfig))
     print(kubeconfig)
+
+
+def random_token(length):
+    """A bootstrap token part: [a-z0-9]{length}."""
+    alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+    return "".join(secrets.choice(alphabet) for _position in range(length))
 
 
 def _insecure():

@@ -6,7 +6,17 @@ image of build-image.sh, with three disks:
   /dev/vda  root: a qcow2 overlay over the cached image (thrown away by ``reimage``)
   /dev/vdb  data: a qcow2 disk with an ext4 filesystem holding a sentinel file (kept by ``reimage``)
   /dev/vdc  seed: a small read-only ext4 disk with the host's identity: node name, the launcher's
-            SSH public key, the kubelet kubeconfig, kwok and its stages (applied at every boot)
+            SSH public key, and what its kubelet needs to join (applied at every boot)
+
+Two flavours of host (``--flavour``, chosen when a host is created; build-image.sh builds each):
+
+  docker      (default) Docker 20.10 and kwok as the kubelet; the seed carries the kubelet
+              kubeconfig (the cluster's admin credentials), kwok and its stages
+  containerd  a real kubelet on containerd 2.x with the CNI bridge on a subnet of its own
+              (``pod_cidr`` in host.json); the seed carries a bootstrap token kubeconfig and the
+              cluster's CA, and the kubelet joins by TLS bootstrap (again after every reimage).
+              Its images (``PAUSE_IMAGE``, ``APP_IMAGE``) are in the image: pods use them with
+              ``imagePullPolicy: IfNotPresent`` (nothing can be pulled)
 
 Networking is QEMU user mode in restricted mode (the guest reaches nothing but what is forwarded):
 SSH on 127.0.0.1:<free port> -> guest:22, and the guest's 10.0.2.100:6443 -> the API server on
@@ -21,7 +31,8 @@ A running host can be saved (``snapshot``: memory, devices and disks) and brough
 moment (``restore``) in seconds, where a boot takes minutes under emulation; the test suite's
 host pool uses that to hand the same booted hosts to one test module after another.
 
-Usage: launcher.py --state DIR up NAME [NAME...] --kubeconfig FILE [--wait ssh|node|none]
+Usage: launcher.py --state DIR up NAME [NAME...] --kubeconfig FILE [--flavour docker|containerd]
+                   [--bootstrap-kubeconfig FILE] [--wait ssh|node|none]
        launcher.py --state DIR {stop,start,reimage,reset,destroy,snapshot,restore,status,ssh} ...
 Run as root only for the image build (first ``up``); the hosts themselves need no privileges.
 """
@@ -48,7 +59,16 @@ GUEST_API_ADDRESS = "10.0.2.100"
 GUEST_API_PORT = 6443
 GUEST_IP = "10.0.2.15"
 SENTINEL_NAME = "kubeops-sentinel"
+FLAVOURS = ("docker", "containerd")
+DEFAULT_FLAVOUR = "docker"
 DEFAULT_MEMORY_MB = 768
+# The containerd flavour's images (made by build-node-images.sh, which names them too).
+PAUSE_IMAGE = "kubeops.test/pause:v1"
+APP_IMAGE = "kubeops.test/app:v1"
+# Where cluster.py writes the kubelets' bootstrap token kubeconfig: beside the admin kubeconfig.
+BOOTSTRAP_KUBECONFIG_NAME = "bootstrap-kubelet.kubeconfig"
+# Each containerd host's pods get addresses from a /24 of their own in this state directory.
+POD_CIDRS = tuple("10.88.%d.0/24" % i for i in range(1, 255))
 DEFAULT_DATA_SIZE = "2G"
 DEFAULT_LEASE_SECONDS = 10
 KWOK_STAGES = ("node/fast/node-initialize.yaml",
@@ -90,12 +110,13 @@ def run(argv, step, **kwargs):
     return res
 
 
-def build_image():
-    """Path of the cached image directory, building it first when needed (root, a few minutes)."""
-    proc = subprocess.run(["bash", os.path.join(HERE, "build-image.sh")], stdout=subprocess.PIPE, text=True,
-                          check=False)
+def build_image(flavour=DEFAULT_FLAVOUR):
+    """Path of the cached image directory of ``flavour``, building it first when needed (root, a
+    few minutes; for containerd more when its Go binaries are not cached yet)."""
+    proc = subprocess.run(["bash", os.path.join(HERE, "build-image.sh"), "--flavour", flavour],
+                          stdout=subprocess.PIPE, text=True, check=False)
     if proc.returncode != 0:
-        raise TestbedError("image build failed (see the step named above)")
+        raise TestbedError("image build (%s) failed (see the step named above)" % flavour)
     return proc.stdout.strip().splitlines()[-1]
 
 
@@ -178,9 +199,16 @@ class Launcher:
     """The hosts of one state directory. Methods raise TestbedError with the failing step."""
 
     def __init__(self, state, kubeconfig=None, image_dir=None, memory_mb=DEFAULT_MEMORY_MB,
-                 lease_seconds=DEFAULT_LEASE_SECONDS):
+                 lease_seconds=DEFAULT_LEASE_SECONDS, flavour=DEFAULT_FLAVOUR, bootstrap_kubeconfig=None):
+        """``flavour`` is that of the hosts this launcher creates (``image_dir``, when given, must
+        be an image of it); ``bootstrap_kubeconfig`` the containerd kubelets' bootstrap token
+        kubeconfig (default: the one cluster.py writes beside ``kubeconfig``)."""
+        if flavour not in FLAVOURS:
+            raise TestbedError("unknown host flavour %r (%s)" % (flavour, ", ".join(FLAVOURS)))
         self.state = os.path.abspath(state)
         self.kubeconfig = os.path.abspath(kubeconfig) if kubeconfig else None
+        self.bootstrap_kubeconfig = os.path.abspath(bootstrap_kubeconfig) if bootstrap_kubeconfig else None
+        self.flavour = flavour
         self.image_dir = image_dir
         self.memory_mb = memory_mb
         self.lease_seconds = lease_seconds
@@ -222,7 +250,8 @@ class Launcher:
         hdir = self.host_dir(name)
         if os.path.exists(os.path.join(hdir, "host.json")):
             raise TestbedError("host %s already exists in %s; destroy it first" % (name, self.state))
-        image_dir = self.image_dir or build_image()
+        image_dir = self.image_dir or build_image(self.flavour)
+        used_cidrs = {self.info(other).get("pod_cidr") for other in self.names()}
         os.makedirs(hdir, exist_ok=True)
         sentinel = "kubeops test data %s %s" % (name, secrets.token_hex(16))
         with tempfile.TemporaryDirectory(dir=hdir) as tmp:
@@ -233,47 +262,75 @@ class Launcher:
             make_ext4_image(os.path.join(tmp, "data.raw"), data_size, data_src, "kubeops-data")
             run(["qemu-img", "convert", "-O", "qcow2", os.path.join(tmp, "data.raw"),
                  os.path.join(hdir, "data.qcow2")], "qemu-img convert (data disk)")
-        info = {"name": name, "image_dir": image_dir, "ssh_port": free_port(),
+        info = {"name": name, "flavour": self.flavour, "image_dir": image_dir, "ssh_port": free_port(),
                 "kubeconfig": self.kubeconfig,
                 "labels": labels or {}, "memory_mb": self.memory_mb,
                 "data_disk": {"device": "/dev/vdb", "size": data_size, "sentinel_path": SENTINEL_NAME,
                               "sentinel": sentinel},
                 "boots": []}
+        if self.flavour == "containerd":
+            info["pod_cidr"] = next(cidr for cidr in POD_CIDRS if cidr not in used_cidrs)
         self._new_overlay(info)
         self.save(info)
         return info
 
     def _write_seed(self, info):
-        """The seed disk, rewritten at every start: the current kubeconfig, kwok and stages."""
+        """The seed disk, rewritten at every start: the host's identity and what its kubelet needs
+        to join (docker: the current kubeconfig, kwok and stages; containerd: the bootstrap
+        kubeconfig, the cluster's CA and the pod subnet)."""
         if self.kubeconfig:
             info["kubeconfig"] = self.kubeconfig
         guest, info["api_host"], info["api_port"] = guest_kubeconfig(info["kubeconfig"])
-        versions = read_versions()
-        kwok = os.path.join(versions["bin"], "kwok")
-        if not os.path.exists(kwok):
-            raise TestbedError("%s is missing: build the control plane first (tests/testbed/build-binaries.sh)" % kwok)
+        node_env = "NODE_NAME=%s\nNODE_IP=%s\nNODE_LABELS=%s\n" % (
+            info["name"], GUEST_IP, ",".join("%s=%s" % kv for kv in sorted(info["labels"].items())))
+        files = {"hostname": info["name"] + "\n", "authorized_keys": open(self.key + ".pub").read()}
+        secret_files = ["kubelet.conf"]
+        kwok = None
+        if info.get("flavour", DEFAULT_FLAVOUR) == "containerd":
+            files["bootstrap-kubelet.conf"] = json.dumps(self._guest_bootstrap_kubeconfig(info), indent=1) + "\n"
+            files["ca.crt"] = base64.b64decode(guest["clusters"][0]["cluster"]["certificate-authority-data"]).decode()
+            files["node.env"] = node_env + "POD_CIDR=%s\n" % info["pod_cidr"]
+            secret_files = ["bootstrap-kubelet.conf"]
+        else:
+            versions = read_versions()
+            kwok = os.path.join(versions["bin"], "kwok")
+            if not os.path.exists(kwok):
+                raise TestbedError("%s is missing: build the control plane first (tests/testbed/build-binaries.sh)" % kwok)
+            files["kubelet.conf"] = json.dumps(guest, indent=1) + "\n"
+            files["node.env"] = node_env
+            files["kwok.yaml"] = kwok_config(versions["stages"], self.lease_seconds)
         hdir = self.host_dir(info["name"])
         with tempfile.TemporaryDirectory(dir=hdir) as tmp:
-            files = {
-                "hostname": info["name"] + "\n",
-                "authorized_keys": open(self.key + ".pub").read(),
-                "kubelet.conf": json.dumps(guest, indent=1) + "\n",
-                "node.env": "NODE_NAME=%s\nNODE_IP=%s\nNODE_LABELS=%s\n" % (
-                    info["name"], GUEST_IP, ",".join("%s=%s" % kv for kv in sorted(info["labels"].items()))),
-                "kwok.yaml": kwok_config(versions["stages"], self.lease_seconds),
-            }
             for fname, content in files.items():
                 with open(os.path.join(tmp, fname), "w") as handle:
                     handle.write(content)
-            os.chmod(os.path.join(tmp, "kubelet.conf"), 0o600)
-            shutil.copy(kwok, os.path.join(tmp, "kwok"))
-            with open(kwok, "rb") as handle, open(os.path.join(tmp, "kwok.sha256"), "w") as out:
-                out.write(hashlib.sha256(handle.read()).hexdigest() + "\n")
-            size_mb = os.path.getsize(kwok) // (1 << 20) + 16
+            for fname in secret_files:
+                os.chmod(os.path.join(tmp, fname), 0o600)
+            size_mb = 16
+            if kwok:
+                shutil.copy(kwok, os.path.join(tmp, "kwok"))
+                with open(kwok, "rb") as handle, open(os.path.join(tmp, "kwok.sha256"), "w") as out:
+                    out.write(hashlib.sha256(handle.read()).hexdigest() + "\n")
+                size_mb += os.path.getsize(kwok) // (1 << 20)
             seed = os.path.join(hdir, "seed.img")
             make_ext4_image(seed + ".tmp", "%dM" % size_mb, tmp, "kubeops-seed")
             os.chmod(seed + ".tmp", 0o600)  # it holds the kubelet's credentials
             os.replace(seed + ".tmp", seed)
+
+    def _guest_bootstrap_kubeconfig(self, info):
+        """The containerd kubelet's bootstrap kubeconfig (a bootstrap token), as the guest dials
+        the API server. Without ``tls-server-name``: the kubelet drops it from the kubeconfig it
+        writes after the bootstrap, so the API server's certificate must name the guest-forwarded
+        address itself (cluster.py's does: 10.0.2.100)."""
+        path = self.bootstrap_kubeconfig or os.path.join(os.path.dirname(info["kubeconfig"]), BOOTSTRAP_KUBECONFIG_NAME)
+        if not os.path.exists(path):
+            raise TestbedError("%s is missing: a containerd host joins by TLS bootstrap and needs a bootstrap "
+                               "token kubeconfig (tests/testbed/cluster.py up writes it beside the admin "
+                               "kubeconfig; or pass --bootstrap-kubeconfig)" % path)
+        info["bootstrap_kubeconfig"] = path
+        config = guest_kubeconfig(path)[0]
+        config["clusters"][0]["cluster"].pop("tls-server-name", None)
+        return config
 
     def _new_overlay(self, info):
         overlay = os.path.join(self.host_dir(info["name"]), "root.qcow2")
@@ -550,6 +607,7 @@ class Launcher:
                       "          ansible_ssh_common_args: %s" % json.dumps(" ".join(SSH_OPTIONS[:6])),
                       "          ansible_python_interpreter: /usr/bin/python3",
                       "          testbed_node_name: %s" % name,
+                      "          testbed_flavour: %s" % info.get("flavour", DEFAULT_FLAVOUR),
                       "          testbed_data_disk: %s" % info["data_disk"]["device"],
                       "          testbed_data_sentinel_path: %s" % SENTINEL_NAME,
                       "          testbed_data_sentinel: %s" % json.dumps(info["data_disk"]["sentinel"])]
@@ -634,6 +692,11 @@ def main(argv=None):
     parser.add_argument("--state", required=True, help="state directory of this set of hosts")
     parser.add_argument("--kubeconfig", help="admin kubeconfig of the cluster the nodes join")
     parser.add_argument("--memory", type=int, default=DEFAULT_MEMORY_MB, help="guest RAM in MiB")
+    parser.add_argument("--flavour", choices=FLAVOURS, default=DEFAULT_FLAVOUR,
+                        help="up (new hosts), build-image: docker (kwok + Docker) or containerd (real kubelet)")
+    parser.add_argument("--bootstrap-kubeconfig",
+                        help="containerd hosts: the kubelets' bootstrap token kubeconfig "
+                             "(default: %s beside --kubeconfig)" % BOOTSTRAP_KUBECONFIG_NAME)
     sub = parser.add_subparsers(dest="action", required=True)
     p_up = sub.add_parser("up", help="create (if new) and start hosts")
     p_up.add_argument("names", nargs="+")
@@ -659,9 +722,10 @@ def main(argv=None):
 
     try:
         if args.action == "build-image":
-            print(build_image())
+            print(build_image(args.flavour))
             return 0
-        launcher = Launcher(args.state, kubeconfig=args.kubeconfig, memory_mb=args.memory)
+        launcher = Launcher(args.state, kubeconfig=args.kubeconfig, memory_mb=args.memory, flavour=args.flavour,
+                            bootstrap_kubeconfig=args.bootstrap_kubeconfig)
         names = getattr(args, "names", None) or launcher.names()
         if args.action == "up":
             labels = dict(item.split("=", 1) for item in args.label)

@@ -1,0 +1,3 @@
+module kubeops.local/testbed/images
+
+go 1.22
