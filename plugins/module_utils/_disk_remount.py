@@ -26,16 +26,20 @@ host command, into the module's failed result: the result so far, the error's fi
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import time
 
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils import _fstab
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils import _runtime_config
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils import _file_edit
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils import _runtime_data
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils._block_devices import (
     BlockDeviceError,
     HostSystem,
 )
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._runtime_data import RuntimeHost
 
 _TAGS = {"UUID": "UUID", "LABEL": "LABEL", "PARTUUID": "PART_ENTRY_UUID", "PARTLABEL": "PART_ENTRY_NAME"}
 _NEW_UUID = "<uuid-from-mkfs>"
@@ -51,7 +55,9 @@ class RemountError(Exception):
 # --- container runtimes --------------------------------------------------------------------------
 
 class Runtime:
-    """A container runtime whose data root can be moved: its configuration file and one edit.
+    """A container runtime whose data root can be moved: its configuration file and one edit, its
+    default root and units, and how to ask the running daemon for its root, its images and its
+    pods, and to stop them.
 
     A new runtime, or a new layout of one (another containerd configuration version, a drop-in
     file), is one more subclass here and one more entry in ``RUNTIMES`` (and in the module's
@@ -60,6 +66,8 @@ class Runtime:
 
     name = ""
     default_config = ""
+    default_root = ""
+    units = ()  # stopped in this order; the .service ones get the drop-in
 
     def set_data_root(self, text, data_root):
         """The ``_runtime_config.ConfigEdit`` that makes ``data_root`` the runtime's data root in the
@@ -67,24 +75,87 @@ class Runtime:
         the file cannot be edited safely."""
         raise NotImplementedError
 
+    def connect(self, text):
+        """Remember what the CLI needs from the configuration ``text`` (containerd: its socket)."""
+
+    def reported_root(self, rhost):
+        """The root the running daemon uses."""
+        raise NotImplementedError
+
+    def images(self, rhost):
+        """The IDs of the images the running daemon has."""
+        raise NotImplementedError
+
+    def stop_all(self, rhost, timeout):
+        """Stop (and where it is the runtime's way, remove) every pod and container; returns
+        (pods, containers) stopped."""
+        raise NotImplementedError
+
 
 class Docker(Runtime):
     name = "docker"
     default_config = "/etc/docker/daemon.json"
+    default_root = "/var/lib/docker"
+    units = ("docker.socket", "docker.service")
 
     def set_data_root(self, text, data_root):
         return _runtime_config.set_docker_data_root(text, data_root)
+
+    def reported_root(self, rhost):
+        return rhost.cli("docker", ["info", "--format", "{{.DockerRootDir}}"]).strip() or None
+
+    def images(self, rhost):
+        return _runtime_data.ids(rhost.cli("docker", ["images", "-q", "--no-trunc"]))
+
+    def stop_all(self, rhost, timeout):
+        running = _runtime_data.ids(rhost.cli("docker", ["ps", "-q", "--no-trunc"]))
+        if running:  # what the field notes did, with the stop's grace period bounded
+            rhost.cli("docker", ["stop", "--time", str(max(1, min(timeout, 30)))] + running)
+        return [], running
 
 
 class Containerd(Runtime):
     name = "containerd"
     default_config = "/etc/containerd/config.toml"
+    default_root = "/var/lib/containerd"
+    units = ("containerd.service",)
+
+    def __init__(self):
+        self.endpoint = _runtime_data.containerd_address(None)
 
     def set_data_root(self, text, data_root):
         return _runtime_config.set_containerd_root(text, data_root)
 
+    def connect(self, text):
+        try:
+            config = _runtime_config.toml_data(text)
+        except _runtime_config.RuntimeConfigError:
+            config = None
+        self.endpoint = _runtime_data.containerd_address(config)
 
-RUNTIMES = {runtime.name: runtime for runtime in (Docker(), Containerd())}
+    def crictl(self, rhost, *args):
+        return rhost.cli("crictl", list(args), endpoint=self.endpoint)
+
+    def reported_root(self, rhost):
+        return _runtime_data.crictl_root(self.crictl(rhost, "info"))
+
+    def images(self, rhost):
+        return _runtime_data.ids(self.crictl(rhost, "images", "-q"))
+
+    def stop_all(self, rhost, timeout):
+        pods = _runtime_data.ids(self.crictl(rhost, "pods", "-q"))
+        containers = _runtime_data.ids(self.crictl(rhost, "ps", "-a", "-q"))
+        if pods:
+            self.crictl(rhost, *(["stopp"] + pods))
+            self.crictl(rhost, *(["rmp", "--force"] + pods))
+        left = _runtime_data.ids(self.crictl(rhost, "ps", "-a", "-q"))
+        if left:  # containers without a sandbox of their own (not kubelet's): removed by force
+            self.crictl(rhost, *(["rm", "--force"] + left))
+        return pods, containers
+
+
+RUNTIME_CLASSES = {cls.name: cls for cls in (Docker, Containerd)}
+RUNTIMES = {name: cls() for name, cls in RUNTIME_CLASSES.items()}
 
 
 # --- what the module run provides ------------------------------------------------------------------
@@ -248,9 +319,11 @@ class Remount:
     docstring. ``run()`` returns the result or raises ``RemountError`` / ``BlockDeviceError``, with
     ``result`` holding what was done so far."""
 
-    def __init__(self, params, context, host):
+    def __init__(self, params, context, host, runtime_host):
         self.context = context
         self.host = host
+        self.runtime_host = runtime_host
+        self.runtime = self.old_root = self.marker = None
         self.p = params
         self.path = _fstab.normalize_mount_point(os.path.normpath(self.p["path"]))
         self.result = dict(
@@ -276,6 +349,10 @@ class Remount:
             data_root = os.path.normpath(p["data_root"])
             if os.path.commonpath([data_root, self.path]) != self.path:
                 self.context.warn("data_root %s is not below the mount point %s, so the runtime's data will not be on the data disk" % (data_root, self.path))
+        if p["carry_over"] and p["runtime"] == "none":
+            raise RemountError("carry_over needs runtime (docker or containerd): it carries that runtime's data over")
+        if p["stop_timeout"] < 0:
+            raise RemountError("stop_timeout must not be negative")
         if p["format_if_blank"] and p["identify_by"] == "label":
             raise RemountError("format_if_blank cannot be combined with identify_by=label: mkfs here sets no label")
         for name in ("dump", "passno"):
@@ -313,8 +390,8 @@ class Remount:
         p = self.p
         if p["runtime"] == "none":
             return None, None
-        runtime = RUNTIMES[p["runtime"]]
-        path = p["runtime_config"] or runtime.default_config
+        runtime = self.runtime = RUNTIME_CLASSES[p["runtime"]]()
+        path = self.runtime_config = p["runtime_config"] or runtime.default_config
         before = _file_edit.read_file(path)
         text = _decode(before, runtime.name + " configuration", path, True)
         data_root = os.path.normpath(p["data_root"])
@@ -322,10 +399,134 @@ class Remount:
             edit = runtime.set_data_root(text, data_root)
         except _runtime_config.RuntimeConfigError as exc:
             raise RemountError("%s: %s" % (path, exc))
+        runtime.connect(text)
         planned = _file_edit.PlannedFile(os.path.basename(path), path, before, _encode(edit.text))
         info = dict(path=path, runtime=runtime.name, changed=planned.changed, actions=edit.actions,
                     previous_data_root=edit.previous_root, data_root=data_root, backup=None)
+        self.old_root = os.path.normpath(edit.previous_root or runtime.default_root)
         return planned, info
+
+    def plan_dropins(self):
+        """The drop-ins that make the runtime's units require the disk's mount (when its root is on it)."""
+        p = self.p
+        if p["runtime"] == "none" or not p["require_mount"]:
+            return []
+        data_root = os.path.normpath(p["data_root"])
+        if data_root != self.path and not _runtime_data.is_below(data_root, self.path):
+            return []
+        planned = []
+        for unit in self.units():
+            if unit.endswith(".service"):
+                path = _runtime_data.dropin_path(self.runtime_host.unit_dir, unit)
+                text = _runtime_data.dropin_text(unit, self.path, data_root)
+                planned.append(_file_edit.PlannedFile("%s drop-in" % unit, path, _file_edit.read_file(path), _encode(text)))
+        return planned
+
+    def units(self):
+        return list(self.p["runtime_units"] or self.runtime.units)
+
+    def services(self):
+        return [u for u in self.units() if not u.endswith(".socket")]
+
+    # --- the runtime's side of a root move ---------------------------------------------------------
+
+    def probe_runtime(self, data):
+        """Read-only: is the runtime running, on the root its configuration names, with how many images."""
+        rhost, runtime = self.runtime_host, self.runtime
+        data["runtime_active"] = any(rhost.unit_active(u) for u in self.services())
+        if not data["runtime_active"]:
+            return
+        reported = runtime.reported_root(rhost)
+        data["root_in_use"] = reported
+        if reported and os.path.normpath(reported) != self.old_root:
+            raise RemountError(
+                "%s runs with its root in %s, but %s names %s: is that the configuration file it reads? Set "
+                "runtime_config to it; nothing was changed" % (runtime.name, reported, self.runtime_config, self.old_root))
+        data["images"] = len(runtime.images(rhost))
+
+    def quiesce(self, data):
+        """Stop every pod and container, check that none is left, stop the runtime's units."""
+        p, rhost, runtime = self.p, self.runtime_host, self.runtime
+        kubelet = p["kubelet_service"]
+        if kubelet and rhost.unit_active(kubelet):
+            raise RemountError(
+                "%s is running: it would start the pods again while they are stopped for the move of %s's root. "
+                "Stop it first (the kubeops.node_maintenance.data_disk role does); nothing was changed" % (kubelet, runtime.name))
+        self.result["changed"] = True
+        if data["runtime_active"]:
+            pods, containers = runtime.stop_all(rhost, p["stop_timeout"])
+            data.update(pods_stopped=len(pods), containers_stopped=len(containers))
+        deadline = time.monotonic() + p["stop_timeout"]
+        while True:
+            left = _runtime_data.container_processes(rhost.processes())
+            if not left:
+                break
+            if time.monotonic() >= deadline:
+                how = ("they are still running %ds after every pod was stopped" % p["stop_timeout"] if data["runtime_active"] else
+                       "%s is stopped, so they cannot be stopped through it: start it and run again (this module "
+                       "stops them through it), or stop them yourself" % ", ".join(self.services()))
+                raise RemountError(
+                    "container processes of %s's current root %s are left (%s): %s. The root was not moved "
+                    "(they would keep running from the old root beside the new one's pods)"
+                    % (runtime.name, self.old_root, "; ".join(left[:10]), how))
+            rhost.sleep(rhost.poll_interval)
+        for unit in self.units():
+            if rhost.unit_active(unit):
+                rhost.stop_unit(unit)
+                data["units_stopped"].append(unit)
+                self.result["runtime_restart_needed"] = True
+        still = [u for u in self.services() if rhost.unit_active(u)]
+        if still:
+            raise RemountError("%s still active after `systemctl stop`; the root was not moved" % ", ".join(still))
+
+    def carry_over(self, data):
+        """Copy the old root onto the disk: into a temporary directory, compared, renamed into place."""
+        rhost, source, dest = self.runtime_host, self.old_root, os.path.normpath(self.p["data_root"])
+        parent, base = os.path.dirname(dest), os.path.basename(dest)
+        tmp = os.path.join(parent, "." + base + _runtime_data.COPY_SUFFIX)
+        marker = os.path.join(parent, "." + base + _runtime_data.MARKER_SUFFIX)
+        if os.path.lexists(tmp):
+            rhost.remove_tree(tmp)
+            data["notes"].append("removed %s, the unfinished copy of an earlier run" % tmp)
+        if os.path.lexists(dest):
+            if os.path.exists(marker):
+                rhost.remove_tree(dest)
+                os.unlink(marker)
+                data["notes"].append("removed %s, an earlier run's copy that was never configured" % dest)
+            elif os.path.isdir(dest) and not os.path.islink(dest) and not os.listdir(dest):
+                os.rmdir(dest)
+            else:
+                data.update(outcome="kept", images_to_pull=None)
+                self.context.warn("%s already holds data (a runtime root kept on the disk?): %s uses it as it is, and "
+                                  "nothing was copied from %s" % (dest, self.runtime.name, source))
+                return
+        if not os.path.isdir(source):
+            data.update(outcome="nothing to copy")
+            self.context.warn("carry_over: %s, the current root, does not exist; %s starts with an empty root" % (source, self.runtime.name))
+            return
+        held = rhost.mounts_below(source)
+        if held:
+            raise RemountError("carry_over: %s still has mounts below it (%s), whose contents a copy would miss or "
+                               "duplicate; the root was not moved" % (source, ", ".join(held[:5])))
+        os.makedirs(parent, mode=0o755, exist_ok=True)
+        entries, used = _runtime_data.manifest(source)
+        free = rhost.free_bytes(parent)
+        if used > free:
+            raise RemountError("carry_over: %s takes %d MiB, but %s has only %d MiB free; the root was not moved"
+                               % (source, used >> 20, parent, free >> 20))
+        started = time.monotonic()
+        rhost.copy_tree(source, tmp)
+        differences = _runtime_data.manifest_differences(entries, _runtime_data.manifest(tmp)[0])
+        differs = _runtime_data.same_contents(source, tmp, entries) if not differences else None
+        if differences or differs:
+            raise RemountError("carry_over: the copy %s is not the same as %s (%s); the runtime's configuration was not "
+                               "changed, the next run copies again" % (tmp, source, "; ".join(differences) or "%s has other bytes" % differs))
+        _file_edit.atomic_write(marker, _encode(json.dumps(dict(source=source, copy=dest, created=time.time())) + "\n"), 0o600)
+        os.rename(tmp, dest)
+        _file_edit.fsync_directory(parent)
+        self.marker = marker
+        data.update(outcome="copied", images_to_pull=0, copy=dict(entries=len(entries), bytes=used,
+                                                                   seconds=round(time.monotonic() - started, 1)))
 
     # --- running ---------------------------------------------------------------------------------
 
@@ -365,9 +566,35 @@ class Remount:
         fstab_before, lines = self.read_fstab()
         fstab_file, change = self.plan_fstab(fstab_before, lines, device, found, needs_format)
         runtime_file, runtime_info = self.plan_runtime()
-        files = [f for f in (fstab_file, runtime_file) if f is not None]
+        dropins = self.plan_dropins() if runtime_file is not None else []
+        second = [f for f in [runtime_file] + dropins if f is not None]
+        moves = runtime_file is not None and self.old_root != os.path.normpath(p["data_root"])
+        data = None
+        if moves and p["carry_over"]:
+            data_root = os.path.normpath(p["data_root"])
+            if _runtime_data.is_below(data_root, self.old_root) or _runtime_data.is_below(self.old_root, data_root):
+                raise RemountError("carry_over: %s and the current root %s are inside one another; a copy cannot go "
+                                   "there. Nothing was changed" % (data_root, self.old_root))
+            if mount and current is None and _runtime_data.is_below(self.old_root, self.path):
+                raise RemountError("carry_over: the current root %s is below %s, which the disk's mount would hide; "
+                                   "nothing was changed" % (self.old_root, self.path))
+        if runtime_file is not None:
+            data = dict(root_moves=moves, current_root=self.old_root, carry_over=p["carry_over"], outcome="none",
+                        runtime_active=None, root_in_use=None, images=None, images_to_pull=0 if not moves else None,
+                        pods_stopped=0, containers_stopped=0, units_stopped=[], notes=[])
+            r["changes"]["runtime_data"] = data
+            if moves:
+                self.probe_runtime(data)
+                if p["carry_over"]:
+                    data.update(outcome="copy", images_to_pull=0)
+                else:
+                    data.update(outcome="not carried over", images_to_pull=data["images"])
         if not check:
-            reasons = [x for x in (_file_edit.unwritable_reason(f.path) for f in files if f.changed) if x]
+            reasons = [x for x in (_file_edit.unwritable_reason(f.path) for f in [fstab_file] + second
+                                   if f.changed and os.path.isdir(os.path.dirname(f.path))) if x]
+            reasons += ["cannot create %s (not writable)" % os.path.dirname(f.path) for f in dropins
+                        if f.changed and not os.path.isdir(os.path.dirname(f.path))
+                        and not os.access(self.runtime_host.unit_dir, os.W_OK | os.X_OK)]
             if reasons:
                 raise RemountError("cannot write: %s; nothing was changed" % "; ".join(reasons))
 
@@ -376,50 +603,74 @@ class Remount:
             line.entry.mntops != p["opts"] for line in lines if line.number == change.line_number and line.entry)
         need_remount = mount and ours and opts_changed
 
-        if needs_format:
-            r["formatted"] = True
-            if not check:
-                self.host.make_filesystem(device, p["fstype"])
-                found = self.host.probe(device)
-                if found.get("TYPE") != p["fstype"]:
-                    raise RemountError("mkfs ran on %s but blkid then found %s" % (device, found or "nothing"), found=found)
-                r.update(found=found, uuid=found.get("UUID"))
-                fstab_file, change = self.plan_fstab(fstab_before, lines, device, found, False)
-                files[0] = fstab_file
-
         r["fstab_line"] = change.line
         r["changes"]["fstab"] = dict(path=p["fstab"], changed=fstab_file.changed, action=change.action,
                                      line=change.line, previous_lines=change.previous, backup=None)
         if runtime_info is not None:
             r["changes"]["runtime_config"] = runtime_info
+            r["changes"]["dropins"] = [dict(path=f.path, changed=f.changed, backup=None) for f in dropins]
             r["runtime_restart_needed"] = runtime_file.changed
-        if self.context.diff:
-            r["diff"] = [_diff(f) for f in files if f.changed]
+        files = [fstab_file] + second
         r["changed"] = any(f.changed for f in files) or need_mount or need_remount or needs_format
         r["mounted"] = mount or ours
         r["mount_action"] = "mount" if need_mount else "remount" if need_remount else "none"
+        r["formatted"] = needs_format
         if check:
+            if self.context.diff:
+                r["diff"] = [_diff(f) for f in files if f.changed]
             return
 
-        self.write(files)
-        created = None
+        if moves:
+            self.quiesce(data)
+        if needs_format:
+            self.host.make_filesystem(device, p["fstype"])
+            found = self.host.probe(device)
+            if found.get("TYPE") != p["fstype"]:
+                raise RemountError("mkfs ran on %s but blkid then found %s" % (device, found or "nothing"), found=found)
+            r.update(found=found, uuid=found.get("UUID"))
+            fstab_file, change = self.plan_fstab(fstab_before, lines, device, found, False)
+            r["fstab_line"] = change.line
+            r["changes"]["fstab"].update(line=change.line)
+        if self.context.diff:
+            r["diff"] = [_diff(f) for f in [fstab_file] + second if f.changed]
+
+        self.write([fstab_file], ["fstab"])
+        created, written = None, []
+        step = "mounting %s" % self.path if mount else "reloading systemd"
         try:
-            if files[0].changed:
+            if fstab_file.changed:
                 self.reload_systemd()
-            if not mount:
-                return
-            if need_mount:
-                if not os.path.isdir(self.path):
-                    created = self.path
-                    os.makedirs(self.path, 0o755)
-                self.host.mount(self.path, p["fstab"])
-            elif need_remount:
-                self.host.remount(self.path, p["fstab"])
-            self.verify(device)
-        except (BlockDeviceError, RemountError, OSError) as exc:
-            self.undo(files, unmount=need_mount, created=created)
-            raise RemountError("%s failed: %s; fstab and the runtime configuration were put back as they were"
-                               % ("mounting %s" % self.path if mount else "reloading systemd", getattr(exc, "msg", exc)),
+            if mount:
+                if need_mount:
+                    if not os.path.isdir(self.path):
+                        created = self.path
+                        os.makedirs(self.path, 0o755)
+                    self.host.mount(self.path, p["fstab"])
+                elif need_remount:
+                    self.host.remount(self.path, p["fstab"])
+                self.verify(device)
+            if moves and p["carry_over"]:
+                step = "carrying %s over to %s" % (self.old_root, p["data_root"])
+                self.carry_over(data)
+            step = "writing the runtime's configuration"
+            for f in dropins:
+                if f.changed and not os.path.isdir(os.path.dirname(f.path)):
+                    os.makedirs(os.path.dirname(f.path), 0o755)
+            written = second
+            self.write(second, ["runtime_config"] + ["dropins"] * len(dropins))
+            if any(f.changed for f in dropins) and self.host.is_systemd():
+                self.host.daemon_reload()
+                r["systemd_reloaded"] = True
+            if self.marker:
+                os.unlink(self.marker)
+                _file_edit.fsync_directory(os.path.dirname(self.marker))
+        except (BlockDeviceError, RemountError, OSError, _runtime_data.RuntimeDataError) as exc:
+            self.undo([fstab_file], written, unmount=need_mount, created=created)
+            raise RemountError("%s failed: %s; fstab and the runtime configuration were put back as they were "
+                               "(restored, and the disk unmounted if this run mounted it)%s"
+                               % (step, getattr(exc, "msg", exc),
+                                  " (%s stopped: the caller starts it again, on its old root)" % ", ".join(data["units_stopped"])
+                                  if data and data["units_stopped"] else ""),
                                found=found)
 
     def verify(self, device):
@@ -431,32 +682,34 @@ class Remount:
             raise RemountError("findmnt shows %s (%s) on %s, not %s" % (top.get("source"), top.get("fstype"), self.path, device))
         self.result["mount"] = top
 
-    def write(self, files):
+    def write(self, files, keys):
         r = self.result
         try:
             backups = _file_edit.apply(files, backup=self.p["backup"], make_backup=self.context.backup,
                                        set_attributes=self.context.set_attributes)
         except _file_edit.FileEditError as exc:
             raise RemountError(str(exc))
-        for planned, key in zip(files, ("fstab", "runtime_config")):
+        for index, (planned, key) in enumerate(zip(files, keys)):
             if planned.path in backups:
-                r["changes"][key]["backup"] = backups[planned.path]
-        r["backup_files"] = list(backups.values())
+                change = r["changes"][key][index - 1] if key == "dropins" else r["changes"][key]
+                change["backup"] = backups[planned.path]
+        r["backup_files"] += list(backups.values())
 
-    def undo(self, files, unmount, created=None):
+    def undo(self, first, second, unmount, created=None):
         """Put the files (and the mount) back as they were before this run."""
+        problems = _file_edit.restore([f for f in second if f.changed], self.context.set_attributes)
         if unmount:
             try:
                 if self.host.mounts_at(self.path):
                     self.host.unmount(self.path)
             except BlockDeviceError as exc:
                 self.context.warn("could not unmount %s after the failure: %s" % (self.path, exc))
-        problems = _file_edit.restore([f for f in files if f.changed], self.context.set_attributes)
+        problems += _file_edit.restore([f for f in first if f.changed], self.context.set_attributes)
         if problems:
             self.context.warn("could not put back: %s" % "; ".join(problems))
-        if files[0].changed:
+        if first[0].changed or any(f.changed for f in second[1:]):
             try:
-                self.reload_systemd()
+                self.reload_systemd(force=any(f.changed for f in second[1:]))
             except BlockDeviceError as exc:
                 self.context.warn("fstab was put back, but `systemctl daemon-reload` failed: %s" % exc)
         if created:
@@ -466,13 +719,18 @@ class Remount:
                 pass
         if not problems:
             r = self.result
-            r.update(changed=False, mounted=False, mount_action="none", runtime_restart_needed=False)
-            for change in r["changes"].values():
+            r.update(mounted=False, mount_action="none", runtime_restart_needed=bool(
+                r["changes"].get("runtime_data", {}).get("units_stopped")))
+            r["changed"] = r["runtime_restart_needed"]
+            for key in ("fstab", "runtime_config"):
+                if key in r["changes"]:
+                    r["changes"][key].update(changed=False, restored=True)
+            for change in r["changes"].get("dropins", []):
                 change.update(changed=False, restored=True)
 
-    def reload_systemd(self):
+    def reload_systemd(self, force=False):
         fstab = self.p["fstab"]
-        if os.path.realpath(fstab) == os.path.realpath(self.host.system_fstab) and self.host.is_systemd():
+        if (force or os.path.realpath(fstab) == os.path.realpath(self.host.system_fstab)) and self.host.is_systemd():
             self.host.daemon_reload()
             self.result["systemd_reloaded"] = True
 
@@ -504,14 +762,16 @@ class Remount:
         if current is not None:
             self.host.unmount(self.path)
         if planned.changed:
-            self.write([planned])
+            self.write([planned], ["fstab"])
             self.reload_systemd()
 
 
-def remount(params, context, host=None):
+def remount(params, context, host=None, runtime_host=None):
     """One run with the module's validated ``params``: the module's result dict, with ``failed``
-    and ``msg`` when it failed. ``host`` defaults to the real one, ``HostSystem(context)``."""
-    run = Remount(params, context, HostSystem(context) if host is None else host)
+    and ``msg`` when it failed. ``host`` and ``runtime_host`` default to the real ones,
+    ``HostSystem(context)`` and ``RuntimeHost(context)``."""
+    run = Remount(params, context, HostSystem(context) if host is None else host,
+                  RuntimeHost(context) if runtime_host is None else runtime_host)
     try:
         return run.run()
     except RemountError as exc:

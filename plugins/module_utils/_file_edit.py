@@ -86,13 +86,14 @@ def atomic_write(
             set_attributes(tmp, real)
         os.replace(tmp, real)
         tmp = None
-        _fsync_directory(directory)
+        fsync_directory(directory)
     finally:
         if tmp is not None and os.path.lexists(tmp):
             os.unlink(tmp)
 
 
-def _fsync_directory(directory: str) -> None:
+def fsync_directory(directory: str) -> None:
+    """Make a rename or an unlink in ``directory`` durable (where the filesystem supports it)."""
     try:
         fd = os.open(directory, os.O_RDONLY)
     except OSError:

@@ -388,6 +388,11 @@ def _toml_load(text: str, what: str):
         raise RuntimeConfigError("%s is nested too deeply to be read; it was left as it was" % what)
 
 
+def toml_data(text: Optional[str]):
+    """config.toml read as TOML (a dict), or None without a file or without ``tomllib``."""
+    return None if text is None else _toml_load(text, "config.toml")
+
+
 def _decode_simple_string(token: str) -> str:
     if token.startswith("'"):
         return token[1:-1]

@@ -40,9 +40,35 @@ description:
     none; if mounting or the check after it fails, both files are put back as they were.
   - After an fstab change on a systemd host it runs C(systemctl daemon-reload), so systemd's mount
     units match the new fstab before anything is mounted.
-  - Stopping and starting kubelet and the container runtime (and C(docker.socket), or socket
-    activation restarts Docker) is the caller's job, around this module; the module returns
-    RV(runtime_restart_needed). The C(kubeops.node_maintenance.data_disk) role does all of it.
+  - When the runtime's root moves (O(data_root) is not the root its configuration names now), the
+    module first stops what runs from the old root, because C(systemctl stop containerd) does not
+    (its unit has C(KillMode=process): the shims and every pod's containers keep running). With
+    O(kubelet_service) stopped (the module fails while it runs, as kubelet would start the pods
+    again), it stops and removes every pod sandbox (C(crictl stopp), C(crictl rmp); Docker:
+    C(docker stop) of every running container), checks that no shim (C(containerd-shim*)) and no
+    container process is left (waiting up to O(stop_timeout) seconds), then stops O(runtime_units)
+    (Docker's socket too, or socket activation starts it again). Starting the runtime and kubelet
+    again is the caller's job, also when the module fails: it returns RV(runtime_restart_needed).
+    When the root does not move, nothing is stopped. The C(kubeops.node_maintenance.data_disk) role
+    stops kubelet, calls this module and starts both again.
+  - Before that, with the runtime running, the module asks it for the root it uses (C(crictl info),
+    C(docker info)) and fails, changing nothing, when that is not the one its configuration file
+    names (the runtime reads another file), and counts its images: with O(carry_over=false) the
+    result says how many the node will have to pull again (RV(changes.runtime_data.images_to_pull)).
+  - O(carry_over=true) copies the current root onto the disk once everything is stopped, so the
+    images (and everything else in it) survive: C(cp -a) (hard links, xattrs, ACLs, timestamps,
+    sparse files) into a temporary directory beside O(data_root), compared with the source (every
+    entry's type, mode, owner, size, times, link target, xattrs, hard links, and the bytes of every
+    file), then renamed to O(data_root). The configuration points at it only after that; the old
+    root is never deleted. A copy killed half way (or a power cut) leaves the old root configured
+    and untouched; the next run removes the unfinished copy and copies again. When O(data_root)
+    already holds data (a root kept on the disk through a reimage), that is used as it is and
+    nothing is copied (a warning says so).
+  - When O(data_root) is on the disk, each C(.service) unit of O(runtime_units) gets a systemd
+    drop-in, C(/etc/systemd/system/<unit>.d/kubeops-data-disk.conf), with
+    C(RequiresMountsFor=<path>) (which adds C(Requires=) and C(After=) on the mount units), so a
+    boot without the disk does not start the runtime on the root filesystem, and the module runs
+    C(systemctl daemon-reload) when it writes one (O(require_mount=false) writes none).
 author:
   - kubeops maintainers (@kubeops)
 extends_documentation_fragment:
@@ -146,18 +172,55 @@ options:
         RV(backup_files).
     type: bool
     default: false
+  carry_over:
+    description:
+      - When the root moves, copy the runtime's current root (the one its configuration names, or
+        C(/var/lib/docker), C(/var/lib/containerd)) to O(data_root) once everything is stopped,
+        verify the copy, and only then point the configuration at it. The old root is kept.
+      - V(false) leaves the new root to the runtime to fill: kubelet pulls every image again.
+      - Needs free space on the disk for the whole root; the module fails first when there is not.
+    type: bool
+    default: false
+  runtime_units:
+    description:
+      - The runtime's systemd units, stopped in this order when its root moves. Defaults to
+        V([docker.socket, docker.service]) for O(runtime=docker) and V([containerd.service]) for
+        O(runtime=containerd). Their C(.service) units get the C(RequiresMountsFor=) drop-in.
+    type: list
+    elements: str
+  kubelet_service:
+    description:
+      - The kubelet's unit, which must be stopped before the runtime's root moves (else it starts
+        the pods again as they are stopped). An empty string skips this check.
+    type: str
+    default: kubelet.service
+  require_mount:
+    description:
+      - Give the runtime's C(.service) units the drop-in with C(RequiresMountsFor=) O(path) when
+        O(data_root) is on the disk.
+    type: bool
+    default: true
+  stop_timeout:
+    description:
+      - Seconds to wait, after every pod and container was stopped, for the last shim and container
+        process to be gone.
+    type: int
+    default: 120
 attributes:
   check_mode:
     support: full
-    details: Probes the disk and reads the files; writes, mounts and formats nothing.
+    details: >-
+      Probes the disk, reads the files and asks the running runtime for its root and images;
+      stops, copies, writes, mounts and formats nothing.
   diff_mode:
     support: full
-    details: One diff for fstab and one for the runtime configuration file.
+    details: One diff for fstab, one for the runtime configuration file and one for each drop-in.
   platform:
     platforms: posix
     support: full
 notes:
-  - Needs C(blkid), C(findmnt) and C(mount) from util-linux on the host, and root privileges.
+  - Needs C(blkid), C(findmnt) and C(mount) from util-linux on the host, and root privileges; C(crictl)
+    (containerd) or C(docker) when the runtime's root moves with the runtime running.
   - C(daemon.json) and C(config.toml) must be UTF-8; fstab may contain any bytes.
 seealso:
   - module: ansible.posix.mount
@@ -171,7 +234,7 @@ seealso:
 """
 
 EXAMPLES = r"""
-- name: Mount the kept data disk by UUID and move Docker onto it (kubelet and Docker stopped first)
+- name: Mount the kept data disk by UUID and move Docker onto it (kubelet stopped first; Docker is stopped by the module)
   kubeops.node_maintenance.node_disk_remount:
     device: /dev/vdb
     path: /data
@@ -187,6 +250,21 @@ EXAMPLES = r"""
     name: docker.service
     state: restarted
   when: remount.runtime_restart_needed
+
+- name: Move containerd onto the disk with its images (kubelet stopped first; containerd is stopped by the module)
+  kubeops.node_maintenance.node_disk_remount:
+    device: /dev/vdb
+    path: /data
+    fstype: ext4
+    runtime: containerd
+    data_root: /data/containerd
+    carry_over: true
+  register: remount
+
+- name: Start containerd again (also when the module failed)
+  ansible.builtin.systemd_service:
+    name: containerd.service
+    state: started
 
 - name: Point containerd at the disk, identifying it by label
   kubeops.node_maintenance.node_disk_remount:
@@ -265,7 +343,9 @@ systemd_reloaded:
   returned: always
   type: bool
 runtime_restart_needed:
-  description: Whether the runtime configuration changed, so the runtime must be (re)started to use it.
+  description: >-
+    Whether the runtime must be (re)started: its configuration changed, or this run stopped it
+    (also when the run failed after that).
   returned: always
   type: bool
 changes:
@@ -284,6 +364,24 @@ changes:
         C(path), C(runtime), C(changed), C(actions) (what was done, in words),
         C(previous_data_root), C(data_root) and C(backup).
       type: dict
+      returned: when O(runtime) is not V(none)
+    runtime_data:
+      description: >-
+        The root move. C(root_moves), C(current_root) (the root the configuration named),
+        C(carry_over) (asked for), C(outcome) (V(none): the root does not move; V(copy): it would be
+        copied (check mode); V(copied); V(kept): O(data_root) already held data and is used as it is;
+        V(nothing to copy): the current root does not exist; V(not carried over)), C(runtime_active),
+        C(root_in_use) (what the running daemon reported), C(images) (how many the running runtime
+        had; null when it was not running), C(images_to_pull) (how many the node has to pull again
+        because of the move: 0 with the images carried over, the number of images without carry-over,
+        null when not known), C(pods_stopped), C(containers_stopped), C(units_stopped), C(copy)
+        (C(entries), C(bytes), C(seconds) of the copy) and C(notes) (unfinished copies removed).
+      type: dict
+      returned: when O(runtime) is not V(none)
+    dropins:
+      description: The C(RequiresMountsFor=) drop-ins, each with C(path), C(changed) and C(backup).
+      type: list
+      elements: dict
       returned: when O(runtime) is not V(none)
   sample:
     fstab: {path: /etc/fstab, changed: true, action: added, line: "UUID=4b0e... /data ext4 defaults,nofail 0 2", previous_lines: [], backup: null}
@@ -323,6 +421,11 @@ def argument_spec():
         data_root=dict(type="path"),
         format_if_blank=dict(type="bool", default=False),
         backup=dict(type="bool", default=False),
+        carry_over=dict(type="bool", default=False),
+        runtime_units=dict(type="list", elements="str"),
+        kubelet_service=dict(type="str", default="kubelet.service"),
+        require_mount=dict(type="bool", default=True),
+        stop_timeout=dict(type="int", default=120),
     )
 
 

@@ -30,7 +30,8 @@ DAEMON_JSON = '{\n    "graph": "/var/lib/docker",\n    "log-driver": "json-file"
 DEFAULTS = dict(
     device=None, path=None, fstype=None, opts="defaults,nofail", dump=0, passno=2, identify_by="uuid",
     state="mounted", fstab="/etc/fstab", runtime="none", runtime_config=None, data_root=None,
-    format_if_blank=False, backup=False,
+    format_if_blank=False, backup=False, carry_over=False, runtime_units=None, kubelet_service="kubelet.service",
+    require_mount=True, stop_timeout=120,
 )
 
 
@@ -140,6 +141,95 @@ class FakeHost:
         return [c for c in self.calls if c[0] == name]
 
 
+class FakeRuntime:
+    """The node's units, its runtime's CLI and its processes, with the interface of
+    ``_runtime_data.RuntimeHost``: a runtime that is stopped (and a kubelet that is) unless a test
+    starts them; the copy and the trees are real files."""
+
+    poll_interval = 0
+
+    def __init__(self, unit_dir):
+        self.unit_dir = unit_dir
+        self.active = set()
+        self.pods = []  # sandbox IDs
+        self.containers = []
+        self.images = []
+        self.root = None  # what the daemon reports; None: its configured one
+        self.shims_linger = 0  # polls for which the shims outlive their pods
+        self.extra_processes = []
+        self.stuck_units = set()
+        self.calls = []
+        self.held_mounts = []
+        self.free = 1 << 40
+        self.copy_hook = None
+
+    def unit_active(self, unit):
+        return unit in self.active
+
+    def stop_unit(self, unit):
+        self.calls.append(("stop", unit))
+        if unit not in self.stuck_units:
+            self.active.discard(unit)
+
+    def cli(self, tool, args, endpoint=None):
+        self.calls.append((tool,) + tuple(args))
+        assert any(u.startswith(self.runtime_name()) for u in self.active), "%s called with the runtime stopped" % tool
+        verb = args[0]
+        if verb == "info":
+            if tool == "docker":
+                return (self.root or self.configured_root) + "\n"
+            return json.dumps({"status": {}, "config": {"containerdRootDir": self.root or self.configured_root}})
+        if verb == "images":
+            return "".join(i + "\n" for i in self.images)
+        if verb == "pods":
+            return "".join(i + "\n" for i in self.pods)
+        if verb == "ps":
+            return "".join(i + "\n" for i in (self.containers if "-a" in args else self.containers))
+        if verb == "stopp":
+            return ""
+        if verb == "rmp":
+            self.pods = [p for p in self.pods if p not in args]
+            self.containers = []
+            return ""
+        if verb in ("stop", "rm"):
+            self.containers = [c for c in self.containers if c not in args]
+            return ""
+        raise AssertionError("unexpected %s %s" % (tool, args))
+
+    def runtime_name(self):
+        return "docker" if any(c[0] == "docker" for c in self.calls) else "containerd"
+
+    def processes(self):
+        procs = list(self.extra_processes)
+        if self.pods or self.containers or self.shims_linger > 0:
+            self.shims_linger -= 1
+            procs.append((4242, "containerd-shim", "/usr/local/bin/containerd-shim-runc-v2 -namespace k8s.io", "0::/system.slice/containerd.service"))
+        return procs
+
+    def sleep(self, seconds):
+        self.calls.append(("sleep",))
+
+    def mounts_below(self, path):
+        return list(self.held_mounts)
+
+    def copy_tree(self, source, dest):
+        self.calls.append(("copy", source, dest))
+        import subprocess
+        subprocess.run(["cp", "-a", "--preserve=links,xattr", "--sparse=auto", "--no-target-directory", source, dest], check=True)
+        if self.copy_hook:
+            self.copy_hook(source, dest)
+
+    def free_bytes(self, path):
+        return self.free
+
+    def remove_tree(self, path):
+        self.calls.append(("remove", path))
+        shutil.rmtree(path)
+
+    def did(self, name):
+        return [c for c in self.calls if c[0] == name]
+
+
 @pytest.fixture
 def env(tmp_path):
     etc = tmp_path / "etc"
@@ -149,12 +239,16 @@ def env(tmp_path):
     daemon = etc / "docker" / "daemon.json"
     daemon.write_text(DAEMON_JSON)
     host = FakeHost(system_fstab=str(fstab))
+    runtime = FakeRuntime(str(tmp_path / "systemd"))
+    runtime.configured_root = "/var/lib/docker"
+    os.makedirs(runtime.unit_dir)
 
     class Env:
         pass
 
     e = Env()
     e.tmp, e.fstab, e.daemon, e.host, e.mnt = tmp_path, fstab, daemon, host, str(tmp_path / "data")
+    e.runtime = runtime
     e.data_root = e.mnt + "/docker"
 
     def args(**overrides):
@@ -166,7 +260,7 @@ def env(tmp_path):
 
     def run(check=False, diff=False, **overrides):
         context = e.context = FakeContext(check_mode=check, diff=diff)
-        result = _disk_remount.remount(args(**overrides), context, host)
+        result = _disk_remount.remount(args(**overrides), context, host, runtime)
         result = json.loads(json.dumps(result))  # what the module would print
         result["warnings"] = context.warnings
         return result
@@ -204,10 +298,14 @@ def test_field_notes_scenario_then_nothing_to_do(env):
     assert len(backups) == 2
     assert sorted(open(b).read() for b in backups) == sorted([FSTAB, DAEMON_JSON])
     assert result["changes"]["fstab"]["backup"] in backups
-    assert sorted(env.context.attributes_set) == sorted([str(env.fstab), str(env.daemon)])
+    dropin = os.path.join(env.runtime.unit_dir, "docker.service.d", "kubeops-data-disk.conf")
+    assert sorted(env.context.attributes_set) == sorted([str(env.fstab), str(env.daemon), dropin])
+    assert "\nRequiresMountsFor=%s\n" % env.mnt in open(dropin).read()
+    assert result["changes"]["dropins"] == [dict(path=dropin, changed=True, backup=None)]
     # daemon-reload happens after the fstab write and before the mount
+    # and again after the drop-in, which is written last
     names = [c[0] for c in env.host.calls if c[0] in ("daemon-reload", "mount")]
-    assert names == ["daemon-reload", "mount"]
+    assert names == ["daemon-reload", "mount", "daemon-reload"]
     assert os.path.isdir(env.mnt)
 
     env.host.calls.clear()
@@ -373,7 +471,9 @@ def test_write_failing_on_the_second_file_restores_the_first(env, monkeypatch):
     result = env.run()
     assert result["failed"] and "daemon.json" in result["msg"] and "restored" in result["msg"]
     assert env.snapshot() == before
-    assert not env.host.did("mount")
+    # daemon.json is written once the disk is mounted (a carried-over root is copied onto it
+    # first): the failure unmounts it again
+    assert env.host.did("mount") and env.host.did("umount") and not env.host.mounts
     assert [p for p in os.listdir(env.fstab.parent) if p.endswith(".tmp")] == []
 
 
@@ -396,7 +496,7 @@ def test_kill_between_temp_write_and_rename_leaves_old_or_new_file(env, monkeypa
     monkeypatch.setattr(_file_edit.os, "replace", replace)
     before = env.snapshot()
     with pytest.raises(SimulatedKill):
-        _disk_remount.remount(env.args(), FakeContext(), env.host)
+        _disk_remount.remount(env.args(), FakeContext(), env.host, env.runtime)
     after = env.snapshot()
     # each file is whole: exactly as before, or exactly the new content
     if killed_on == 1:
@@ -464,7 +564,9 @@ def test_not_systemd_means_no_daemon_reload(env):
 
 def test_test_fstab_that_is_not_the_system_one_gets_no_daemon_reload(env):
     env.host.system_fstab = "/etc/fstab"
-    assert env.run()["systemd_reloaded"] is False
+    assert env.run(require_mount=False)["systemd_reloaded"] is False
+    # a drop-in for the runtime's unit is a systemd change whatever the fstab
+    assert env.run()["systemd_reloaded"] is True
 
 
 def test_containerd_root(env):
@@ -548,3 +650,259 @@ def test_device_given_as_upper_case_uuid(env):
     result = env.run(device="UUID=" + UUID.upper())
     assert not result.get("failed"), result
     assert result["fstab_line"].startswith("UUID=" + UUID)
+
+
+# --- the runtime's side of a root move (containerd with pods, carry-over) ------------------------
+
+CONFIG_TOML = 'version = 3\nroot = "%s"\nstate = "/run/containerd"\n\n[grpc]\n  address = "/run/containerd/containerd.sock"\n'
+
+
+def _old_root(path):
+    """A small containerd root: a blob, a hard link to it, a symlink, a sparse file, a device-less
+    whiteout stand-in with an xattr (overlayfs keeps opaque directories as xattrs)."""
+    blobs = path / "io.containerd.content.v1.content" / "blobs" / "sha256"
+    blobs.mkdir(parents=True)
+    (blobs / "aa").write_bytes(b"layer" * 1000)
+    os.link(blobs / "aa", blobs / "aa-link")
+    os.symlink("aa", blobs / "aa-sym")
+    with open(path / "sparse.img", "wb") as handle:
+        handle.truncate(8 << 20)
+        handle.write(b"start")
+    opaque = path / "io.containerd.snapshotter.v1.overlayfs" / "snapshots" / "1" / "fs" / "etc"
+    opaque.mkdir(parents=True)
+    os.setxattr(str(opaque), "trusted.overlay.opaque", b"y")
+    os.setxattr(str(path / "sparse.img"), "user.kubeops", b"kept")
+    os.chmod(blobs / "aa", 0o600)
+    return path
+
+
+@pytest.fixture
+def node(env):
+    """``env`` as a containerd node: kubelet stopped, containerd running two pods (three containers)
+    with two images, its root a real directory with files to carry over."""
+    old_root = _old_root(env.tmp / "var-lib-containerd")
+    config = env.tmp / "etc" / "containerd" / "config.toml"
+    config.parent.mkdir(parents=True)
+    config.write_text(CONFIG_TOML % old_root)
+    rt = env.runtime
+    rt.configured_root = str(old_root)
+    rt.active = {"containerd.service"}
+    rt.pods, rt.containers, rt.images = ["pod-a", "pod-b"], ["c-1", "c-2", "c-3"], ["img-pause", "img-app"]
+    env.old_root, env.config, env.new_root = str(old_root), config, env.mnt + "/containerd"
+    base_run = env.run
+
+    def run(**overrides):
+        args = dict(runtime="containerd", runtime_config=str(config), data_root=env.new_root, carry_over=True)
+        args.update(overrides)
+        return base_run(**args)
+
+    env.run_node = run
+    env.dropin = os.path.join(rt.unit_dir, "containerd.service.d", "kubeops-data-disk.conf")
+    return env
+
+
+def _tree(root):
+    from ansible_collections.kubeops.node_maintenance.plugins.module_utils import _runtime_data
+
+    return _runtime_data.manifest(root)[0]
+
+
+def test_root_move_stops_every_pod_then_containerd_and_carries_the_images_over(node):
+    before = _tree(node.old_root)
+    result = node.run_node(backup=True)
+    assert not result.get("failed"), result
+    data = result["changes"]["runtime_data"]
+    assert data["outcome"] == "copied" and data["images"] == 2 and data["images_to_pull"] == 0
+    assert data["pods_stopped"] == 2 and data["containers_stopped"] == 3
+    assert data["units_stopped"] == ["containerd.service"] and data["root_in_use"] == node.old_root
+    assert result["runtime_restart_needed"] is True and result["changed"] is True
+    verbs = [c[1] if c[0] == "crictl" else c[0] for c in node.runtime.calls if c[0] in ("crictl", "stop", "copy")]
+    # pods stopped and removed through the CRI before containerd itself, the copy after both
+    assert verbs == ["info", "images", "pods", "ps", "stopp", "rmp", "ps", "stop", "copy"], verbs
+    assert ("crictl", "stopp", "pod-a", "pod-b") in node.runtime.calls
+    # the copy is the old root, entry for entry (hard link, symlink, xattrs, sparse file), and the
+    # old root is left as it was
+    assert _tree(node.new_root) == before and _tree(node.old_root) == before
+    assert os.stat(node.new_root + "/sparse.img").st_blocks * 512 < (1 << 20)
+    assert 'root = "%s"' % node.new_root in node.config.read_text()
+    assert "RequiresMountsFor=%s\n" % node.mnt in open(node.dropin).read()
+    assert sorted(os.listdir(node.mnt)) == ["containerd"]  # no temporary copy, no marker left
+
+    node.runtime.calls.clear()
+    node.runtime.active = {"containerd.service"}
+    again = node.run_node(backup=True)
+    assert again["changed"] is False and again["runtime_restart_needed"] is False, again
+    assert again["changes"]["runtime_data"]["outcome"] == "none"
+    assert node.runtime.calls == []  # nothing stopped, nothing asked: the root does not move
+
+
+def test_check_mode_stops_and_copies_nothing_and_says_what_it_would(node):
+    before = node.snapshot()
+    result = node.run_node(check=True, diff=True, carry_over=False)
+    assert result["changed"] is True
+    data = result["changes"]["runtime_data"]
+    assert data["outcome"] == "not carried over" and data["images_to_pull"] == 2
+    assert node.snapshot() == before and not os.path.exists(node.mnt) and not os.path.exists(node.dropin)
+    assert not node.runtime.did("stop") and not node.runtime.did("copy")
+    assert [c[1] for c in node.runtime.did("crictl")] == ["info", "images"]
+    assert {d["before_header"] for d in result["diff"]} == {str(node.fstab), str(node.config), node.dropin}
+
+
+def test_without_carry_over_the_new_root_is_empty_and_the_result_counts_the_pulls(node):
+    result = node.run_node(carry_over=False)
+    assert not result.get("failed"), result
+    data = result["changes"]["runtime_data"]
+    assert data["outcome"] == "not carried over" and data["images_to_pull"] == 2
+    assert not os.path.exists(node.new_root) and not node.runtime.did("copy")
+    assert data["pods_stopped"] == 2 and node.runtime.active == set()
+
+
+def test_a_running_kubelet_stops_the_move_before_anything_changes(node):
+    node.runtime.active.add("kubelet.service")
+    before = node.snapshot()
+    result = node.run_node()
+    assert result["failed"] and "kubelet.service is running" in result["msg"] and "nothing was changed" in result["msg"]
+    assert node.snapshot() == before and 'root = "%s"' % node.old_root in node.config.read_text()
+    assert not node.runtime.did("stop") and node.runtime.pods == ["pod-a", "pod-b"] and not node.host.mounts
+
+
+def test_a_daemon_on_another_root_than_its_config_names_is_refused(node):
+    node.runtime.root = "/srv/containerd"
+    result = node.run_node()
+    assert result["failed"] and "/srv/containerd" in result["msg"] and "runtime_config" in result["msg"]
+    assert not node.runtime.did("stop") and not node.runtime.did("crictl")[2:]
+    assert 'root = "%s"' % node.old_root in node.config.read_text()
+
+
+def test_shims_that_outlive_their_pods_are_waited_for(node):
+    node.runtime.shims_linger = 3
+    result = node.run_node()
+    assert not result.get("failed"), result
+    assert len(node.runtime.did("sleep")) >= 2
+
+
+def test_container_processes_left_keep_the_old_root(node):
+    node.runtime.extra_processes = [(777, "nginx", "nginx: master process",
+                                     "0::/kubepods.slice/kubepods-besteffort.slice/cri-containerd-%s.scope" % ("ab" * 32))]
+    result = node.run_node(stop_timeout=0)
+    assert result["failed"] and "pid 777 container process" in result["msg"] and "was not moved" in result["msg"]
+    assert "containerd.service" in node.runtime.active  # not stopped: the caller finds it as it was
+    assert 'root = "%s"' % node.old_root in node.config.read_text() and not node.host.mounts
+
+
+def test_shims_left_by_a_stopped_containerd_are_named_with_the_way_out(node):
+    node.runtime.active = set()
+    node.runtime.extra_processes = [(4343, "containerd-shim", "/usr/local/bin/containerd-shim-runc-v2 -id x", "0::/system.slice/containerd.service")]
+    result = node.run_node(stop_timeout=0)
+    assert result["failed"] and "pid 4343 shim" in result["msg"] and "start it and run again" in result["msg"]
+    assert 'root = "%s"' % node.old_root in node.config.read_text()
+
+
+def test_a_copy_killed_half_way_leaves_the_old_root_configured_and_a_rerun_finishes(node):
+    before = _tree(node.old_root)
+
+    def killed(source, dest):
+        os.unlink(os.path.join(dest, "sparse.img"))  # half of it is there
+        raise SimulatedKill()
+
+    node.runtime.copy_hook = killed
+    with pytest.raises(SimulatedKill):
+        _disk_remount.remount(node.args(runtime="containerd", runtime_config=str(node.config), data_root=node.new_root,
+                                        carry_over=True), FakeContext(), node.host, node.runtime)
+    assert 'root = "%s"' % node.old_root in node.config.read_text() and not os.path.exists(node.dropin)
+    assert _tree(node.old_root) == before and not os.path.exists(node.new_root)
+    node.runtime.copy_hook = None
+    node.runtime.active = {"containerd.service"}  # the caller started it again, on the old root
+    result = node.run_node()
+    assert not result.get("failed"), result
+    assert result["changes"]["runtime_data"]["outcome"] == "copied"
+    assert any("unfinished copy" in n for n in result["changes"]["runtime_data"]["notes"])
+    assert _tree(node.new_root) == before and sorted(os.listdir(node.mnt)) == ["containerd"]
+
+
+def test_a_kill_after_the_copy_before_the_config_is_redone_not_trusted(node, monkeypatch):
+    real_replace = os.replace
+
+    def replace(src, dst):
+        if dst == str(node.config):
+            raise SimulatedKill()
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(_file_edit.os, "replace", replace)
+    with pytest.raises(SimulatedKill):
+        _disk_remount.remount(node.args(runtime="containerd", runtime_config=str(node.config), data_root=node.new_root,
+                                        carry_over=True), FakeContext(), node.host, node.runtime)
+    monkeypatch.undo()
+    assert 'root = "%s"' % node.old_root in node.config.read_text()
+    assert os.path.isdir(node.new_root) and os.path.exists(node.mnt + "/.containerd.kubeops-unconfigured")
+    node.runtime.active = {"containerd.service"}
+    # the old root is in use again and changes
+    with open(node.old_root + "/written-after", "w") as handle:
+        handle.write("new")
+    result = node.run_node()
+    assert not result.get("failed"), result
+    data = result["changes"]["runtime_data"]
+    assert data["outcome"] == "copied" and any("never configured" in n for n in data["notes"])
+    assert os.path.exists(node.new_root + "/written-after") and sorted(os.listdir(node.mnt)) == ["containerd"]
+
+
+def test_a_root_kept_on_the_disk_is_used_as_it_is(node):
+    os.makedirs(node.new_root + "/io.containerd.metadata.v1.bolt")
+    result = node.run_node()
+    assert not result.get("failed"), result
+    data = result["changes"]["runtime_data"]
+    assert data["outcome"] == "kept" and data["images_to_pull"] is None
+    assert not node.runtime.did("copy") and any("already holds data" in w for w in result["warnings"])
+    assert 'root = "%s"' % node.new_root in node.config.read_text()
+
+
+def test_a_copy_that_does_not_match_is_not_configured(node):
+    def corrupt(source, dest):
+        path = os.path.join(dest, "io.containerd.content.v1.content", "blobs", "sha256", "aa")
+        st = os.stat(path)
+        with open(path, "r+b") as handle:
+            handle.write(b"LAYER")
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+    node.runtime.copy_hook = corrupt
+    result = node.run_node()
+    assert result["failed"] and "is not the same as" in result["msg"] and "other bytes" in result["msg"], result
+    assert 'root = "%s"' % node.old_root in node.config.read_text() and not os.path.exists(node.dropin)
+    assert not os.path.exists(node.new_root) and not node.host.mounts and node.fstab.read_text() == FSTAB
+    assert result["runtime_restart_needed"] is True  # it was stopped: the caller starts it again
+
+
+def test_not_enough_room_on_the_disk_is_said_before_copying(node):
+    node.runtime.free = 1024
+    result = node.run_node()
+    assert result["failed"] and "MiB free" in result["msg"] and not node.runtime.did("copy")
+
+
+def test_mounts_left_below_the_old_root_stop_the_copy(node):
+    node.runtime.held_mounts = [node.old_root + "/io.containerd.grpc.v1.cri/sandboxes/x/shm"]
+    result = node.run_node()
+    assert result["failed"] and "still has mounts below it" in result["msg"] and not node.runtime.did("copy")
+
+
+def test_carry_over_into_the_old_root_itself_is_refused(node):
+    result = node.run_node(data_root=node.old_root + "/moved")
+    assert result["failed"] and "inside one another" in result["msg"] and not node.runtime.calls
+
+
+def test_docker_running_containers_are_stopped_with_its_own_stop(env):
+    rt = env.runtime
+    rt.active = {"docker.service", "docker.socket"}
+    rt.containers, rt.images = ["d1", "d2"], ["i1"]
+    result = env.run()
+    assert not result.get("failed"), result
+    assert ("docker", "stop", "--time", "30", "d1", "d2") in rt.calls
+    assert result["changes"]["runtime_data"]["units_stopped"] == ["docker.socket", "docker.service"]
+    assert result["changes"]["runtime_data"]["images_to_pull"] == 1
+    assert [d["path"] for d in result["changes"]["dropins"]] == [
+        os.path.join(rt.unit_dir, "docker.service.d", "kubeops-data-disk.conf")]
+
+
+def test_require_mount_false_writes_no_drop_in_and_a_root_off_the_disk_gets_none(env):
+    assert env.run(require_mount=False)["changes"]["dropins"] == []
+    assert env.run(data_root="/var/lib/docker2", require_mount=True)["changes"]["dropins"] == []
+    assert not os.path.exists(os.path.join(env.runtime.unit_dir, "docker.service.d"))

@@ -3,8 +3,9 @@
 The run itself is tested in tests/unit/plugins/module_utils/test__disk_remount.py with fakes; here
 only what the module file and ``_disk_remount.run_module`` add: the option spec (its defaults are
 the ones those tests assume), ``ModuleContext`` over the AnsibleModule (check and diff mode,
-warnings, ``backup_local``), and the exit and failure JSON. Disk commands are still faked
-(``FakeHost`` in place of ``HostSystem``); fstab and daemon.json are real files.
+warnings, ``backup_local``), and the exit and failure JSON. Disk commands and the runtime's
+are still faked (``FakeHost`` in place of ``HostSystem``, ``FakeRuntime`` of ``RuntimeHost``);
+fstab and daemon.json are real files.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from ansible.module_utils.testing import patch_module_args
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils import _disk_remount
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils._block_devices import BlockDeviceError
 from ansible_collections.kubeops.node_maintenance.plugins.modules import node_disk_remount
-from tests.unit.plugins.module_utils.test__disk_remount import DAEMON_JSON, DEFAULTS, FSTAB, UUID, FakeHost
+from tests.unit.plugins.module_utils.test__disk_remount import DAEMON_JSON, DEFAULTS, FSTAB, UUID, FakeHost, FakeRuntime
 
 
 @pytest.fixture
@@ -40,6 +41,14 @@ def module_env(tmp_path, monkeypatch, capsys):
         return host
 
     monkeypatch.setattr(_disk_remount, "HostSystem", make_host)
+    runtime = FakeRuntime(str(tmp_path / "systemd"))
+    runtime.configured_root = "/var/lib/docker"
+
+    def make_runtime_host(context):
+        assert isinstance(context, _disk_remount.ModuleContext)
+        return runtime
+
+    monkeypatch.setattr(_disk_remount, "RuntimeHost", make_runtime_host)
     mnt = str(tmp_path / "data")
 
     def run(check=False, diff=False, **overrides):
