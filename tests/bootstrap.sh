@@ -70,6 +70,16 @@ wait "$venv_pid" || failed+=("virtualenv $venv")
 if [[ -n $image_pid ]]; then
   wait "$image_pid" || failed+=("test host image (tests/testbed/hosts/build-image.sh)")
 fi
+# --- BEGIN containerd test host (issue 18, node side) -------------------------------------------
+# The containerd flavour of the QEMU test hosts (a real kubelet and containerd; the suite's
+# test_node_disk_remount_host runs on it): its node binaries (kubelet, containerd, crictl: Go
+# builds from the module proxy, ~15 min cold), its pause and app images, then the host image.
+# After the Docker image (both debootstrap into the same package cache); cached, seconds when warm.
+if [[ -x "$here/testbed/hosts/build-image.sh" ]] && ! ((${#failed[@]})); then
+  bash "$here/testbed/hosts/build-image.sh" --flavour containerd >&2 \
+    || failed+=("containerd test host image (tests/testbed/hosts/build-image.sh --flavour containerd)")
+fi
+# --- END containerd test host --------------------------------------------------------------------
 if ((${#failed[@]})); then
   say "failed: ${failed[*]}; the messages above say why"
   exit 1

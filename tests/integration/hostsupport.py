@@ -2,7 +2,8 @@
 waiting on a node's Ready condition.
 
 The hosts (tests/testbed/hosts/launcher.py: Debian bookworm under QEMU software emulation,
-systemd, docker.io, kwok as ``kubelet.service``) join the session's control plane. These tests
+systemd; the Docker flavour with docker.io and kwok as ``kubelet.service``, the containerd flavour
+with a real kubelet on containerd) join the session's control plane. These tests
 carry the ``hosts`` marker and run in the whole suite (``make test``); ``-m "not hosts"`` leaves
 them out of a quick loop and ``make test-hosts`` runs only them.
 """
@@ -102,8 +103,12 @@ def forget_nodes(core, names):
                 raise
 
 
-# The hosts of the session-wide pool (fixture ``host_pool`` in tests/integration/conftest.py).
+# The hosts of the session-wide pool (fixture ``host_pool`` in tests/integration/conftest.py): two
+# of the Docker flavour (kwok as the kubelet) and, booted only when a module asks for it, one of the
+# containerd flavour (a real kubelet and containerd, pods from the test bed's own images).
 POOL_HOSTS = ("pool-host-a", "pool-host-b")
+REAL_POOL_HOSTS = ("pool-real-a",)
+POOL_FLAVOURS = {"docker": POOL_HOSTS, "containerd": REAL_POOL_HOSTS}
 SETTLING_TAINTS = ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable")
 # kube-controller-manager's --node-monitor-period in tests/testbed/cluster.py: how often the node
 # lifecycle controller looks at the nodes' Leases.
@@ -113,48 +118,75 @@ NODE_MONITOR_PERIOD_SECONDS = 2
 class HostPool:
     """Test hosts booted once for the whole session and lent to one test module after another.
 
-    The first ``lend`` boots the hosts (all at once), waits until they are Ready nodes of
-    ``cluster`` and snapshots each one (its memory, devices and disks: launcher ``snapshot``).
-    Every later ``lend`` first puts them back to that moment (launcher ``restore``: root and data
-    disks and the running machine as they were just after the boot, the guest clock set, the
-    kubelet restarted) and their Node objects back to what they were then (labels, annotations,
-    taints, schedulable), so each module starts on hosts exactly as booted, whatever the module
-    before did to them (reboots, reimages, a powered-off host, a detached disk, a moved runtime
-    root). At the end of the session the hosts are destroyed and their Node objects deleted."""
+    The hosts come in flavours (``POOL_FLAVOURS``): a module asks for one (``lend(flavour=...)``),
+    and the first ``lend`` of a flavour boots its hosts (all at once), waits until they are Ready
+    nodes of ``cluster`` and snapshots each one (its memory, devices and disks: launcher
+    ``snapshot``). Every later ``lend`` of it first puts them back to that moment (launcher
+    ``restore``: root and data disks and the running machine as they were just after the boot, the
+    guest clock set, the kubelet restarted) and their Node objects back to what they were then
+    (labels, annotations, taints, schedulable), so each module starts on hosts exactly as booted,
+    whatever the module before did to them (reboots, reimages, a powered-off host, a detached disk,
+    a moved runtime root). While one flavour is lent, the others' machines are paused (QEMU
+    ``stop``: no CPU taken from the guests at work; their next lend restores them anyway). At the
+    end of the session the hosts are destroyed and their Node objects deleted."""
 
-    def __init__(self, cluster, log, names=POOL_HOSTS):
+    def __init__(self, cluster, log, names=POOL_HOSTS, flavours=None):
         self.cluster = cluster
         self.log = log
-        self.names = tuple(names)
-        self.launcher = None
+        self.flavours = dict(flavours or POOL_FLAVOURS)
+        self.flavours["docker"] = tuple(names)
+        self.names = self.flavours["docker"]
+        self.launchers = {}  # flavour -> Launcher (a state directory, an inventory of its own), once booted
+        self.paused = set()
         self.baseline = {}  # node name -> (labels, annotations, taints) just after the boot
         self.timings = []
 
-    def _boot(self):
-        self.launcher = load_launcher().Launcher(tempfile.mkdtemp(prefix="kubeops-host-pool-"),
-                                                 kubeconfig=self.cluster.kubeconfig)
+    @property
+    def launcher(self):
+        """The Docker flavour's launcher (None before its first lend)."""
+        return self.launchers.get("docker")
+
+    def _boot(self, flavour):
+        # a state directory per flavour: each inventory's testbed_hosts are only the hosts lent
+        state = tempfile.mkdtemp(prefix="kubeops-host-pool-%s-" % flavour)
+        launcher = load_launcher().Launcher(state, kubeconfig=self.cluster.kubeconfig, flavour=flavour)
+        names = self.flavours[flavour]
         started = time.monotonic()
-        for name in self.names:  # all boot at once
-            self.launcher.up(name)
-        for name in self.names:
-            self.launcher.wait_ssh(name)
+        for name in names:  # all boot at once
+            launcher.up(name)
+        for name in names:
+            launcher.wait_ssh(name)
             wait_node_ready(self.cluster.core, name, True, timeout=900)
-        self._settle()
-        for name in self.names:
+        self._settle(names)
+        for name in names:
             node = self.cluster.core.read_node(name)
             self.baseline[name] = (dict(node.metadata.labels or {}), dict(node.metadata.annotations or {}),
                                    list(node.spec.taints or []))
-            self.launcher.snapshot(name)
-        self._timing("boot + snapshot", started)
+            launcher.snapshot(name)
+        self.launchers[flavour] = launcher
+        self._timing("boot + snapshot", started, names)
 
-    def _restore(self):
+    def _restore(self, flavour):
         started = time.monotonic()
         leases = {}
-        for name in self.names:
-            self.launcher.restore(name)
+        names = self.flavours[flavour]
+        for name in names:
+            self.launchers[flavour].restore(name)
+            self.paused.discard(name)
             leases[name] = self._lease_version(name)
         self._wait_heartbeat(leases)
-        self._timing("restore", started)
+        self._timing("restore", started, names)
+
+    def _pause_others(self, flavour):
+        """Pause the machines of the other flavours (no CPU for guests nobody uses)."""
+        for other, launcher in self.launchers.items():
+            if other == flavour:
+                continue
+            for name in self.flavours[other]:
+                if name not in self.paused and launcher.pid(name):
+                    launcher.monitor(name, "stop")
+                    self.paused.add(name)
+                    self.log("host pool: %s paused while the %s hosts are lent" % (name, flavour))
 
     def _lease_version(self, name):
         from kubernetes.client import ApiException
@@ -185,15 +217,15 @@ class HostPool:
                 time.sleep(0.5)
         time.sleep(2 * NODE_MONITOR_PERIOD_SECONDS + 1)
 
-    def _timing(self, what, started):
+    def _timing(self, what, started, names):
         self.timings.append((what, round(time.monotonic() - started)))
-        self.log("host pool: %s of %s in %ds" % (what, ", ".join(self.names), self.timings[-1][1]))
+        self.log("host pool: %s of %s in %ds" % (what, ", ".join(names), self.timings[-1][1]))
 
-    def _reset_nodes(self, labels):
+    def _reset_nodes(self, names, labels):
         """Each Node object as it was after the boot, plus ``labels``."""
         from kubernetes.client import ApiException
 
-        for name in self.names:
+        for name in names:
             base_labels, base_annotations, base_taints = self.baseline[name]
             for _attempt in range(20):
                 node = self.cluster.core.read_node(name)
@@ -210,46 +242,50 @@ class HostPool:
             else:
                 raise AssertionError("node %s: could not reset its labels and taints (409 twenty times)" % name)
 
-    def _settle(self, timeout=300):
+    def _settle(self, names, timeout=300):
         """Wait until every host is a Ready node without the lifecycle controller's taints."""
         from tests.integration.conftest import wait_node_ready as wait_node_settled
 
         deadline = time.monotonic() + timeout
-        for name in self.names:
+        for name in names:
             wait_node_settled(self.cluster, name, timeout=max(1, deadline - time.monotonic()))
 
     @contextlib.contextmanager
-    def lend(self, labels=None, spare=None):
-        """The pool's launcher, its hosts as booted and labelled with ``labels``; with ``spare``
-        a kwok node of that name (same labels) beside them, deleted afterwards."""
+    def lend(self, labels=None, spare=None, flavour="docker"):
+        """The launcher of ``flavour``'s hosts (``POOL_FLAVOURS``), as booted and labelled with
+        ``labels``; with ``spare`` a kwok node of that name (same labels) beside them, deleted
+        afterwards."""
         from tests.integration.conftest import node_manifest
 
         labels = dict(labels or {})
-        if self.launcher is None:
-            self._boot()
+        names = self.flavours[flavour]
+        self._pause_others(flavour)
+        if flavour not in self.launchers:
+            self._boot(flavour)
         else:
-            self._restore()
-        self._reset_nodes(labels)
-        self._settle()
+            self._restore(flavour)
+        self._reset_nodes(names, labels)
+        self._settle(names)
         if spare:
             self.cluster.core.create_node(node_manifest(spare, labels=labels))
         try:
-            yield self.launcher
+            yield self.launchers[flavour]
         finally:
             if spare:
                 forget_nodes(self.cluster.core, [spare])
 
     def close(self):
-        if self.launcher is None:
+        if not self.launchers:
             return
         self.log("host pool timings: %s" % self.timings)
-        for name in self.names:
-            try:
-                self.launcher.destroy(name)
-            except Exception as exc:  # noqa: BLE001 - keep destroying the others
-                self.log("destroy %s: %s" % (name, exc))
-        shutil.rmtree(self.launcher.state, ignore_errors=True)
-        forget_nodes(self.cluster.core, self.names)
+        for flavour, launcher in self.launchers.items():
+            for name in self.flavours[flavour]:
+                try:
+                    launcher.destroy(name)
+                except Exception as exc:  # noqa: BLE001 - keep destroying the others
+                    self.log("destroy %s: %s" % (name, exc))
+            forget_nodes(self.cluster.core, self.flavours[flavour])
+            shutil.rmtree(launcher.state, ignore_errors=True)
 
 
 def host_sh(launcher, name, command, check=True, timeout=180):

@@ -292,18 +292,26 @@ def test_reboot_if_required_reboots_only_the_flagged_host_and_proves_its_data_di
 
 @pytest.mark.faults  # also in the fault suite (make faults)
 def test_ssh_dropped_while_kubelet_and_docker_are_stopped_for_the_remount(cluster, namespace, hosts, tmp_path):
-    """Issue 12: the controller loses the host between the stop and the start of the node's services."""
+    """Issue 12: the controller loses the host between the stop and the start of the node's services
+    (here while the remount carries Docker's root over: node_disk_remount stopped Docker itself)."""
     started = time.monotonic()
     name = HOST_B
     old_fstab = sh(hosts, name, "cat /etc/fstab")
     old_daemon = sh(hosts, name, "cat /etc/docker/daemon.json")
     uuid = sh(hosts, name, "blkid -s UUID -o value /dev/vdb")
     assert not fstab_data_lines(old_fstab) and '"graph"' in old_daemon, "host B must be as booted"
+    # Docker's root carried over, with a ballast that makes the copy last: the remount module stops
+    # Docker itself (when its root moves) and the copy then runs with kubelet and Docker stopped,
+    # the window this fault hits
+    ballast = sh(hosts, name, "head -c 96M /dev/urandom > /var/lib/docker/kubeops-ballast && sync && "
+                              "sha256sum < /var/lib/docker/kubeops-ballast", timeout=600)
     reports = tmp_path / "reports"
     extra_vars = rollout_vars(namespace, reports, "ssh-drop", node_maintenance_action="none",
-                              node_maintenance_connect_timeout=40)
+                              node_maintenance_connect_timeout=40,
+                              node_maintenance_data_disks=[dict(DATA_DISK, carry_over=True)])
     killed = []
     dropping = threading.Event()
+    watching = []
 
     def drop_connections(run):
         while run.proc.poll() is None:
@@ -315,11 +323,21 @@ def test_ssh_dropped_while_kubelet_and_docker_are_stopped_for_the_remount(cluste
                     pass
             time.sleep(0.1)
 
+    def drop_once_docker_is_stopped(run):
+        deadline = time.monotonic() + 600
+        while run.proc.poll() is None and time.monotonic() < deadline:
+            # over the test's own SSH connection, not the run's
+            if hosts.ssh(name, "systemctl is-active docker.service", check=False, timeout=30).stdout.strip() == "inactive":
+                dropping.set()
+                _log("kubelet and docker stopped: dropping the SSH connections of ansible-playbook %d" % run.proc.pid)
+                drop_connections(run)
+                return
+            time.sleep(0.2)
+
     def on_line(run, line):
-        if line.startswith(REMOUNT_TASK) and not dropping.is_set():
-            dropping.set()
-            _log("kubelet and docker stopped: dropping the SSH connections of ansible-playbook %d" % run.proc.pid)
-            threading.Thread(target=drop_connections, args=(run,), daemon=True).start()
+        if line.startswith(REMOUNT_TASK) and not watching:
+            watching.append(run)
+            threading.Thread(target=drop_once_docker_is_stopped, args=(run,), daemon=True).start()
 
     run = Playbook(cluster, hosts.write_inventory(), extra_vars, tmp_path / "ssh-drop-1.log", limit=name,
                    on_line=on_line)
@@ -369,6 +387,8 @@ def test_ssh_dropped_while_kubelet_and_docker_are_stopped_for_the_remount(cluste
     assert sh(hosts, name, "findmnt -n -o UUID --mountpoint %s" % MOUNT_POINT) == uuid
     assert sh(hosts, name, "docker info --format '{{.DockerRootDir}}'") == DATA_ROOT
     assert sh(hosts, name, "cat %s/kubeops-sentinel" % MOUNT_POINT) == hosts.info(name)["data_disk"]["sentinel"]
+    assert sh(hosts, name, "sha256sum < %s/kubeops-ballast" % DATA_ROOT) == ballast, "the root was not carried over"
+    assert sh(hosts, name, "sha256sum < /var/lib/docker/kubeops-ballast") == ballast, "the old root was not kept"
     report = json.loads((reports / "ssh-drop" / "report.json").read_text())
     assert [(n["node"], n["status"], n["resumed_from"]) for n in report["nodes"]] == [(name, "done", "data_disks")]
     TIMES["ssh_drop"] = time.monotonic() - started
