@@ -34,6 +34,7 @@ from ansible_collections.kubeops.node_maintenance.plugins.module_utils._nodes im
     node_is_ready,
     node_ready_status,
 )
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._pod_rules import is_serving
 
 CONTROL_PLANE_LABELS = ("node-role.kubernetes.io/control-plane",)
 PASS, FAIL, SKIP = "pass", "fail", "skip"
@@ -161,21 +162,12 @@ def min_ready_guard(nodes, name, min_ready):
 # Stacked etcd quorum
 # ------------------------------------------------------------------------------------------------
 
-def _pod_ready(pod):
-    status = (pod or {}).get("status") or {}
-    if ((pod or {}).get("metadata") or {}).get("deletionTimestamp"):
-        return False
-    if status.get("phase") != "Running":
-        return False
-    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
-
-
 def etcd_members_from_pods(pods):
     """One member per etcd pod (kubeadm's static pods ``etcd-<node>``): its node and whether it is Ready."""
     members = []
     for pod in pods:
         metadata = pod.get("metadata") or {}
-        ready = _pod_ready(pod)
+        ready = is_serving(pod)
         members.append({"name": metadata.get("name"), "node": (pod.get("spec") or {}).get("nodeName"),
                         "healthy": ready, "reason": "pod Ready" if ready else "pod not Ready"})
     return sorted(members, key=lambda m: (m["node"] or "", m["name"] or ""))
