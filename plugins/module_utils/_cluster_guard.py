@@ -35,6 +35,7 @@ from ansible_collections.kubeops.node_maintenance.plugins.module_utils._nodes im
     node_ready_status,
 )
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils._pod_rules import is_serving
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._retry import poll_until
 
 CONTROL_PLANE_LABELS = ("node-role.kubernetes.io/control-plane",)
 PASS, FAIL, SKIP = "pass", "fail", "skip"
@@ -311,19 +312,16 @@ def wait_for_guards(reader, params, check_mode, sleep=time.sleep, clock=time.mon
     its ``K8sAccessError`` ends the wait (each call is retried on transient errors, for at least 30 s).
     """
     name = params["name"]
-    started = clock()
-    deadline_at = started + params["wait_timeout"]
-    checks = 0
-    while True:
-        checks += 1
-        results = check_guards(reader, params, max(deadline_at, clock() + 30))
+
+    def check(poll):
+        results = check_guards(reader, params, max(poll.deadline, clock() + 30))
         refused = refusals(results)
-        remaining = deadline_at - clock()
-        if not refused or check_mode or remaining <= 0:
-            break
-        sleep(min(params["poll_interval"], remaining))
-    result = {"name": name, "passed": not refused, "refused": refused, "guards": results, "checks": checks,
-              "waited_seconds": round(clock() - started, 1)}
+        return not refused, (results, refused)
+
+    _passed, (results, refused), poll = poll_until(check, params["wait_timeout"], params["poll_interval"],
+                                                   once=check_mode, sleep=sleep, clock=clock)
+    result = {"name": name, "passed": not refused, "refused": refused, "guards": results, "checks": poll.polls,
+              "waited_seconds": round(poll.elapsed(), 1)}
     if not refused:
         return dict(result, changed=False)
     raise ModuleFailure("node/%s: refused by the cluster guards%s: %s" % (

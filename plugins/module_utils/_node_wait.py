@@ -26,6 +26,7 @@ from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_modu
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils._lease import parse_time
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils._node_api import read_node
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils._nodes import node_ready_status
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._retry import poll_until
 
 CONDITION_STATUSES = ("True", "False", "Unknown")
 ABSENT = "absent"  # pseudo status of Ready when the node object does not exist
@@ -235,17 +236,14 @@ def wait_for_node(raw, name, wanted, timeout, poll_interval, check_mode,
     """Poll until ``wanted`` holds; ``(met, unmet, state, waited seconds)``. ``raw`` is a
     ``_k8s_client.RawApi``. Check mode reads once and does not wait."""
     state = WaitState()
-    started = clock()
-    deadline = started + timeout
-    while True:
-        node = read_node(raw, name, max(deadline, clock() + 5), missing_ok=True)
-        unmet = observe(state, node, wanted, clock() - started)
-        if not unmet or check_mode:
-            return not unmet, unmet, state, clock() - started
-        remaining = deadline - clock()
-        if remaining <= 0:
-            return False, unmet, state, clock() - started
-        sleep(min(poll_interval, remaining))
+
+    def check(poll):
+        node = read_node(raw, name, max(poll.deadline, clock() + 5), missing_ok=True)
+        unmet = observe(state, node, wanted, poll.elapsed())
+        return not unmet, unmet
+
+    met, unmet, poll = poll_until(check, timeout, poll_interval, once=check_mode, sleep=sleep, clock=clock)
+    return met, unmet, state, poll.elapsed()
 
 
 def wait_result(name, outcome, check_mode):
