@@ -264,27 +264,34 @@ def _pod_volumes(name, spec):
     return volumes
 
 
-def pod_from_api(obj):
-    metadata = obj.get("metadata") or {}
-    spec = obj.get("spec") or {}
-    status = obj.get("status") or {}
-    images = []
-    for container in (spec.get("initContainers") or []) + (spec.get("containers") or []):
-        if container.get("image") and container["image"] not in images:
-            images.append(container["image"])
+def _pod_info(obj, metadata, spec, **fields):
+    """The record every pod gets: where it runs, its state, its controller and the room it takes."""
     controller = controller_of(obj)
     return PodInfo(
         namespace=metadata.get("namespace"),
         name=metadata.get("name"),
         node=spec.get("nodeName"),
-        phase=status.get("phase") or "Pending",
+        phase=(obj.get("status") or {}).get("phase") or "Pending",
         deleting=_pod_rules.is_terminating(obj),
-        labels=metadata.get("labels") or {},
         ready=_pod_rules.is_ready(obj),
         owner=_owner(controller),
-        mirror=_pod_rules.is_mirror_pod(obj),
         daemonset=_pod_rules.is_daemonset_ref(controller),
         requests=pod_requests(spec),
+        **fields
+    )
+
+
+def pod_from_api(obj):
+    metadata = obj.get("metadata") or {}
+    spec = obj.get("spec") or {}
+    images = []
+    for container in (spec.get("initContainers") or []) + (spec.get("containers") or []):
+        if container.get("image") and container["image"] not in images:
+            images.append(container["image"])
+    return _pod_info(
+        obj, metadata, spec,
+        labels=metadata.get("labels") or {},
+        mirror=_pod_rules.is_mirror_pod(obj),
         constraints=_pod_constraints(spec),
         volumes=_pod_volumes(metadata.get("name"), spec),
         images=images,
@@ -294,21 +301,7 @@ def pod_from_api(obj):
 def light_pod_from_api(obj):
     """The fields the checks read from a pod that is not on a drained node: where it runs, the
     room it takes, and which workload it serves (a quarter of the cost of ``pod_from_api``)."""
-    metadata = obj.get("metadata") or {}
-    spec = obj.get("spec") or {}
-    status = obj.get("status") or {}
-    controller = controller_of(obj)
-    return PodInfo(
-        namespace=metadata.get("namespace"),
-        name=metadata.get("name"),
-        node=spec.get("nodeName"),
-        phase=status.get("phase") or "Pending",
-        deleting=_pod_rules.is_terminating(obj),
-        ready=_pod_rules.is_ready(obj),
-        owner=_owner(controller),
-        daemonset=_pod_rules.is_daemonset_ref(controller),
-        requests=pod_requests(spec),
-    )
+    return _pod_info(obj, obj.get("metadata") or {}, obj.get("spec") or {})
 
 
 def node_from_api(obj):

@@ -6,19 +6,7 @@ from hypothesis import strategies as st
 
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils import _retry
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_client import ApiException, K8sAccessError
-
-
-class Clock:
-    def __init__(self):
-        self.now = 100.0
-        self.sleeps = []
-
-    def __call__(self):
-        return self.now
-
-    def sleep(self, seconds):
-        self.sleeps.append(seconds)
-        self.now += seconds
+from tests.unit.plugins.module_utils.test__k8s_client import FakeClock as Clock  # starts at 1000.0
 
 
 def test_polls_until_done_every_interval():
@@ -56,15 +44,15 @@ def test_a_poll_never_waits_past_its_deadline(timeout, interval, done_at):
 
 def test_wait_calls_before_only_when_it_waits():
     clock = Clock()
-    poll = _retry.Poll(3, 5, sleep=clock.sleep, clock=clock, started=99.0)
+    poll = _retry.Poll(3, 5, sleep=clock.sleep, clock=clock, started=999.0)
     calls = []
-    assert poll.wait(before=lambda: calls.append(clock())) and calls == [100.0] and clock.sleeps == [2.0]
-    assert not poll.wait(before=lambda: calls.append(clock())) and calls == [100.0]
+    assert poll.wait(before=lambda: calls.append(clock())) and calls == [1000.0] and clock.sleeps == [2.0]
+    assert not poll.wait(before=lambda: calls.append(clock())) and calls == [1000.0]
 
 
 def test_conflicts_pause_growing_then_give_up_at_the_deadline():
     clock = Clock()
-    conflicts = _retry.Conflicts("node/n1", "the node", "its taints were written", deadline=101.0,
+    conflicts = _retry.Conflicts("node/n1", "the node", "its taints were written", deadline=1001.0,
                                  sleep=clock.sleep, clock=clock)
     exc = ApiException(status=409)
     with pytest.raises(K8sAccessError) as failed:
@@ -73,7 +61,7 @@ def test_conflicts_pause_growing_then_give_up_at_the_deadline():
     assert failed.value.status == 409 and failed.value.cause is exc
     assert failed.value.message == ("node/n1: the node kept changing while its taints were written (%d conflicting "
                                     "writes); nothing was changed, run the task again" % conflicts.count)
-    assert clock() >= 101.0 and conflicts.count == len(clock.sleeps) + 1
+    assert clock() >= 1001.0 and conflicts.count == len(clock.sleeps) + 1
 
 
 @given(st.integers(1, 50))
