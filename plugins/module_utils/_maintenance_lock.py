@@ -46,6 +46,8 @@ _ACTION_NAMES = {
     _lease.NOTHING: "none",
     _lease.BUSY: "busy",
 }
+
+
 def lease_ref(namespace, name):
     """``lease kube-system/kubeops-node-maintenance``: the object every message and failure names."""
     return "lease %s/%s" % (namespace, name)

@@ -122,9 +122,11 @@ def test_match_labels_and_expressions_are_anded(labels, required, key, values):
                     and sel.label_selector_matches({"matchExpressions": [expression]}, labels))
 
 
-@given(label_sets, st.lists(st.lists(st.builds(dict, key=st.sampled_from("abc"),
-                                                operator=st.sampled_from(["In", "NotIn", "Exists", "DoesNotExist"]),
-                                                values=value_lists), max_size=2), max_size=3))
+expressions = st.builds(dict, key=st.sampled_from("abc"),
+                        operator=st.sampled_from(["In", "NotIn", "Exists", "DoesNotExist"]), values=value_lists)
+
+
+@given(label_sets, st.lists(st.lists(expressions, max_size=2), max_size=3))
 def test_node_selector_terms_are_ored(labels, term_expressions):
     terms = [{"matchExpressions": expressions} for expressions in term_expressions]
     each = [sel.node_selector_terms_match([term], labels, "n") for term in terms]
