@@ -245,8 +245,8 @@ def mine(entries, namespace):
     return [e for e in entries if e["namespace"] == namespace]
 
 
-def test_node_pods_wait_for_a_deleted_daemonset_pod_until_it_is_back_and_ready(cluster, namespace, make_node,
-                                                                            run_module):
+def test_node_pods_wait_for_a_deleted_daemonset_pod_until_it_is_back_and_ready(
+        cluster, namespace, make_node, run_module):
     # cordoned (the DaemonSet controller tolerates that) and tainted (only some DaemonSets tolerate that)
     node = make_node(labels={OWN: namespace}, taints=[INFRA], unschedulable=True)
     infra = [{"key": "dedicated", "operator": "Equal", "value": "infra", "effect": "NoSchedule"}]
@@ -260,8 +260,8 @@ def test_node_pods_wait_for_a_deleted_daemonset_pod_until_it_is_back_and_ready(c
     static = mirror_pod(cluster, namespace, "static-web-" + node, node)
     before = wait_ready_pods(cluster, namespace, node, ["agent", "affine", static])
     time.sleep(2)  # the controller has had its chance to place picky and elsewhere too
-    on_node = {name for name in (ref.name for p in pods_on(cluster, namespace, node)
-                                 for ref in p.metadata.owner_references or [] if ref.kind == "DaemonSet")}
+    on_node = {ref.name for p in pods_on(cluster, namespace, node)
+               for ref in p.metadata.owner_references or [] if ref.kind == "DaemonSet"}
     assert on_node == {"agent", "affine"}  # what the real DaemonSet controller did...
 
     # a reboot made the agent's pod unready; the DaemonSet controller replaces it once it is deleted
@@ -292,8 +292,8 @@ def test_node_pods_wait_for_a_deleted_daemonset_pod_until_it_is_back_and_ready(c
         "picky": "it does not tolerate the node's taint dedicated=infra:NoSchedule"}
 
 
-def test_node_pods_time_out_naming_an_unready_daemonset_pod_and_a_static_pod_not_back(cluster, namespace,
-                                                                                       make_node, run_module):
+def test_node_pods_time_out_naming_an_unready_daemonset_pod_and_a_static_pod_not_back(
+        cluster, namespace, make_node, run_module):
     node = make_node(labels={OWN: namespace})
     apply(cluster, namespace, placed_daemonset("agent", {OWN: namespace}),
           placed_daemonset("elsewhere", {OWN: "another-" + namespace}))
