@@ -12,7 +12,13 @@
 - ``node_selector_terms_match(terms, labels, name)``: required node affinity (and a
   PersistentVolume's): terms ORed, a term's requirements ANDed, an empty term matches nothing;
   ``Gt`` / ``Lt`` compare one base-10 int64 value as ``strconv.ParseInt`` reads it;
-  ``matchFields`` know ``metadata.name``.
+  ``matchFields`` know ``metadata.name`` (``In`` / ``NotIn``, one value).
+
+A requirement Kubernetes cannot turn into a selector (``In`` / ``NotIn`` without values,
+``Exists`` / ``DoesNotExist`` with values, ``Gt`` / ``Lt`` without exactly one integer, an unknown
+operator) matches nothing, as the selector it would be part of is refused (a node selector term
+with one is dropped). The API server's validation refuses such objects, so this only matters for
+objects from elsewhere (a template in a file, an old object).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -48,6 +54,10 @@ def requirement_matches(requirement, values_by_key, numeric=False):
     operator = requirement.get("operator")
     values = requirement.get("values") or ()
     present = key in values_by_key
+    if operator in ("In", "NotIn") and not values:
+        return False
+    if operator in ("Exists", "DoesNotExist") and values:
+        return False
     if operator == "In":
         return present and values_by_key[key] in values
     if operator == "NotIn":
@@ -74,6 +84,12 @@ def label_selector_matches(selector, labels):
     return all(requirement_matches(req, labels) for req in selector.get("matchExpressions") or ())
 
 
+def _field_requirement_valid(requirement):
+    """A node field requirement Kubernetes accepts: ``metadata.name``, ``In`` or ``NotIn``, one value."""
+    return (requirement.get("key") == "metadata.name" and requirement.get("operator") in ("In", "NotIn")
+            and len(requirement.get("values") or ()) == 1)
+
+
 def node_selector_terms_match(terms, labels, name):
     """Required node affinity over a node's ``labels`` and ``name``: any term whose requirements
     all hold; a term with no requirements matches nothing."""
@@ -85,6 +101,6 @@ def node_selector_terms_match(terms, labels, name):
         if not expressions and not match_fields:
             continue
         if all(requirement_matches(r, labels, numeric=True) for r in expressions) and all(
-                requirement_matches(r, fields) for r in match_fields):
+                _field_requirement_valid(r) and requirement_matches(r, fields) for r in match_fields):
             return True
     return False

@@ -1,10 +1,11 @@
 """Where the DaemonSet controller runs a DaemonSet's pod (nodeSelector, required node affinity, taints
 against the template's tolerations plus the controller's own), and which pods are a node's mirror pods."""
 import pytest
-from hypothesis import assume, given
+from hypothesis import given
 from hypothesis import strategies as st
 
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils import _daemonset_placement as dp
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils import _selectors as sel
 
 EFFECTS = ["NoSchedule", "PreferNoSchedule", "NoExecute"]
 keys = st.sampled_from(["a", "b", "zone", "node-role.kubernetes.io/infra", "example.com/x"])
@@ -35,39 +36,6 @@ def expr(key, operator, *vals):
     if vals:
         requirement["values"] = list(vals)
     return requirement
-
-
-# ------------------------------------------------------------------------------------------------
-# tolerations and taints
-# ------------------------------------------------------------------------------------------------
-
-@given(taints)
-def test_a_toleration_made_from_a_taint_tolerates_it_and_only_its_value(taint):
-    equal = {"key": taint["key"], "operator": "Equal", "value": taint.get("value", ""), "effect": taint["effect"]}
-    assert dp.tolerates(equal, taint)
-    assert not dp.tolerates(dict(equal, value=taint.get("value", "") + "-other"), taint)
-    assert dp.tolerates({"key": taint["key"], "operator": "Exists", "effect": taint["effect"]}, taint)
-    # no operator means Equal; no effect means every effect
-    assert dp.tolerates({"key": taint["key"], "value": taint.get("value", "")}, taint)
-
-
-@given(taints)
-def test_an_empty_key_with_exists_tolerates_every_taint(taint):
-    assert dp.tolerates({"operator": "Exists"}, taint)
-    assert dp.tolerates({"operator": "Exists", "effect": taint["effect"]}, taint)
-
-
-@given(taints, st.sampled_from(EFFECTS), keys)
-def test_another_effect_or_key_is_never_tolerated(taint, effect, key):
-    assume(effect != taint["effect"])
-    assert not dp.tolerates({"key": taint["key"], "operator": "Exists", "effect": effect}, taint)
-    assume(key != taint["key"])
-    assert not dp.tolerates({"key": key, "operator": "Exists"}, taint)
-
-
-@given(taints)
-def test_an_unknown_operator_tolerates_nothing(taint):
-    assert not dp.tolerates({"key": taint["key"], "operator": "Gt", "value": "0"}, taint)
 
 
 def test_the_controllers_own_tolerations_are_added_to_the_templates():
@@ -141,45 +109,11 @@ def test_a_node_selector_matches_when_every_pair_is_a_node_label(node_labels, da
         "nodeSelector %s=%s does not match the node's labels" % (key, wrong[key]))
 
 
-@given(labels, keys, st.lists(values, min_size=1, max_size=3))
-def test_in_and_notin_are_complements_and_exists_and_doesnotexist_too(node_labels, key, vals):
-    def match(*requirement):
-        return dp.requirement_matches(expr(*requirement), node_labels)
-
-    assert match(key, "In", *vals) == (key in node_labels and node_labels[key] in vals)
-    assert match(key, "NotIn", *vals) != match(key, "In", *vals)
-    assert match(key, "Exists") == (key in node_labels)
-    assert match(key, "DoesNotExist") != match(key, "Exists")
-
-
-@pytest.mark.parametrize("requirement", [
-    expr("a", "In"), expr("a", "NotIn"), expr("a", "Exists", "x"), expr("b", "DoesNotExist", "x"),
-    expr("a", "Gt"), expr("a", "Gt", "1", "2"), expr("a", "Like", "x"),
-])
-def test_a_requirement_the_api_cannot_parse_matches_nothing(requirement):
-    assert dp.requirement_matches(requirement, {"a": "5"}) is False
-
-
-@given(st.integers(-(2 ** 63), 2 ** 63 - 1), st.integers(-(2 ** 63), 2 ** 63 - 1))
-def test_gt_and_lt_compare_as_64_bit_integers(mine, bound):
-    node_labels = {"n": str(mine)}
-    assert dp.requirement_matches(expr("n", "Gt", str(bound)), node_labels) == (mine > bound)
-    assert dp.requirement_matches(expr("n", "Lt", str(bound)), node_labels) == (mine < bound)
-
-
-@pytest.mark.parametrize("value", ["1_0", " 5", "0x10", "5.0", "", "9223372036854775808", "x"])
-def test_gt_and_lt_parse_as_go_parseint_does(value):
-    # strconv.ParseInt(s, 10, 64): no underscores, spaces, hex, fractions or overflow (Python's int() takes some)
-    assert dp.requirement_matches(expr("n", "Gt", "-1"), {"n": value}) is False
-    assert dp.requirement_matches(expr("n", "Lt", value), {"n": "0"}) is False
-    assert dp.requirement_matches(expr("n", "Gt", "-1"), {"n": "+7"}) is True
-
-
 @given(labels, st.lists(st.lists(st.builds(expr, keys, st.sampled_from(["Exists", "DoesNotExist"])),
                                  max_size=3), max_size=3))
 def test_terms_are_ored_and_their_requirements_anded(node_labels, terms_exprs):
     terms = [{"matchExpressions": exprs} for exprs in terms_exprs]
-    want = any(exprs and all(dp.requirement_matches(e, node_labels) for e in exprs) for exprs in terms_exprs)
+    want = any(exprs and all(sel.requirement_matches(e, node_labels) for e in exprs) for exprs in terms_exprs)
     obstacle = dp.daemonset_obstacle(daemonset(affinity(*terms)), node(labels=node_labels))
     assert (obstacle is None) == want
     if not want:

@@ -145,3 +145,52 @@ def test_gt_and_lt_compare_as_numbers_within_int64(mine, theirs):
     in_range = all(-2 ** 63 <= v < 2 ** 63 for v in (mine, theirs))
     assert match("Gt") == (in_range and mine > theirs)
     assert match("Lt") == (in_range and mine < theirs)
+
+
+# --- from test__daemonset_placement ------------------------------------------------------------
+
+dp_keys = st.sampled_from(["a", "b", "zone", "node-role.kubernetes.io/infra", "example.com/x"])
+dp_values = st.sampled_from(["", "1", "2", "x", "y", "10"])
+dp_labels = st.dictionaries(dp_keys, dp_values, max_size=4)
+
+
+def expr(key, operator, *vals):
+    requirement = {"key": key, "operator": operator}
+    if vals:
+        requirement["values"] = list(vals)
+    return requirement
+
+
+@given(dp_labels, dp_keys, st.lists(dp_values, min_size=1, max_size=3))
+def test_in_and_notin_are_complements_and_exists_and_doesnotexist_too(node_labels, key, vals):
+    def match(*requirement):
+        return sel.requirement_matches(expr(*requirement), node_labels, numeric=True)
+
+    assert match(key, "In", *vals) == (key in node_labels and node_labels[key] in vals)
+    assert match(key, "NotIn", *vals) != match(key, "In", *vals)
+    assert match(key, "Exists") == (key in node_labels)
+    assert match(key, "DoesNotExist") != match(key, "Exists")
+
+
+@pytest.mark.parametrize("requirement", [
+    expr("a", "In"), expr("a", "NotIn"), expr("a", "Exists", "x"), expr("b", "DoesNotExist", "x"),
+    expr("a", "Gt"), expr("a", "Gt", "1", "2"), expr("a", "Like", "x"),
+])
+def test_a_requirement_the_api_cannot_parse_matches_nothing(requirement):
+    assert sel.requirement_matches(requirement, {"a": "5"}, numeric=True) is False
+    assert sel.node_selector_terms_match([{"matchExpressions": [requirement]}], {"a": "5"}, "n") is False
+
+
+@given(st.integers(-(2 ** 63), 2 ** 63 - 1), st.integers(-(2 ** 63), 2 ** 63 - 1))
+def test_gt_and_lt_compare_as_64_bit_integers(mine, bound):
+    node_labels = {"n": str(mine)}
+    assert sel.requirement_matches(expr("n", "Gt", str(bound)), node_labels, numeric=True) == (mine > bound)
+    assert sel.requirement_matches(expr("n", "Lt", str(bound)), node_labels, numeric=True) == (mine < bound)
+
+
+@pytest.mark.parametrize("value", ["1_0", " 5", "0x10", "5.0", "", "9223372036854775808", "x"])
+def test_gt_and_lt_parse_as_go_parseint_does(value):
+    # strconv.ParseInt(s, 10, 64): no underscores, spaces, hex, fractions or overflow (Python's int() takes some)
+    assert sel.requirement_matches(expr("n", "Gt", "-1"), {"n": value}, numeric=True) is False
+    assert sel.requirement_matches(expr("n", "Lt", value), {"n": "0"}, numeric=True) is False
+    assert sel.requirement_matches(expr("n", "Gt", "-1"), {"n": "+7"}, numeric=True) is True

@@ -1,7 +1,7 @@
 """Tolerations against taints: ``Toleration.ToleratesTaint``, the scheduler's untolerated taint, and the
 taint eviction controller's delay (moved here from test__nodes and test__preflight, where each had a copy)."""
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils import _tolerations as tol
@@ -110,3 +110,40 @@ def test_noexecute_delay_is_set_by_the_first_matching_tolerations(tls, ts, secon
     assert delay == (max(0, min(limits)) if limits else None)
     # A toleration added after the others never changes which one counts.
     assert tol.noexecute_delay(tls + [{"operator": "Exists", "tolerationSeconds": 1}], ts) == delay
+
+
+# --- from test__daemonset_placement ------------------------------------------------------------
+
+dp_keys = st.sampled_from(["a", "b", "zone", "node-role.kubernetes.io/infra", "example.com/x"])
+dp_taints = st.builds(lambda k, v, e: {"key": k, "value": v, "effect": e} if v else {"key": k, "effect": e},
+                      dp_keys, st.sampled_from(["", "1", "2", "x", "y", "10"]), st.sampled_from(EFFECTS))
+
+
+
+@given(dp_taints)
+def test_a_toleration_made_from_a_taint_tolerates_it_and_only_its_value(taint):
+    equal = {"key": taint["key"], "operator": "Equal", "value": taint.get("value", ""), "effect": taint["effect"]}
+    assert tol.tolerates(equal, taint)
+    assert not tol.tolerates(dict(equal, value=taint.get("value", "") + "-other"), taint)
+    assert tol.tolerates({"key": taint["key"], "operator": "Exists", "effect": taint["effect"]}, taint)
+    # no operator means Equal; no effect means every effect
+    assert tol.tolerates({"key": taint["key"], "value": taint.get("value", "")}, taint)
+
+
+@given(dp_taints)
+def test_an_empty_key_with_exists_tolerates_every_taint(taint):
+    assert tol.tolerates({"operator": "Exists"}, taint)
+    assert tol.tolerates({"operator": "Exists", "effect": taint["effect"]}, taint)
+
+
+@given(dp_taints, st.sampled_from(EFFECTS), dp_keys)
+def test_another_effect_or_key_is_never_tolerated(taint, effect, key):
+    assume(effect != taint["effect"])
+    assert not tol.tolerates({"key": taint["key"], "operator": "Exists", "effect": effect}, taint)
+    assume(key != taint["key"])
+    assert not tol.tolerates({"key": key, "operator": "Exists"}, taint)
+
+
+@given(dp_taints)
+def test_an_unknown_operator_tolerates_nothing(taint):
+    assert not tol.tolerates({"key": taint["key"], "operator": "Gt", "value": "0"}, taint)
