@@ -119,7 +119,6 @@ dp_taints = st.builds(lambda k, v, e: {"key": k, "value": v, "effect": e} if v e
                       dp_keys, st.sampled_from(["", "1", "2", "x", "y", "10"]), st.sampled_from(EFFECTS))
 
 
-
 @given(dp_taints)
 def test_a_toleration_made_from_a_taint_tolerates_it_and_only_its_value(taint):
     equal = {"key": taint["key"], "operator": "Equal", "value": taint.get("value", ""), "effect": taint["effect"]}
