@@ -525,8 +525,8 @@ class Remount:
         os.rename(tmp, dest)
         _file_edit.fsync_directory(parent)
         self.marker = marker
-        data.update(outcome="copied", images_to_pull=0, copy=dict(entries=len(entries), bytes=used,
-                                                                   seconds=round(time.monotonic() - started, 1)))
+        copied = dict(entries=len(entries), bytes=used, seconds=round(time.monotonic() - started, 1))
+        data.update(outcome="copied", images_to_pull=0, copy=copied)
 
     # --- running ---------------------------------------------------------------------------------
 

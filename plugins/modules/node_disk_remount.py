@@ -40,22 +40,25 @@ description:
     none; if mounting or the check after it fails, both files are put back as they were.
   - After an fstab change on a systemd host it runs C(systemctl daemon-reload), so systemd's mount
     units match the new fstab before anything is mounted.
-  - When the runtime's root moves (O(data_root) is not the root its configuration names now), the
+  - >-
+    When the runtime's root moves (O(data_root) is not the root its configuration names now), the
     module first stops what runs from the old root, because C(systemctl stop containerd) does not
-    (its unit has C(KillMode=process): the shims and every pod's containers keep running). With
+    (its unit has C(KillMode=process), so the shims and every pod's containers keep running). With
     O(kubelet_service) stopped (the module fails while it runs, as kubelet would start the pods
-    again), it stops and removes every pod sandbox (C(crictl stopp), C(crictl rmp); Docker:
+    again), it stops and removes every pod sandbox (C(crictl stopp), C(crictl rmp); for Docker,
     C(docker stop) of every running container), checks that no shim (C(containerd-shim*)) and no
     container process is left (waiting up to O(stop_timeout) seconds), then stops O(runtime_units)
     (Docker's socket too, or socket activation starts it again). Starting the runtime and kubelet
     again is the caller's job, also when the module fails: it returns RV(runtime_restart_needed).
     When the root does not move, nothing is stopped. The C(kubeops.node_maintenance.data_disk) role
     stops kubelet, calls this module and starts both again.
-  - Before that, with the runtime running, the module asks it for the root it uses (C(crictl info),
+  - >-
+    Before that, with the runtime running, the module asks it for the root it uses (C(crictl info),
     C(docker info)) and fails, changing nothing, when that is not the one its configuration file
     names (the runtime reads another file), and counts its images: with O(carry_over=false) the
-    result says how many the node will have to pull again (RV(changes.runtime_data.images_to_pull)).
-  - O(carry_over=true) copies the current root onto the disk once everything is stopped, so the
+    result says how many the node will have to pull again (C(images_to_pull) in RV(changes.runtime_data)).
+  - >-
+    O(carry_over=true) copies the current root onto the disk once everything is stopped, so the
     images (and everything else in it) survive: C(cp -a) (hard links, xattrs, ACLs, timestamps,
     sparse files) into a temporary directory beside O(data_root), compared with the source (every
     entry's type, mode, owner, size, times, link target, xattrs, hard links, and the bytes of every
@@ -177,7 +180,7 @@ options:
       - When the root moves, copy the runtime's current root (the one its configuration names, or
         C(/var/lib/docker), C(/var/lib/containerd)) to O(data_root) once everything is stopped,
         verify the copy, and only then point the configuration at it. The old root is kept.
-      - V(false) leaves the new root to the runtime to fill: kubelet pulls every image again.
+      - V(false) leaves the new root to the runtime to fill, and kubelet pulls every image again.
       - Needs free space on the disk for the whole root; the module fails first when there is not.
     type: bool
     default: false

@@ -86,6 +86,19 @@ if [[ -f "$image_dir/manifest.json" ]]; then
   echo "$image_dir"
   exit 0
 fi
+# One build per flavour at a time: the bootstrap starts the containerd flavour's in the background,
+# and the test that boots those hosts runs this script again, which waits here, then finds it built.
+mkdir -p "$HOSTS_CACHE"
+exec 8>"$HOSTS_CACHE/.build-$FLAVOUR.lock"
+if ! flock -n 8; then
+  step "waiting for another build of the $FLAVOUR image"
+  flock 8
+fi
+if [[ -f "$image_dir/manifest.json" ]]; then
+  step "cached: $image_dir (built meanwhile)"
+  echo "$image_dir"
+  exit 0
+fi
 
 [[ $(id -u) == 0 ]] || { echo "build-image.sh: must run as root (debootstrap, chroot)" >&2; exit 1; }
 started=$SECONDS

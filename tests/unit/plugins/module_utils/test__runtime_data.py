@@ -65,8 +65,8 @@ def test_ids_keep_each_once_in_order(values, end):
 
 
 def test_containerd_root_from_crictl_info():
-    info = {"status": {"conditions": []}, "config": {"containerdRootDir": "/data/containerd",
-                                                    "rootDir": "/data/containerd/io.containerd.grpc.v1.cri"}}
+    info = {"status": {"conditions": []},
+            "config": {"containerdRootDir": "/data/containerd", "rootDir": "/data/containerd/io.containerd.grpc.v1.cri"}}
     assert _runtime_data.crictl_root(json.dumps(info)) == "/data/containerd"
     for text in ("", "not json", "[]", json.dumps({"config": {}}), json.dumps({"config": {"containerdRootDir": 3}})):
         assert _runtime_data.crictl_root(text) is None
@@ -129,7 +129,7 @@ def _trees(draw):
     ops = []
     dirs = [""]
     files = []
-    for _ in range(draw(st.integers(1, 10))):
+    for _entry in range(draw(st.integers(1, 10))):
         kind = draw(st.sampled_from(["dir", "file", "file", "symlink", "hardlink", "xattr"]))
         parent = draw(st.sampled_from(dirs))
         path = os.path.join(parent, draw(_NAMES) + str(len(ops)))
