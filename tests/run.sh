@@ -28,6 +28,7 @@ stage() {  # stage NAME: ends the stage before (printing its duration) and start
   [[ -n $stage_name ]] && say "$stage_name"
   return 0
 }
+# shellcheck disable=SC2317  # run by the EXIT trap
 summary() {
   local rc=$?
   stage ""
@@ -55,6 +56,19 @@ ansible-galaxy collection build --force --output-path "$out" . >&2
 ls "$out"/kubeops-node_maintenance-*.tar.gz >&2
 rm -rf "$out"
 
+# The version matrix (noxfile.py, tests/matrix/nox.sh): the other ansible-core lines' unit tests and
+# module-level integration subset, each beside its paired Kubernetes minor, one session after the
+# other in the background of pytest, on control planes of their own (the host chain, not the
+# cluster, is pytest's critical path). KUBEOPS_MATRIX=0 leaves it out; its log is printed at the end.
+matrix_pid="" matrix_log="" matrix_start=0
+if [[ ${KUBEOPS_MATRIX:-1} != 0 ]]; then
+  matrix_log=$(mktemp -t kubeops-matrix.XXXXXX.log)
+  matrix_start=$(date +%s)
+  say "version matrix started in the background (log: $matrix_log)"
+  bash tests/matrix/nox.sh > "$matrix_log" 2>&1 &
+  matrix_pid=$!
+fi
+
 stage "pytest: unit and integration tests"
 # The parser fuzzing runs 2,000 cases per property here to keep the whole suite inside CI's 90
 # minutes; `make faults` (the fault suite alone) runs the full 10,000. Override by setting it.
@@ -65,4 +79,20 @@ if [[ $workers != 0 ]]; then
   parallel=(-n "$workers" --dist loadscope)
 fi
 # -p no:cacheprovider: CI clones are read-only-ish and the cache is noise there.
-python -m pytest -p no:cacheprovider "${parallel[@]}" --durations=25 "$@"
+pytest_rc=0
+python -m pytest -p no:cacheprovider "${parallel[@]}" --durations=25 "$@" || pytest_rc=$?
+
+if [[ -n $matrix_pid ]]; then
+  stage "version matrix (nox; what is left of it after pytest)"
+  matrix_rc=0
+  wait "$matrix_pid" || matrix_rc=$?
+  grep -E '^nox > (Running session|Session|\*)|^ansible-core |passed|failed|error' "$matrix_log" >&2 || true
+  stages+=("$(printf '%-45s %5ds' "  (version matrix in all, from its start)" $(( $(date +%s) - matrix_start )))")
+  if [[ $matrix_rc != 0 ]]; then
+    say "version matrix FAILED (rc $matrix_rc): the whole log follows"
+    cat "$matrix_log" >&2
+    [[ $pytest_rc != 0 ]] || pytest_rc=$matrix_rc
+  fi
+  rm -f "$matrix_log"
+fi
+exit "$pytest_rc"
