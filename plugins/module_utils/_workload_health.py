@@ -23,7 +23,8 @@ from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_clie
     retry_transient,
 )
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_module import ModuleFailure
-from ansible_collections.kubeops.node_maintenance.plugins.module_utils._preflight import label_selector_matches
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._api_objects import controller_of
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._selectors import label_selector_matches
 
 DEPLOYMENT = "Deployment"
 STATEFULSET = "StatefulSet"
@@ -90,14 +91,6 @@ def group_pdb_refs(refs):
     return groups
 
 
-def controller_owner(obj):
-    """The ownerReference with ``controller: true``, or None."""
-    for owner in (obj.get("metadata") or {}).get("ownerReferences") or ():
-        if owner.get("controller"):
-            return owner
-    return None
-
-
 def resolve_refs(refs, replicasets):
     """Replace each ReplicaSet that a Deployment controls by that Deployment.
 
@@ -107,7 +100,7 @@ def resolve_refs(refs, replicasets):
     out = []
     for ref in refs:
         if ref["kind"] == REPLICASET:
-            owner = controller_owner(replicasets.get((ref["namespace"], ref["name"])) or {})
+            owner = controller_of(replicasets.get((ref["namespace"], ref["name"])) or {})
             if owner and owner.get("kind") == DEPLOYMENT and owner.get("name"):
                 ref = {"kind": DEPLOYMENT, "namespace": ref["namespace"], "name": owner["name"],
                        "resolved_from": "ReplicaSet %s/%s" % (ref["namespace"], ref["name"])}
