@@ -13,7 +13,8 @@ A session runs, as its arguments (after ``--``) say:
   version of tests/testbed/versions.sh), each started by the ``cluster`` fixture from that
   version's build (tests/testbed/build-binaries.sh, cached) on a state directory of its own;
 - nothing: ``units subset`` on the session's paired Kubernetes version (PAIRED): what CI runs
-  (tests/run.sh), so that every ansible-core line and every Kubernetes minor is tested on each run.
+  (tests/run.sh through tests/matrix/ci.sh, judged by tests/matrix/report.py), so that every
+  ansible-core line and every Kubernetes minor is tested on each run. Each part logs ``took Ns``.
 
 Virtualenvs live in ~/.cache/kubeops-node-maintenance/nox/<key>/ (``--envdir`` is set here), the key a
 hash of the files the requirements come from, so a changed pin makes new ones (tests/bootstrap.sh
@@ -28,6 +29,7 @@ import hashlib
 import os
 import subprocess
 import sys
+import time
 
 import nox
 
@@ -77,6 +79,9 @@ CACHE = _testbed("TESTBED_CACHE")
 KEY = _key()
 nox.options.envdir = os.path.join(CACHE, "nox", KEY)
 nox.options.sessions = CI_SESSIONS
+# A session whose Python is missing fails instead of being skipped: a skipped cell of the support
+# matrix must not look like a tested one (tests/matrix/report.py fails on "skipped" as well).
+nox.options.error_on_missing_interpreters = True
 MARKER = ".kubeops-requirements"
 
 
@@ -133,10 +138,14 @@ def _session(line, pin):
                     " 'kubernetes', kubernetes.__version__)")
         pytest = ["python", "-m", "pytest", "-p", "no:cacheprovider", "-q", "-n0"]
         if units:
+            start = time.monotonic()
             session.run(*pytest, "tests/unit", *["--ignore=" + path for path in NOT_UNITS], env=env)
+            session.log("took %ds: unit tests on %s" % (time.monotonic() - start, pin))
         for version in versions:
             session.log("module-level integration subset on Kubernetes %s" % version)
+            start = time.monotonic()
             session.run(*pytest, *SUBSET, env=dict(env, KUBEOPS_TEST_K8S_VERSION=version))
+            session.log("took %ds: module subset on %s, Kubernetes %s" % (time.monotonic() - start, pin, version))
 
     session.__doc__ = "%s: unit tests and the module-level integration subset (paired: Kubernetes %s)" % (
         pin, PAIRED[line])

@@ -29,8 +29,8 @@ stage() {  # stage NAME: ends the stage before (printing its duration) and start
   return 0
 }
 # shellcheck disable=SC2317  # run by the EXIT trap
-summary() {
-  local rc=$?
+summary() {  # [STATUS]: the run's exit status (default: the last command's)
+  local rc=${1:-$?}
   stage ""
   {
     printf '\n[test] stage durations (rc %d)\n' "$rc"
@@ -59,15 +59,35 @@ rm -rf "$out"
 # The version matrix (noxfile.py, tests/matrix/nox.sh): the other ansible-core lines' unit tests and
 # module-level integration subset, each beside its paired Kubernetes minor, one session after the
 # other in the background of pytest, on control planes of their own (the host chain, not the
-# cluster, is pytest's critical path). KUBEOPS_MATRIX=0 leaves it out; its log is printed at the end.
-matrix_pid="" matrix_log="" matrix_start=0
+# cluster, is pytest's critical path). KUBEOPS_MATRIX=0 leaves it out (said in the summary); its
+# result is judged by tests/matrix/report.py after pytest: every session nox selected must succeed.
+matrix_pid="" matrix_dir="" matrix_start=0
 if [[ ${KUBEOPS_MATRIX:-1} != 0 ]]; then
-  matrix_log=$(mktemp -t kubeops-matrix.XXXXXX.log)
+  matrix_dir=$(mktemp -d -t kubeops-matrix.XXXXXX)
   matrix_start=$(date +%s)
-  say "version matrix started in the background (log: $matrix_log)"
-  bash tests/matrix/nox.sh > "$matrix_log" 2>&1 &
+  say "version matrix started in the background (log: $matrix_dir/nox.log)"
+  setsid bash tests/matrix/ci.sh "$matrix_dir" &  # a process group of its own: stop_matrix
   matrix_pid=$!
+else
+  stages+=("$(printf '%-45s %s' "  version matrix" "OFF (KUBEOPS_MATRIX=0)")")
 fi
+# shellcheck disable=SC2317  # run by the EXIT trap
+stop_matrix() {  # a run that ends before the matrix is judged: stop it (pytest's teardown stops its
+  # control planes on SIGINT) and say so; the run's status is already a failure
+  if [[ -n $matrix_pid ]] && kill -0 "$matrix_pid" 2>/dev/null; then
+    kill -INT -- "-$matrix_pid" 2>/dev/null || true
+    for _ in $(seq 60); do kill -0 "$matrix_pid" 2>/dev/null || break; sleep 1; done
+    kill -TERM -- "-$matrix_pid" 2>/dev/null || true
+    say "version matrix stopped unfinished (the run ended early): its result is unknown; log: $matrix_dir/nox.log"
+  fi
+}
+# shellcheck disable=SC2317  # run by the EXIT trap
+on_exit() {
+  local rc=$?
+  stop_matrix
+  summary "$rc"
+}
+trap on_exit EXIT
 
 stage "pytest: unit and integration tests"
 # The parser fuzzing runs 2,000 cases per property here to keep the whole suite inside CI's 90
@@ -84,15 +104,17 @@ python -m pytest -p no:cacheprovider "${parallel[@]}" --durations=25 "$@" || pyt
 
 if [[ -n $matrix_pid ]]; then
   stage "version matrix (nox; what is left of it after pytest)"
+  wait "$matrix_pid" || true
+  matrix_pid=""
   matrix_rc=0
-  wait "$matrix_pid" || matrix_rc=$?
-  grep -E '^nox > (Running session|Session|\*)|^ansible-core |passed|failed|error' "$matrix_log" >&2 || true
+  python3 tests/matrix/report.py "$matrix_dir" || matrix_rc=$?
   stages+=("$(printf '%-45s %5ds' "  (version matrix in all, from its start)" $(( $(date +%s) - matrix_start )))")
   if [[ $matrix_rc != 0 ]]; then
-    say "version matrix FAILED (rc $matrix_rc): the whole log follows"
-    cat "$matrix_log" >&2
+    say "version matrix FAILED: its whole log is $matrix_dir/nox.log"
+    stages+=("$(printf '%-45s %s' "  version matrix" "FAILED")")
     [[ $pytest_rc != 0 ]] || pytest_rc=$matrix_rc
+  else
+    rm -rf "$matrix_dir"
   fi
-  rm -f "$matrix_log"
 fi
 exit "$pytest_rc"
