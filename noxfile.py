@@ -108,8 +108,10 @@ def _install(session, pin):
             handle.write(want)
 
 
-def _parse(args, line):
-    """(run the units, Kubernetes versions for the subset) from the session's arguments."""
+def _parse(session, line):
+    """(run the units, Kubernetes versions for the subset) from the session's arguments; a wrong one
+    fails the session (session.error: nox records it and goes on with the next)."""
+    args = session.posargs
     units, subset, versions = not args, not args, [PAIRED[line]]
     for arg in args:
         if arg == "units":
@@ -120,17 +122,17 @@ def _parse(args, line):
             value = arg.split("=", 1)[1]
             versions = K8S_VERSIONS if value == "all" else value.split(",")
         else:
-            raise SystemExit("unknown argument %r: units, subset, k8s=v1.34.4,... or k8s=all" % arg)
+            session.error("unknown argument %r: units, subset, k8s=v1.34.4,... or k8s=all" % arg)
     unknown = sorted(set(versions) - set(K8S_VERSIONS))
     if unknown:
-        raise SystemExit("Kubernetes %s: not in tests/testbed/versions.sh (%s)" % (", ".join(unknown),
-                                                                                   " ".join(K8S_VERSIONS)))
+        session.error("Kubernetes %s: not in tests/testbed/versions.sh (%s)" % (
+            ", ".join(unknown), " ".join(K8S_VERSIONS)))
     return units, versions if subset else []
 
 
 def _session(line, pin):
     def session(session):
-        units, versions = _parse(session.posargs, line)
+        units, versions = _parse(session, line)
         _install(session, pin)
         env = {"KUBEOPS_FUZZ_EXAMPLES": os.environ.get("KUBEOPS_MATRIX_FUZZ_EXAMPLES", "200"),
                "PYTHONDONTWRITEBYTECODE": "1"}
