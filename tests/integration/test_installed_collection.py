@@ -145,9 +145,9 @@ def test_ansible_doc_lists_and_renders_every_plugin_of_the_installed_collection(
     fqcns = ["%s.%s" % (COLLECTION, name) for name in names]
     text = _ansible_doc(installed, "-t", doc_type, *fqcns)
     headers = re.findall(r"^> %s (\S+) \((\S+)\)$" % doc_type.upper(), text, re.M)
-    assert [fqcn for fqcn, _ in headers] == fqcns, text[:3000]
+    assert [fqcn for fqcn, _path in headers] == fqcns, text[:3000]
     # rendered from the installed copy, not from a checkout on some other path
-    assert all(path.startswith(str(installed)) for _, path in headers), headers
+    assert all(path.startswith(str(installed)) for _fqcn, path in headers), headers
     # what each says it was added in, as ansible-doc reads it: no newer than the installed version
     manifest = installed / "ansible_collections" / "kubeops" / "node_maintenance" / "MANIFEST.json"
     version = json.loads(manifest.read_text())["collection_info"]["version"]

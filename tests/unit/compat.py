@@ -22,6 +22,7 @@ def as_module_process(monkeypatch):
     if hasattr(_internal, "is_controller"):  # 2.18's _internal has no such switch either
         monkeypatch.setattr(_internal, "is_controller", False)
 
+
 try:
     from ansible.module_utils.testing import patch_module_args  # noqa: F401  pylint: disable=unused-import
 except ImportError:  # ansible-core < 2.19

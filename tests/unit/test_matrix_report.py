@@ -39,7 +39,7 @@ def _report(**results):
         for name, result in results.items()]})
 
 
-def _write(tmp_path, rc="0\n", report_text=None, log=None, sessions=SESSIONS):
+def _write(tmp_path, rc="0\n", report_text=None, log=None, sessions=tuple(SESSIONS)):
     (tmp_path / "sessions.json").write_text(json.dumps([{"session": name} for name in sessions]))
     (tmp_path / "nox.log").write_text(_log() if log is None else log)
     if report_text is not None:
@@ -87,7 +87,7 @@ def test_a_skipped_or_aborted_session_is_a_failure_even_when_nox_says_0(tmp_path
 
 
 def test_a_selected_session_missing_from_the_report_did_not_run(tmp_path, capsys):
-    only_first = _log().split("nox > Running session core-2.17")[0]
+    only_first = _log().split("nox > Running session core-2.17", maxsplit=1)[0]
     status, out = _run(_write(tmp_path, log=only_first, report_text=_report(**{"core-2.16": "success"})), capsys)
     assert status == 1
     assert "version matrix: core-2.17    did not run" in out

@@ -98,7 +98,7 @@ def _latest():
 
 
 def test_the_collection_has_plugins_of_every_kind_this_test_reads():
-    kinds = {kind for kind, _ in PLUGIN_DOCS}
+    kinds = {kind for kind, _name in PLUGIN_DOCS}
     assert {"module", "callback", "filter"} <= kinds, kinds
     assert len(PLUGIN_DOCS) >= 15, sorted(PLUGIN_DOCS)
 
