@@ -66,7 +66,14 @@ if [[ ${KUBEOPS_MATRIX:-1} != 0 ]]; then
   matrix_dir=$(mktemp -d -t kubeops-matrix.XXXXXX)
   matrix_start=$(date +%s)
   say "version matrix started in the background (log: $matrix_dir/nox.log)"
-  # KUBEOPS_MATRIX_NICE=N: the matrix at a lower CPU priority than pytest's host chain (default 0)
+  # KUBEOPS_MATRIX_NICE=N: the matrix at a lower CPU priority than pytest's host chain (default 0).
+  # KUBEOPS_MATRIX_START=free-core: the matrix waits until pytest's first worker is out of work
+  # (tests/conftest.py touches KUBEOPS_MATRIX_GO) or pytest ends; default "now", beside all of pytest.
+  case ${KUBEOPS_MATRIX_START:-now} in
+    now) ;;
+    free-core) export KUBEOPS_MATRIX_GO="$matrix_dir/go" ;;
+    *) echo "KUBEOPS_MATRIX_START: now or free-core, not ${KUBEOPS_MATRIX_START}" >&2; exit 2 ;;
+  esac
   setsid nice -n "${KUBEOPS_MATRIX_NICE:-0}" bash tests/matrix/ci.sh "$matrix_dir" &  # own process group: stop_matrix
   matrix_pid=$!
 else
@@ -102,6 +109,7 @@ fi
 # -p no:cacheprovider: CI clones are read-only-ish and the cache is noise there.
 pytest_rc=0
 python -m pytest -p no:cacheprovider "${parallel[@]}" --durations=25 "$@" || pytest_rc=$?
+[[ -z ${KUBEOPS_MATRIX_GO:-} ]] || touch "$KUBEOPS_MATRIX_GO"  # KUBEOPS_MATRIX_START=free-core
 
 if [[ -n $matrix_pid ]]; then
   stage "version matrix (nox; what is left of it after pytest)"
