@@ -1,5 +1,5 @@
 # Thin wrappers; the scripts hold the logic.
-.PHONY: bootstrap test unit integration faults lint sanity build cluster-up cluster-down cluster-status demo bench hosts-image test-hosts molecule
+.PHONY: matrix bootstrap test unit integration faults lint sanity build cluster-up cluster-down cluster-status demo bench hosts-image test-hosts molecule
 
 VENV_BIN = $(HOME)/.cache/kubeops-node-maintenance/venv/bin
 PY = $(VENV_BIN)/python
@@ -15,6 +15,10 @@ unit:              ## unit tests only (no cluster)
 
 integration:       ## integration tests on the local control plane, without the QEMU host tests
 	$(PY) -m pytest -m "integration and not hosts" tests/integration
+
+matrix:            ## the version matrix (noxfile.py): ansible-core 2.16-2.18 beside Kubernetes 1.34-1.36 as CI runs it; MATRIX_ARGS="-s core-2.17 -- subset k8s=all" for more
+	bash tests/bootstrap.sh >/dev/null
+	bash tests/matrix/nox.sh $(MATRIX_ARGS)
 
 faults:            ## the fault and abuse suite alone (pytest marker faults): API server outages, races, kills, fuzzing, bad input
 	KUBEOPS_FUZZ_EXAMPLES=10000 $(PY) -m pytest -m faults tests/unit tests/integration

@@ -67,6 +67,28 @@ bash "$here/testbed/build-binaries.sh" || failed+=("control plane binaries (test
 mkdir -p "$TESTBED_CACHE"
 nohup bash "$here/testbed/build-pushgateway.sh" > "$TESTBED_CACHE/pushgateway-build.log" 2>&1 &
 wait "$venv_pid" || failed+=("virtualenv $venv")
+
+# --- BEGIN version matrix (noxfile.py; tests/run.sh runs it) ------------------------------------
+# nox (tests/matrix/nox.sh: a small virtualenv of its own), the matrix's virtualenvs (one per
+# ansible-core line; they copy ansible.posix from the main one, so they come after it), and the
+# control planes of the other Kubernetes minors (K8S_MATRIX_VERSIONS: their kube-apiserver,
+# controller-manager and scheduler, one minor after the other, CPU-bound like the Pushgateway).
+# Both in the background and not waited for: tests/run.sh's matrix waits on the lock below
+# (.matrix-venvs.lock) and build-binaries.sh on its own; a warm run finds everything cached at
+# once. Logs: $TESTBED_CACHE/matrix-venvs.log, matrix-controlplanes.log.
+# The lock is taken here and held by the background job alone (it inherits the descriptor), so that
+# tests/run.sh, right after, cannot take it first; a build still running from before keeps it.
+exec 8>"$TESTBED_CACHE/.matrix-venvs.lock"
+if flock -n 8; then
+  KUBEOPS_MATRIX_LOCKED=1 bash "$here/matrix/nox.sh" --install-only > "$TESTBED_CACHE/matrix-venvs.log" 2>&1 &
+fi
+exec 8>&-
+(
+  for version in $K8S_MATRIX_VERSIONS; do
+    K8S_VERSION=$version bash "$here/testbed/build-binaries.sh"
+  done
+) > "$TESTBED_CACHE/matrix-controlplanes.log" 2>&1 &
+# --- END version matrix ---------------------------------------------------------------------
 if [[ -n $image_pid ]]; then
   wait "$image_pid" || failed+=("test host image (tests/testbed/hosts/build-image.sh)")
 fi

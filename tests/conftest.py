@@ -100,6 +100,16 @@ def _scope_of(nodeid):
 
 
 @pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):  # pylint: disable=unused-argument
+    """A worker is out of work (xdist shuts a worker down once nothing is queued for it): a core is
+    free from here on; tests/run.sh's KUBEOPS_MATRIX_START=free-core starts the version matrix then."""
+    go = os.environ.get("KUBEOPS_MATRIX_GO")
+    if go:
+        with open(go, "a"):
+            pass
+
+
+@pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config, log):
     """loadscope scheduling in collection order, each host chain one unit of work, whose worker is
     kept for it alone."""

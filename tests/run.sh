@@ -28,8 +28,9 @@ stage() {  # stage NAME: ends the stage before (printing its duration) and start
   [[ -n $stage_name ]] && say "$stage_name"
   return 0
 }
-summary() {
-  local rc=$?
+# shellcheck disable=SC2317  # run by the EXIT trap
+summary() {  # [STATUS]: the run's exit status (default: the last command's)
+  local rc=${1:-$?}
   stage ""
   {
     printf '\n[test] stage durations (rc %d)\n' "$rc"
@@ -55,6 +56,47 @@ ansible-galaxy collection build --force --output-path "$out" . >&2
 ls "$out"/kubeops-node_maintenance-*.tar.gz >&2
 rm -rf "$out"
 
+# The version matrix (noxfile.py, tests/matrix/nox.sh): the other ansible-core lines' unit tests and
+# module-level integration subset, each beside its paired Kubernetes minor, one session after the
+# other in the background of pytest, on control planes of their own (the host chain, not the
+# cluster, is pytest's critical path). KUBEOPS_MATRIX=0 leaves it out (said in the summary); its
+# result is judged by tests/matrix/report.py after pytest: every session nox selected must succeed.
+matrix_pid="" matrix_dir="" matrix_start=0
+if [[ ${KUBEOPS_MATRIX:-1} != 0 ]]; then
+  matrix_dir=$(mktemp -d -t kubeops-matrix.XXXXXX)
+  matrix_start=$(date +%s)
+  say "version matrix started in the background (log: $matrix_dir/nox.log)"
+  # KUBEOPS_MATRIX_NICE=N: the matrix at a lower CPU priority than pytest's host chain (default 0).
+  # KUBEOPS_MATRIX_START=free-core: the matrix waits until pytest's first worker is out of work
+  # (tests/conftest.py touches KUBEOPS_MATRIX_GO) or pytest ends; default "now", beside all of pytest.
+  case ${KUBEOPS_MATRIX_START:-now} in
+    now) ;;
+    free-core) export KUBEOPS_MATRIX_GO="$matrix_dir/go" ;;
+    *) echo "KUBEOPS_MATRIX_START: now or free-core, not ${KUBEOPS_MATRIX_START}" >&2; exit 2 ;;
+  esac
+  setsid nice -n "${KUBEOPS_MATRIX_NICE:-0}" bash tests/matrix/ci.sh "$matrix_dir" &  # own process group: stop_matrix
+  matrix_pid=$!
+else
+  stages+=("$(printf '%-45s %s' "  version matrix" "OFF (KUBEOPS_MATRIX=0)")")
+fi
+# shellcheck disable=SC2317  # run by the EXIT trap
+stop_matrix() {  # a run that ends before the matrix is judged: stop it (pytest's teardown stops its
+  # control planes on SIGINT) and say so; the run's status is already a failure
+  if [[ -n $matrix_pid ]] && kill -0 "$matrix_pid" 2>/dev/null; then
+    kill -INT -- "-$matrix_pid" 2>/dev/null || true
+    for _ in $(seq 60); do kill -0 "$matrix_pid" 2>/dev/null || break; sleep 1; done
+    kill -TERM -- "-$matrix_pid" 2>/dev/null || true
+    say "version matrix stopped unfinished (the run ended early): its result is unknown; log: $matrix_dir/nox.log"
+  fi
+}
+# shellcheck disable=SC2317  # run by the EXIT trap
+on_exit() {
+  local rc=$?
+  stop_matrix
+  summary "$rc"
+}
+trap on_exit EXIT
+
 stage "pytest: unit and integration tests"
 # The parser fuzzing runs 2,000 cases per property here to keep the whole suite inside CI's 90
 # minutes; `make faults` (the fault suite alone) runs the full 10,000. Override by setting it.
@@ -65,4 +107,23 @@ if [[ $workers != 0 ]]; then
   parallel=(-n "$workers" --dist loadscope)
 fi
 # -p no:cacheprovider: CI clones are read-only-ish and the cache is noise there.
-python -m pytest -p no:cacheprovider "${parallel[@]}" --durations=25 "$@"
+pytest_rc=0
+python -m pytest -p no:cacheprovider "${parallel[@]}" --durations=25 "$@" || pytest_rc=$?
+[[ -z ${KUBEOPS_MATRIX_GO:-} ]] || touch "$KUBEOPS_MATRIX_GO"  # KUBEOPS_MATRIX_START=free-core
+
+if [[ -n $matrix_pid ]]; then
+  stage "version matrix (nox; what is left of it after pytest)"
+  wait "$matrix_pid" || true
+  matrix_pid=""
+  matrix_rc=0
+  python3 tests/matrix/report.py "$matrix_dir" || matrix_rc=$?
+  stages+=("$(printf '%-45s %5ds' "  (version matrix in all, from its start)" $(( $(date +%s) - matrix_start )))")
+  if [[ $matrix_rc != 0 ]]; then
+    say "version matrix FAILED: its whole log is $matrix_dir/nox.log"
+    stages+=("$(printf '%-45s %s' "  version matrix" "FAILED")")
+    [[ $pytest_rc != 0 ]] || pytest_rc=$matrix_rc
+  else
+    rm -rf "$matrix_dir"
+  fi
+fi
+exit "$pytest_rc"

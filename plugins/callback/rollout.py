@@ -10,7 +10,7 @@ DOCUMENTATION = r"""
 name: rollout
 type: stdout
 short_description: One line per node per phase for the rolling maintenance playbook
-version_added: 0.1.0
+version_added: 0.2.0
 description:
   - A stdout callback for C(kubeops.node_maintenance.rolling_maintenance) that a person can follow
     during a long rollout. It prints one line per node per finished phase with the phase's duration

@@ -9,7 +9,7 @@ __metaclass__ = type
 DOCUMENTATION = r"""
 name: phase_pending
 short_description: Whether a maintenance phase is still to do for a node that resumes at a given phase
-version_added: 0.3.0
+version_added: 0.2.0
 author:
   - kubeops maintainers (@kubeops)
 description:

@@ -10,7 +10,7 @@ __metaclass__ = type
 DOCUMENTATION = r"""
 module: rollout_metrics
 short_description: Write the rollout's metrics to a node-exporter textfile and push them to a Pushgateway
-version_added: 0.3.0
+version_added: 0.2.0
 author:
   - kubeops maintainers (@kubeops)
 description:

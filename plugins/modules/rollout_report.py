@@ -10,7 +10,7 @@ __metaclass__ = type
 DOCUMENTATION = r"""
 module: rollout_report
 short_description: Write the rollout report's files on the controller
-version_added: 0.3.0
+version_added: 0.2.0
 author:
   - kubeops maintainers (@kubeops)
 description:

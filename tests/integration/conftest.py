@@ -51,29 +51,53 @@ class Cluster:
         return self.kubectl("get", "--raw", "/metrics").stdout
 
 
+# The Kubernetes version of the control planes this session starts: tests/testbed/versions.sh's
+# default, or another one it lists (K8S_MATRIX_VERSIONS: the version matrix, noxfile.py).
+K8S_VERSION_ENV = "KUBEOPS_TEST_K8S_VERSION"
+
+
+def _testbed_env():
+    """The environment of the test bed's scripts: K8S_VERSION from KUBEOPS_TEST_K8S_VERSION, if set."""
+    env = dict(os.environ)
+    env.pop("K8S_VERSION", None)
+    if os.environ.get(K8S_VERSION_ENV):
+        env["K8S_VERSION"] = os.environ[K8S_VERSION_ENV]
+    return env
+
+
 def _testbed_paths():
     out = subprocess.run(
         ["bash", "-c", 'source "$1"; echo "$TESTBED_CACHE"; echo "$TESTBED_BIN"', "v",
-         os.path.join(TESTBED, "versions.sh")], check=True, capture_output=True, text=True).stdout.split()
+         os.path.join(TESTBED, "versions.sh")], check=True, capture_output=True, text=True,
+        env=_testbed_env()).stdout.split()
     return out[0], out[1]
+
+
+def session_k8s_version():
+    """The Kubernetes version (v1.X.Y) the control planes of this session run."""
+    return subprocess.run(["bash", "-c", 'source "$1"; echo "$K8S_VERSION"', "v", os.path.join(TESTBED, "versions.sh")],
+                          check=True, capture_output=True, text=True, env=_testbed_env()).stdout.strip()
 
 
 @contextlib.contextmanager
 def own_cluster(prefix):
-    """A control plane of its own (tests/testbed/cluster.py), stopped and removed on exit."""
+    """A control plane of its own (tests/testbed/cluster.py) of the session's Kubernetes version
+    (KUBEOPS_TEST_K8S_VERSION, else versions.sh's default; built first if not cached), on a state
+    directory of its own, stopped and removed on exit."""
     cache, bin_dir = _testbed_paths()
+    env = _testbed_env()
     if not os.path.exists(os.path.join(bin_dir, "kube-apiserver")):
-        subprocess.run(["bash", os.path.join(TESTBED, "build-binaries.sh")], check=True)
+        subprocess.run(["bash", os.path.join(TESTBED, "build-binaries.sh")], check=True, env=env)
     os.makedirs(os.path.join(cache, "run"), exist_ok=True)
     state = tempfile.mkdtemp(prefix="%s-%d-" % (prefix, os.getpid()), dir=os.path.join(cache, "run"))
     cluster_py = [sys.executable, os.path.join(TESTBED, "cluster.py")]
     try:
-        subprocess.run(cluster_py + ["up", "--state", state], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(cluster_py + ["up", "--state", state], check=True, stdout=subprocess.DEVNULL, env=env)
         with open(os.path.join(state, "cluster.json")) as handle:
-            env = json.load(handle)
-        yield Cluster(env["kubeconfig"], bin_dir, env["server"])
+            started = json.load(handle)
+        yield Cluster(started["kubeconfig"], bin_dir, started["server"])
     finally:
-        subprocess.run(cluster_py + ["down", "--state", state], check=False)
+        subprocess.run(cluster_py + ["down", "--state", state], check=False, env=env)
         subprocess.run(["rm", "-rf", state], check=False)
 
 

@@ -5,7 +5,8 @@ environment built with it) has no checkout and no path to a playbook; the rollin
 must run as ``ansible-playbook kubeops.node_maintenance.rolling_maintenance``. The test builds the
 collection from this checkout, installs the tarball into an empty directory, and runs the job by
 that name from a directory outside the checkout (so neither the checkout's ansible.cfg nor its
-build/collections link is in play) over two kwok nodes of the real local control plane.
+build/collections link is in play) over two kwok nodes of the real local control plane; and
+``ansible-doc`` renders every plugin and role of the installed copy, as users read them.
 """
 import json
 import os
@@ -23,6 +24,9 @@ from tests.integration.test_rolling_maintenance import (  # pylint: disable=unus
 pytestmark = pytest.mark.integration
 
 PLAYBOOK_FQCN = "kubeops.node_maintenance.rolling_maintenance"
+COLLECTION = "kubeops.node_maintenance"
+# plugins/<directory> of the documented plugin types, by ansible-doc's type name
+DOC_TYPES = {"module": "modules", "callback": "callback", "filter": "filter"}
 
 
 def _bin(name):
@@ -112,3 +116,56 @@ def test_the_rollout_callback_prints_a_line_per_node_per_phase_and_failures_in_f
     assert "skipping:" not in out and "ok: [" not in out
     assert sum(1 for line in lines if line.startswith("TASK [")) == 1, out  # the failure's
     assert len(lines) < 80, "%d lines:\n%s" % (len(lines), out)
+
+
+def _ansible_doc(installed, *args):
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(installed), ANSIBLE_NOCOLOR="1")
+    env.pop("ANSIBLE_CONFIG", None)
+    res = subprocess.run([_bin("ansible-doc"), *args], capture_output=True, text=True, env=env,
+                         cwd=str(installed), timeout=120, check=False)
+    assert res.returncode == 0 and "WARNING" not in res.stderr and "ERROR" not in res.stderr, (
+        "ansible-doc %s:\n%s%s" % (" ".join(args), res.stdout[-3000:], res.stderr[-3000:]))
+    return res.stdout
+
+
+def _names(folder):
+    return sorted(name[:-3] for name in os.listdir(folder) if name.endswith(".py") and name != "__init__.py")
+
+
+@pytest.mark.parametrize("doc_type", sorted(DOC_TYPES))
+def test_ansible_doc_lists_and_renders_every_plugin_of_the_installed_collection(installed, doc_type):
+    plugins = installed / "ansible_collections" / "kubeops" / "node_maintenance" / "plugins"
+    names = _names(str(plugins / DOC_TYPES[doc_type]))
+    # the tarball holds every plugin of the checkout (build_ignore drops none)
+    assert names == _names(os.path.join(REPO_ROOT, "plugins", DOC_TYPES[doc_type])), names
+    assert names
+    listed = json.loads(_ansible_doc(installed, "-t", doc_type, "-l", "--json", COLLECTION))
+    assert sorted(listed) == ["%s.%s" % (COLLECTION, name) for name in names], listed
+    assert all(listed.values()), listed  # each with its short description
+    fqcns = ["%s.%s" % (COLLECTION, name) for name in names]
+    text = _ansible_doc(installed, "-t", doc_type, *fqcns)
+    headers = re.findall(r"^> %s (\S+) \((\S+)\)$" % doc_type.upper(), text, re.M)
+    assert [fqcn for fqcn, _path in headers] == fqcns, text[:3000]
+    # rendered from the installed copy, not from a checkout on some other path
+    assert all(path.startswith(str(installed)) for _fqcn, path in headers), headers
+    # what each says it was added in, as ansible-doc reads it: no newer than the installed version
+    manifest = installed / "ansible_collections" / "kubeops" / "node_maintenance" / "MANIFEST.json"
+    version = json.loads(manifest.read_text())["collection_info"]["version"]
+    docs = json.loads(_ansible_doc(installed, "-t", doc_type, "--json", *fqcns))
+    added = {fqcn: (docs[fqcn]["doc"]["version_added_collection"], docs[fqcn]["doc"]["version_added"])
+             for fqcn in fqcns}
+    assert all(by == COLLECTION and _release(when) <= _release(version) for by, when in added.values()), (
+        version, added)
+
+
+def _release(text):
+    return tuple(int(part) for part in text.split("."))
+
+
+def test_ansible_doc_renders_the_roles_of_the_installed_collection(installed):
+    roles = sorted(os.listdir(str(installed / "ansible_collections" / "kubeops" / "node_maintenance" / "roles")))
+    assert roles == sorted(os.listdir(os.path.join(REPO_ROOT, "roles"))), roles
+    for role in roles:
+        text = _ansible_doc(installed, "-t", "role", "%s.%s" % (COLLECTION, role))
+        assert text.startswith("> ROLE: *%s.%s* (%s" % (COLLECTION, role, installed)), text[:500]
+        assert "ENTRY POINT: *main* - " in text and "\nOptions (= indicates it is required):" in text, text[:3000]

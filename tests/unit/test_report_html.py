@@ -17,9 +17,15 @@ from tests.conftest import REPO_ROOT
 
 try:
     from ansible.template import trust_as_template
-except ImportError:  # ansible-core before 2.19 templates every string
+except ImportError:  # ansible-core before 2.19 templates every string not marked unsafe
+    from ansible.utils.unsafe_proxy import wrap_var as from_modules
+
     def trust_as_template(text):
         return text
+else:
+    def from_modules(value):
+        """ansible-core 2.19 trusts no variable's strings as templates: nothing to mark."""
+        return value
 
 TEMPLATE = os.path.join(REPO_ROOT, "roles", "node_maintenance", "templates", "report.html.j2")
 PHASE_ORDER = ["preflight", "drain", "action", "data_disks", "return", "verify", "after_node_hook", "done"]
@@ -57,9 +63,12 @@ class Page(html.parser.HTMLParser):
 def render(nodes, deferred=(), rollout="r1"):
     with open(TEMPLATE) as handle:
         source = handle.read()
+    # The nodes' results come from modules, and ansible-core (every line) hands module results to the
+    # templates marked unsafe (before 2.19: wrap_var), never as templates; so does the rollout id here
+    # (before 2.19 a rollout id written as a template is templated by Ansible before the report).
     templar = Templar(loader=DataLoader(), variables={
-        "__report_nodes": nodes, "__deferred": list(deferred), "node_maintenance_rollout_id": rollout,
-        "__node_maintenance_phase_order": PHASE_ORDER})
+        "__report_nodes": from_modules(nodes), "__deferred": from_modules(list(deferred)),
+        "node_maintenance_rollout_id": from_modules(rollout), "__node_maintenance_phase_order": PHASE_ORDER})
     return templar.template(trust_as_template(source))
 
 

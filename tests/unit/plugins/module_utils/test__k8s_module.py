@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from ansible.module_utils.testing import patch_module_args
+from tests.unit.compat import patch_module_args
 
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils import _k8s_module
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_client import (

@@ -13,7 +13,7 @@ import json
 import os
 
 import pytest
-from ansible.module_utils.testing import patch_module_args
+from tests.unit.compat import as_module_process, patch_module_args
 
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils import _disk_remount
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils._block_devices import BlockDeviceError
@@ -25,9 +25,7 @@ from tests.unit.plugins.module_utils.test__disk_remount import DAEMON_JSON, DEFA
 def module_env(tmp_path, monkeypatch, capsys):
     # The module runs here in the test process, which may also have imported controller code
     # (a filter plugin's test does): module warnings must still land in the result, as on a host.
-    from ansible.module_utils import _internal
-
-    monkeypatch.setattr(_internal, "is_controller", False)
+    as_module_process(monkeypatch)
     (tmp_path / "docker").mkdir()
     fstab, daemon = tmp_path / "fstab", tmp_path / "docker" / "daemon.json"
     fstab.write_text(FSTAB)
