@@ -17,7 +17,9 @@ description:
     and the node's elapsed time, one line when a node is done or failed with the nodes done, failed
     and left and an estimate of the time left (the mean time of the nodes done so far times the nodes
     left; with batches of several nodes an upper bound), and the play recap at the end.
-  - Skipped tasks, successful tasks and the role's bookkeeping are not shown. A failure that stops a
+  - Skipped tasks, successful tasks and the role's bookkeeping are not shown; their warnings are, and
+    so are the role's own C(WARNING:) and C(ERROR:) messages (a webhook notification or a metrics
+    push that was not delivered), as a line of the node. A failure that stops a
     node is shown in full (its task and result, as the default callback shows it) once, where it
     ends the node. A failure inside a block with a C(rescue) is left to the rescue, which in the
     role records it on the node and fails with what failed and what to do next; then a line with
@@ -47,6 +49,15 @@ from ansible.plugins.callback.default import CallbackModule as DefaultCallback
 from ansible_collections.kubeops.node_maintenance.plugins.plugin_utils._rollout_progress import RolloutProgress
 
 STATE_MODULES = ("kubeops.node_maintenance.k8s_node_maintenance_state", "k8s_node_maintenance_state")
+DEBUG_MODULES = ("ansible.builtin.debug", "debug")
+
+
+def _result_of(result):
+    """The task's result dict (``result.result`` from ansible-core 2.19, ``result._result`` before)."""
+    data = getattr(result, "result", None)
+    if not isinstance(data, dict):
+        data = result._result  # pylint: disable=protected-access
+    return data
 
 
 class CallbackModule(DefaultCallback):
@@ -117,11 +128,21 @@ class CallbackModule(DefaultCallback):
         self._progress_of(result)
         if self._everything():
             super(CallbackModule, self).v2_runner_on_ok(result)
+            return
+        data = _result_of(result)
+        # what a task warns about is never hidden: module warnings as ansible-core shows them, and
+        # the role's own "WARNING: ..." / "ERROR: ..." messages (a webhook or a metrics push that was
+        # not delivered) as a line of the node
+        self._handle_warnings(data)
+        if result.task.action in DEBUG_MODULES:
+            message = data.get("msg")
+            if isinstance(message, str) and message.startswith(("WARNING:", "ERROR:")):
+                self._say("%s: %s" % (result.host.get_name(), " ".join(message.split())))
 
     def _progress_of(self, result):
         if result.task.action not in STATE_MODULES:
             return
-        data = result.result
+        data = _result_of(result)
         record = data.get("record")
         if not isinstance(record, dict) or not record:
             return

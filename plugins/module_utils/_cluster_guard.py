@@ -34,6 +34,8 @@ from ansible_collections.kubeops.node_maintenance.plugins.module_utils._nodes im
     node_is_ready,
     node_ready_status,
 )
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._pod_rules import is_serving
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._retry import poll_until
 
 CONTROL_PLANE_LABELS = ("node-role.kubernetes.io/control-plane",)
 PASS, FAIL, SKIP = "pass", "fail", "skip"
@@ -161,21 +163,12 @@ def min_ready_guard(nodes, name, min_ready):
 # Stacked etcd quorum
 # ------------------------------------------------------------------------------------------------
 
-def _pod_ready(pod):
-    status = (pod or {}).get("status") or {}
-    if ((pod or {}).get("metadata") or {}).get("deletionTimestamp"):
-        return False
-    if status.get("phase") != "Running":
-        return False
-    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
-
-
 def etcd_members_from_pods(pods):
     """One member per etcd pod (kubeadm's static pods ``etcd-<node>``): its node and whether it is Ready."""
     members = []
     for pod in pods:
         metadata = pod.get("metadata") or {}
-        ready = _pod_ready(pod)
+        ready = is_serving(pod)
         members.append({"name": metadata.get("name"), "node": (pod.get("spec") or {}).get("nodeName"),
                         "healthy": ready, "reason": "pod Ready" if ready else "pod not Ready"})
     return sorted(members, key=lambda m: (m["node"] or "", m["name"] or ""))
@@ -319,19 +312,16 @@ def wait_for_guards(reader, params, check_mode, sleep=time.sleep, clock=time.mon
     its ``K8sAccessError`` ends the wait (each call is retried on transient errors, for at least 30 s).
     """
     name = params["name"]
-    started = clock()
-    deadline_at = started + params["wait_timeout"]
-    checks = 0
-    while True:
-        checks += 1
-        results = check_guards(reader, params, max(deadline_at, clock() + 30))
+
+    def check(poll):
+        results = check_guards(reader, params, max(poll.deadline, clock() + 30))
         refused = refusals(results)
-        remaining = deadline_at - clock()
-        if not refused or check_mode or remaining <= 0:
-            break
-        sleep(min(params["poll_interval"], remaining))
-    result = {"name": name, "passed": not refused, "refused": refused, "guards": results, "checks": checks,
-              "waited_seconds": round(clock() - started, 1)}
+        return not refused, (results, refused)
+
+    _passed, (results, refused), poll = poll_until(check, params["wait_timeout"], params["poll_interval"],
+                                                   once=check_mode, sleep=sleep, clock=clock)
+    result = {"name": name, "passed": not refused, "refused": refused, "guards": results, "checks": poll.polls,
+              "waited_seconds": round(poll.elapsed(), 1)}
     if not refused:
         return dict(result, changed=False)
     raise ModuleFailure("node/%s: refused by the cluster guards%s: %s" % (

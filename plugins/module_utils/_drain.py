@@ -16,7 +16,8 @@ __metaclass__ = type
 
 import time
 
-from ansible_collections.kubeops.node_maintenance.plugins.module_utils import _eviction, _pods
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils import _eviction, _pod_rules, _pods
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._api_objects import controller_of
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_client import (
     ApiException,
     RawApi,
@@ -67,8 +68,8 @@ def missing_daemonsets(api, pods, deadline):
     """
     owners = set()
     for pod in pods:
-        if _pods.is_daemonset_pod(pod) and not _pods.is_finished(pod) and not _pods.is_mirror_pod(pod):
-            owners.add((_pods.pod_key(pod)[0], _pods.controller_of(pod).get("name")))
+        if _pod_rules.is_daemonset_pod(pod) and not _pod_rules.is_finished(pod) and not _pod_rules.is_mirror_pod(pod):
+            owners.add((_pods.pod_key(pod)[0], controller_of(pod).get("name")))
     missing = set()
     for namespace, name in sorted(owners):
         exists = retry_transient(lambda: api.daemonset_exists(namespace, name), deadline=deadline,
@@ -228,7 +229,7 @@ def drain(params, check_mode, started, connect, warn):
             results.append(static_result(entry, _eviction.ACTION_NONE, reason))
             continue
         pod = by_key[(entry["namespace"], entry["name"])]
-        tasks.append(_eviction.PodTask(entry, method, ready=_eviction.is_pod_ready(pod), pdbs=entry["pdb_keys"],
+        tasks.append(_eviction.PodTask(entry, method, ready=_pod_rules.is_ready(pod), pdbs=entry["pdb_keys"],
                                        labels=(pod.get("metadata") or {}).get("labels") or {}))
 
     if tasks:

@@ -34,13 +34,14 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils import _pods
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_client import (
-    METADATA_ONLY,
     ApiException,
     api_exception,
     api_path,
     describe_api_error,
+    pods_on_node,
     request_timeout,
 )
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._selectors import label_selector_matches
 
 # Outcome kinds of one eviction or delete request.
 OK = "ok"                       # accepted; the pod is terminating (or gone already)
@@ -153,32 +154,6 @@ def classify_response(status, body):
     return Outcome(ERROR, status, text)
 
 
-def _requirement_matches(requirement, labels):
-    key = requirement.get("key")
-    operator = requirement.get("operator")
-    values = requirement.get("values") or []
-    if operator == "In":
-        return key in labels and labels[key] in values
-    if operator == "NotIn":
-        return key not in labels or labels[key] not in values
-    if operator == "Exists":
-        return key in labels
-    if operator == "DoesNotExist":
-        return key not in labels
-    return False
-
-
-def selector_matches(selector, labels):
-    """metav1.LabelSelector semantics for a PDB: null selects nothing, empty ``{}`` selects all."""
-    if selector is None:
-        return False
-    labels = labels or {}
-    for key, value in (selector.get("matchLabels") or {}).items():
-        if labels.get(key) != value:
-            return False
-    return all(_requirement_matches(req, labels) for req in selector.get("matchExpressions") or ())
-
-
 def pdb_key(pdb):
     meta = pdb.get("metadata") or {}
     return meta.get("namespace") or "", meta.get("name") or ""
@@ -189,7 +164,7 @@ def pdbs_covering(pod, pdbs):
     namespace = _pods.pod_key(pod)[0]
     labels = (pod.get("metadata") or {}).get("labels") or {}
     return [pdb_key(pdb) for pdb in pdbs
-            if pdb_key(pdb)[0] == namespace and selector_matches((pdb.get("spec") or {}).get("selector"), labels)]
+            if pdb_key(pdb)[0] == namespace and label_selector_matches((pdb.get("spec") or {}).get("selector"), labels)]
 
 
 def describe_pdb(pdb):
@@ -216,13 +191,6 @@ def pdb_text(info):
     return "pdb %s/%s (disruptionsAllowed %s, healthy %s/%s)" % (
         info["namespace"], info["name"], info["disruptions_allowed"], info["current_healthy"],
         info["desired_healthy"])
-
-
-def is_pod_ready(pod):
-    for condition in (pod.get("status") or {}).get("conditions") or ():
-        if condition.get("type") == "Ready":
-            return condition.get("status") == "True"
-    return False
 
 
 def next_poll_interval(current, progressed, cap=POLL_MAX_SECONDS):
@@ -654,14 +622,10 @@ class DrainApi:
         return True
 
     def list_node_pods(self, node, label_selector=None):
-        query = [("fieldSelector", "spec.nodeName=%s" % node)]
-        if label_selector:
-            query.append(("labelSelector", label_selector))
-        return self.raw.list_all("/api/v1/pods", query, timeout=self._timeout(), count_as="list pods")
+        return pods_on_node(self.raw, node, timeout=self._timeout(), label_selector=label_selector)
 
     def list_node_pod_metadata(self, node):
-        items = self.raw.list_all("/api/v1/pods", [("fieldSelector", "spec.nodeName=%s" % node)],
-                                  accept=METADATA_ONLY, timeout=self._timeout(), count_as="list pods")
+        items = pods_on_node(self.raw, node, timeout=self._timeout(), metadata_only=True)
         return [item.get("metadata") or {} for item in items]
 
     def list_pdbs(self):

@@ -13,7 +13,8 @@ Private to this collection (the leading underscore): other collections must not 
 - ``retry_transient(fn, deadline=..., describe=...)``: retries connection errors, 5xx and 429.
 - ``K8sAccessError``: raised with a message fit for ``fail_json(msg=...)``.
 - ``RawApi(api_client)``: JSON requests over that client's connection pool, auth and TLS settings;
-  ``call()`` raises ``ApiException`` for a non-2xx answer, ``list_all()`` pages through a list.
+  ``call()`` raises ``ApiException`` for a non-2xx answer, ``list_all()`` pages through a list;
+  ``pods_on_node(raw, node, ...)``: the one list of a node's pods.
 
 Why requests go through ``RawApi`` and not the generated ``CoreV1Api`` & co.: since kubernetes 35
 the generated API classes are pydantic models, and importing ``CoreV1Api`` alone costs about 0.65 s
@@ -402,6 +403,17 @@ class RawApi:
             token = (body.get("metadata") or {}).get("continue")
             if not token:
                 return items
+
+
+def pods_on_node(raw, node, timeout=None, label_selector=None, metadata_only=False):
+    """Every pod bound to ``node`` (field selector ``spec.nodeName``, plus ``label_selector`` when
+    given), paged by ``raw.list_all``; ``metadata_only``: each item's metadata alone, for polls that
+    only look for names and UIDs. One list, no retries: callers wrap it their own way."""
+    query = [("fieldSelector", "spec.nodeName=%s" % node)]
+    if label_selector:
+        query.append(("labelSelector", label_selector))
+    return raw.list_all("/api/v1/pods", query, accept=METADATA_ONLY if metadata_only else JSON,
+                        timeout=timeout, count_as="list pods")
 
 
 # --------------------------------------------------------------------------------------------

@@ -67,6 +67,10 @@ _WORKLOADS_SPEC = {"type": "list", "elements": "dict", "options": {
     "owner_kind": {"type": "str"},
     "owner_name": {"type": "str"},
 }}
+_STATIC_PODS_SPEC = {"type": "list", "elements": "dict", "options": {
+    "namespace": {"type": "str", "required": True},
+    "name": {"type": "str", "required": True},
+}}
 _EVENT_SPEC = {"type": "dict", "options": {
     "reason": {"type": "str", "required": True},
     "msg": {"type": "str", "required": True},
@@ -74,7 +78,8 @@ _EVENT_SPEC = {"type": "dict", "options": {
 }}
 # The option ``record`` (doc fragment kubeops.node_maintenance.k8s_options.record), and the fields
 # k8s_node_maintenance_state sets with the same names.
-RECORD_FIELD_SPECS = {"taints_added": _TAINT_SPEC, "moved_workloads": _WORKLOADS_SPEC, "event": _EVENT_SPEC}
+RECORD_FIELD_SPECS = {"taints_added": _TAINT_SPEC, "moved_workloads": _WORKLOADS_SPEC, "static_pods": _STATIC_PODS_SPEC,
+                      "event": _EVENT_SPEC}
 RECORD_SPEC = {"type": "dict", "options": {
     "node": {"type": "str"},
     "rollout": {"type": "str", "required": True},
@@ -84,6 +89,7 @@ RECORD_SPEC = {"type": "dict", "options": {
     "cordoned_before": {"type": "bool"},
     "taints_added": _TAINT_SPEC,
     "moved_workloads": _WORKLOADS_SPEC,
+    "static_pods": _STATIC_PODS_SPEC,
     "event": _EVENT_SPEC,
 }}
 

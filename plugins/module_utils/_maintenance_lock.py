@@ -17,6 +17,7 @@ __metaclass__ = type
 
 import collections
 import datetime
+import functools
 import getpass
 import os
 import socket
@@ -33,6 +34,7 @@ from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_clie
 )
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_module import ModuleFailure
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils import _lease
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._retry import Conflicts, Poll
 
 _ACTION_NAMES = {
     _lease.CREATE: "created",
@@ -44,8 +46,6 @@ _ACTION_NAMES = {
     _lease.NOTHING: "none",
     _lease.BUSY: "busy",
 }
-# Repeated 409s mean someone keeps writing the Lease under us; give up rather than spin.
-MAX_CONFLICTS = 20
 
 
 def lease_ref(namespace, name):
@@ -310,6 +310,13 @@ class LockTask(object):
         out.update(extra)
         return out
 
+    def conflicts(self):
+        """The policy for a write the API server refused because the Lease changed since it was
+        read (``_retry.Conflicts``), within the run's deadline."""
+        return Conflicts(self.client.ref, "the Lease", "the lock was written",
+                         lock_deadline(self.started, self.params["wait_timeout"], self.params["timeout"]),
+                         sleep=self.sleep, clock=self.clock)
+
     def failure(self, msg, **extra):
         return ModuleFailure(msg, holder=self.holder, waited_seconds=self.waited(),
                              waited_for=self.waited_for_fields(), **extra)
@@ -340,8 +347,9 @@ class LockTask(object):
 
     def acquire(self):
         params = self.params
-        deadline = self.started + max(0, params["wait_timeout"])
-        conflicts = 0
+        wait = Poll(params["wait_timeout"], max(1, params["poll_interval"]), sleep=self.sleep, clock=self.clock,
+                    started=self.started)
+        conflicts = self.conflicts()
         while True:
             look = self.look()
             lease, now, action, busy = look.lease, look.now, look.action, look.busy
@@ -350,10 +358,7 @@ class LockTask(object):
                                      % _lease.describe_kured_lock(look.kured, look.kured["daemonset"]))
             extra = look.extra()
             if busy:
-                remaining = deadline - self.clock()
-                if remaining > 0:
-                    self.note_wait(busy, lease, now)
-                    self.sleep(min(max(1, params["poll_interval"]), remaining))
+                if wait.wait(before=functools.partial(self.note_wait, busy, lease, now)):
                     continue
                 hint = ("; waited %ss (wait_timeout)" % self.waited()) if params["wait_timeout"] > 0 else \
                     "; set wait_timeout to wait for it"
@@ -377,17 +382,17 @@ class LockTask(object):
             try:
                 written = self.client.create(body) if action == _lease.CREATE else self.client.replace(body)
             except ApiException as exc:
-                if exc.status == 409 and conflicts < MAX_CONFLICTS:
-                    conflicts += 1  # someone wrote in between (or created it first): look again
-                    continue
-                raise
+                if exc.status != 409:
+                    raise
+                conflicts.again(exc)  # someone wrote in between (or created it first): look again
+                continue
             return self.result(action, look.previous, written, now, True, **extra)
 
     def renew(self):
         """Renew the lock when ``holder`` holds it, else write nothing: never take it (``acquire``
         does, and may wait for it). ``renewed`` says which; ``outcome`` is what ``state=present``
         would do when it was not renewed."""
-        conflicts = 0
+        conflicts = self.conflicts()
         while True:
             look = self.look()
             if look.action != _lease.RENEW:
@@ -403,14 +408,14 @@ class LockTask(object):
             try:
                 written = self.client.replace(body)
             except ApiException as exc:
-                if exc.status == 409 and conflicts < MAX_CONFLICTS:
-                    conflicts += 1
-                    continue
-                raise
+                if exc.status != 409:
+                    raise
+                conflicts.again(exc)  # someone wrote in between: look again
+                continue
             return self.result(look.action, look.previous, written, look.now, True, **look.extra())
 
     def release(self):
-        conflicts = 0
+        conflicts = self.conflicts()
         while True:
             lease, now = self.client.read()
             action, previous = _lease.decide_release(lease, self.holder, self.params["force"])
@@ -430,10 +435,10 @@ class LockTask(object):
             try:
                 written = self.client.replace(body)
             except ApiException as exc:
-                if exc.status == 409 and conflicts < MAX_CONFLICTS:
-                    conflicts += 1
-                    continue
-                raise
+                if exc.status != 409:
+                    raise
+                conflicts.again(exc)
+                continue
             return self.result(action, previous, written, now, True)
 
 
@@ -465,7 +470,8 @@ RENEW_LOCK_SPEC = {"type": "dict", "options": {
 def renew_if_held(raw, options, check_mode, warn, started, deadline):
     """``renew_lock`` of k8s_node_maintenance_state: renew the rollout's lock in the same run when
     its holder holds it (``LockTask.renew``); the lock module's result fields."""
-    params = dict(options, break_expired=False, wait_timeout=0, poll_interval=5)
+    # timeout: the run's own deadline is the one its conflicting writes are redone within
+    params = dict(options, break_expired=False, wait_timeout=0, poll_interval=5, timeout=max(1, deadline - started))
     check_options(dict(params, state="present", timeout=60), options["holder"])
     client = LockClient(raw, params["name"], params["namespace"], deadline)
     task = LockTask(params, client, options["holder"], check_mode, started=started)

@@ -46,7 +46,8 @@ STATUSES = (IN_PROGRESS, DONE, FAILED)
 TERMINAL = (DONE, FAILED)
 
 # The fields a task may set (module options of the same names, but ``message`` is the option ``msg``).
-UPDATABLE = ("rollout", "phase", "status", "message", "cordoned_before", "taints_added", "moved_workloads")
+UPDATABLE = ("rollout", "phase", "status", "message", "cordoned_before", "taints_added", "moved_workloads",
+             "static_pods")
 
 MESSAGE_LIMIT = 4096
 EVENT_NAMESPACE = "default"  # where the kubelet writes events about nodes
@@ -182,6 +183,17 @@ def normalize_workloads(workloads):
     return out
 
 
+def normalize_static_pods(pods):
+    """``[{namespace, name}]`` of the node's mirror pods before the maintenance, each once, in the
+    order given: the health gate waits for them to be back, also in a re-run that resumes later."""
+    out = []
+    for item in pods or ():
+        identity = {"namespace": item.get("namespace") or "", "name": item.get("name") or ""}
+        if identity["namespace"] and identity["name"] and identity not in out:
+            out.append(identity)
+    return out
+
+
 def new_record(rollout, stamp):
     return {
         "version": SCHEMA_VERSION,
@@ -280,6 +292,8 @@ def merge_record(current, updates, now):
         record["taints_added"] = normalize_taints(updates["taints_added"])
     if updates.get("moved_workloads") is not None:
         record["moved_workloads"] = normalize_workloads(updates["moved_workloads"])
+    if updates.get("static_pods") is not None:
+        record["static_pods"] = normalize_static_pods(updates["static_pods"])
     if not isinstance(record.get("version"), int) or record["version"] < SCHEMA_VERSION:
         record["version"] = SCHEMA_VERSION
 

@@ -26,6 +26,7 @@ from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_clie
     ApiException,
     K8sAccessError,
     api_path,
+    pods_on_node,
     request_timeout,
     retry_transient,
 )
@@ -157,10 +158,8 @@ class NodeTaints:
             deadline=self.deadline, describe=self.ref)
 
     def pods(self):
-        # Paged with limit/continue like kubectl (500 a page), not one unbounded list answer.
         return retry_transient(
-            lambda: self.raw.list_all("/api/v1/pods", [("fieldSelector", "spec.nodeName=%s" % self.name)],
-                                      timeout=request_timeout(self.deadline), count_as="list pods"),
+            lambda: pods_on_node(self.raw, self.name, timeout=request_timeout(self.deadline)),
             deadline=self.deadline, describe="node/%s (listing its pods)" % self.name)
 
 

@@ -11,6 +11,7 @@ __metaclass__ = type
 
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_client import (
     ApiException,
+    pods_on_node,
     request_timeout,
     retry_transient,
 )
@@ -19,13 +20,13 @@ from ansible_collections.kubeops.node_maintenance.plugins.module_utils._node_api
     node_path,
     read_node,
 )
-from ansible_collections.kubeops.node_maintenance.plugins.module_utils._pods import (
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._pod_rules import (
     is_daemonset_pod,
     is_finished,
     is_mirror_pod,
     is_terminating,
-    pod_ref,
 )
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._pods import pod_ref
 
 
 def pods_in_the_way(pods):
@@ -65,8 +66,7 @@ def remove_node(raw, name, check_mode, deadline, require_cordoned=True, require_
     if node is None:
         return {"changed": False, "existed": False}
     pods = retry_transient(
-        lambda: raw.list_all("/api/v1/pods", [("fieldSelector", "spec.nodeName=%s" % name)],
-                             timeout=request_timeout(deadline), count_as="list pods"),
+        lambda: pods_on_node(raw, name, timeout=request_timeout(deadline)),
         deadline=deadline, describe="pods on %s" % ref)
     blocking = pods_in_the_way(pods)
     result = {"existed": True, "uid": node["metadata"].get("uid"), "blocking_pods": blocking}

@@ -21,9 +21,12 @@ __metaclass__ = type
 
 import time
 
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._api_objects import status_condition
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_module import ModuleFailure
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils._lease import parse_time
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils._node_api import read_node
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._nodes import node_ready_status
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._retry import poll_until
 
 CONDITION_STATUSES = ("True", "False", "Unknown")
 ABSENT = "absent"  # pseudo status of Ready when the node object does not exist
@@ -44,18 +47,11 @@ def node_conditions(node):
     return out
 
 
-def _condition(node, cond_type):
-    for cond in ((node or {}).get("status") or {}).get("conditions") or []:
-        if cond.get("type") == cond_type:
-            return cond
-    return None
-
-
 def ready_status(node):
     """``True``/``False``/``Unknown`` from the Ready condition; ``absent`` when there is no node."""
     if node is None:
         return ABSENT
-    return (_condition(node, "Ready") or {}).get("status") or "Unknown"
+    return node_ready_status(node)
 
 
 def boot_id(node):
@@ -127,7 +123,7 @@ def observe(state, node, wanted, elapsed):
     """
     state.polls += 1
     status = ready_status(node)
-    ready_cond = _condition(node, "Ready") or {}
+    ready_cond = status_condition(node, "Ready") or {}
     transition = parse_time(ready_cond.get("lastTransitionTime"))
 
     if state.polls == 1:
@@ -177,7 +173,7 @@ def observe(state, node, wanted, elapsed):
             unmet.append("a bootID different from %s (still the same)" % previous_boot)
     for cond in wanted.get("conditions") or []:
         want_status = cond.get("status", "True")
-        seen = (_condition(node, cond["type"]) or {}).get("status") or "missing"
+        seen = (status_condition(node, cond["type"]) or {}).get("status") or "missing"
         if seen != want_status:
             unmet.append("%s=%s (is %s)" % (cond["type"], want_status, seen))
     return unmet
@@ -240,17 +236,14 @@ def wait_for_node(raw, name, wanted, timeout, poll_interval, check_mode,
     """Poll until ``wanted`` holds; ``(met, unmet, state, waited seconds)``. ``raw`` is a
     ``_k8s_client.RawApi``. Check mode reads once and does not wait."""
     state = WaitState()
-    started = clock()
-    deadline = started + timeout
-    while True:
-        node = read_node(raw, name, max(deadline, clock() + 5), missing_ok=True)
-        unmet = observe(state, node, wanted, clock() - started)
-        if not unmet or check_mode:
-            return not unmet, unmet, state, clock() - started
-        remaining = deadline - clock()
-        if remaining <= 0:
-            return False, unmet, state, clock() - started
-        sleep(min(poll_interval, remaining))
+
+    def check(poll):
+        node = read_node(raw, name, max(poll.deadline, clock() + 5), missing_ok=True)
+        unmet = observe(state, node, wanted, poll.elapsed())
+        return not unmet, unmet
+
+    met, unmet, poll = poll_until(check, timeout, poll_interval, once=check_mode, sleep=sleep, clock=clock)
+    return met, unmet, state, poll.elapsed()
 
 
 def wait_result(name, outcome, check_mode):

@@ -5,10 +5,12 @@
 
 Nothing here talks to the API: callers read a node, hand the dict in, and write what comes out.
 - cordon: ``cordon_patch``, ``is_unschedulable``
-- readiness: ``node_condition``, ``node_ready_status``, ``node_is_ready``, ``node_summary``
+- readiness: ``node_ready_status``, ``node_is_ready``, ``node_summary`` (a condition by type:
+  ``_api_objects.status_condition``)
 - taints, with ``kubectl taint`` matching (a taint is key + effect):
   ``validate_taints``, ``merge_taints``, ``taints_json_patch``
-- NoExecute fallout: ``toleration_tolerates_taint``, ``noexecute_evictions``, ``noexecute_warning``
+- NoExecute fallout: ``noexecute_evictions``, ``noexecute_warning`` (toleration matching:
+  ``_tolerations``)
 """
 
 from __future__ import absolute_import, division, print_function
@@ -16,6 +18,13 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import re
+
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._api_objects import status_condition
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._pod_rules import is_finished, is_terminating
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._tolerations import (
+    first_toleration,
+    noexecute_delay,
+)
 
 TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
 
@@ -49,17 +58,9 @@ def is_unschedulable(node):
 # Readiness
 # ------------------------------------------------------------------------------------------------
 
-def node_condition(node, cond_type):
-    """The ``status.conditions`` entry of ``cond_type`` (``Ready``, ``DiskPressure``...), or None."""
-    for cond in ((node or {}).get("status") or {}).get("conditions") or []:
-        if cond.get("type") == cond_type:
-            return cond
-    return None
-
-
 def node_ready_status(node):
     """``"True"``, ``"False"`` or ``"Unknown"`` (also when the kubelet never reported)."""
-    cond = node_condition(node, "Ready")
+    cond = status_condition(node, "Ready")
     return (cond or {}).get("status") or "Unknown"
 
 
@@ -71,7 +72,7 @@ def node_summary(node):
     """What the node modules return about a node."""
     node = node or {}
     metadata = node.get("metadata") or {}
-    ready = node_condition(node, "Ready") or {}
+    ready = status_condition(node, "Ready") or {}
     return {
         "name": metadata.get("name"),
         "unschedulable": is_unschedulable(node),
@@ -250,47 +251,6 @@ def taints_json_patch(resource_version, taints):
 # NoExecute: which pods the taint eviction controller deletes
 # ------------------------------------------------------------------------------------------------
 
-def toleration_tolerates_taint(toleration, taint):
-    """Kubernetes' ``Toleration.ToleratesTaint``: effect, key, then operator (Equal / Exists)."""
-    effect = toleration.get("effect") or ""
-    if effect and effect != taint.get("effect"):
-        return False
-    key = toleration.get("key") or ""
-    if key and key != taint.get("key"):
-        return False
-    operator = toleration.get("operator") or "Equal"
-    if operator == "Exists":
-        return True
-    if operator == "Equal":
-        return (toleration.get("value") or "") == taint_value(taint)
-    return False  # operators this code does not know are treated as not tolerating: warn rather than miss
-
-
-def _first_toleration(tolerations, taint):
-    for toleration in tolerations:
-        if toleration_tolerates_taint(toleration, taint):
-            return toleration
-    return None
-
-
-def _eviction_delay(tolerations, taints):
-    """Seconds until the taint eviction controller deletes a pod; 0 = at once, None = never.
-
-    Mirrors the controller: for each NoExecute taint the first matching toleration counts; a taint
-    without one means at once; otherwise the smallest ``tolerationSeconds`` (none = never).
-    """
-    used = []
-    for taint in taints:
-        toleration = _first_toleration(tolerations, taint)
-        if toleration is None:
-            return 0
-        used.append(toleration)
-    seconds = [t.get("tolerationSeconds") for t in used if t.get("tolerationSeconds") is not None]
-    if not seconds:
-        return None
-    return max(0, min(int(s) for s in seconds))
-
-
 def noexecute_evictions(pods, added_taints):
     """Pods that the NoExecute taints in ``added_taints`` make the cluster delete.
 
@@ -306,14 +266,14 @@ def noexecute_evictions(pods, added_taints):
     out = []
     for pod in pods or []:
         metadata = pod.get("metadata") or {}
-        if ((pod.get("status") or {}).get("phase")) in ("Succeeded", "Failed") or metadata.get("deletionTimestamp"):
+        if is_finished(pod) or is_terminating(pod):
             continue  # finished or already being deleted: not the taint's doing
         tolerations = (pod.get("spec") or {}).get("tolerations") or []
-        delay = _eviction_delay(tolerations, noexec)
+        delay = noexecute_delay(tolerations, noexec)
         if delay is None:
             continue
         offending = [taint_ref(t) for t in noexec
-                     if (_first_toleration(tolerations, t) or {"tolerationSeconds": 0}).get(
+                     if (first_toleration(tolerations, t) or {"tolerationSeconds": 0}).get(
                          "tolerationSeconds") is not None]
         out.append({
             "namespace": metadata.get("namespace"),

@@ -6,6 +6,9 @@
 Pods are plain dicts as the API server sends them (camelCase keys), so these functions need no
 client library and the tests can write pods as literals.
 
+What a pod is (mirror, DaemonSet, finished, terminating, its controller) comes from ``_pod_rules``
+and ``_api_objects``; this module decides the drain's plan from those facts.
+
 The rules follow ``kubectl drain`` (k8s.io/kubectl/pkg/drain/filters.go) with two deliberate
 differences, both about telling the user more:
 
@@ -33,10 +36,14 @@ from __future__ import annotations
 import calendar
 import time
 
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._api_objects import controller_of
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils._lease import parse_time
-
-MIRROR_POD_ANNOTATION = "kubernetes.io/config.mirror"
-FINISHED_PHASES = ("Succeeded", "Failed")
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._pod_rules import (
+    is_daemonset_pod,
+    is_finished,
+    is_mirror_pod,
+    is_terminating,
+)
 
 PLAN_EVICT = "evict"
 PLAN_DELETE = "delete"
@@ -68,27 +75,6 @@ def pod_ref(pod):
     return "%s/%s" % pod_key(pod)
 
 
-def controller_of(pod):
-    """The owner reference marked ``controller: true``, or None."""
-    for ref in (pod.get("metadata") or {}).get("ownerReferences") or ():
-        if ref.get("controller"):
-            return ref
-    return None
-
-
-def is_mirror_pod(pod):
-    return MIRROR_POD_ANNOTATION in ((pod.get("metadata") or {}).get("annotations") or {})
-
-
-def is_daemonset_pod(pod):
-    ref = controller_of(pod)
-    return bool(ref) and ref.get("kind") == "DaemonSet" and ref.get("apiVersion") == "apps/v1"
-
-
-def is_finished(pod):
-    return (pod.get("status") or {}).get("phase") in FINISHED_PHASES
-
-
 def has_emptydir(pod):
     return any("emptyDir" in (volume or {}) for volume in (pod.get("spec") or {}).get("volumes") or ())
 
@@ -106,10 +92,6 @@ def terminating_seconds(pod, now):
     if stamp is None:
         return None
     return max(0.0, now - stamp)
-
-
-def is_terminating(pod):
-    return bool((pod.get("metadata") or {}).get("deletionTimestamp"))
 
 
 def past_skip_wait(pod, skip_wait_for_delete_timeout, now):

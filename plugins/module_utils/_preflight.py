@@ -32,7 +32,8 @@ import re
 import threading
 import time
 
-from ansible_collections.kubeops.node_maintenance.plugins.module_utils import _pods
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils import _pod_rules
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._api_objects import controller_of
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_client import (
     ApiException,
     K8sAccessError,
@@ -41,11 +42,18 @@ from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_clie
     retry_transient,
 )
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_module import ModuleFailure
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._nodes import node_is_ready
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils._quantity import (
     QuantityError,
     format_amount,
     resource_amount,
 )
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._selectors import (
+    label_selector_matches,
+    match_labels,
+    node_selector_terms_match,
+)
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._tolerations import untolerated_taint
 
 CHECKS = (
     "capacity",
@@ -60,7 +68,6 @@ DEFAULT_FAIL_ON = ("capacity", "pdb")
 # Owners whose pods are not "a service" that a drain takes down: a DaemonSet pod is not evicted,
 # a Job's pods run to completion, a Node owns mirror (static) pods.
 _NOT_A_SERVICE = frozenset(("DaemonSet", "Job", "Node"))
-_SCHEDULING_EFFECTS = frozenset(("NoSchedule", "NoExecute"))
 
 _FIX = {
     "capacity": "add nodes (or free room on the remaining ones) that match these pods' nodeSelector, "
@@ -95,7 +102,7 @@ class NodeInfo:
                  allocatable=None, images=frozenset()):
         self.name = name
         self.labels = labels or {}
-        self.taints = tuple(taints)
+        self.taints = tuple(taints)  # the node's taint dicts, as the API has them
         self.ready = ready
         self.unschedulable = unschedulable
         self.allocatable = allocatable or {}
@@ -109,7 +116,7 @@ class PodInfo:
     )
 
     def __init__(self, namespace, name, node=None, phase="Running", deleting=False, labels=None,
-                 ready=True, owner=None, mirror=False, daemonset=None, requests=None,
+                 ready=True, owner=None, mirror=False, daemonset=False, requests=None,
                  constraints=None, volumes=(), images=()):
         self.namespace = namespace
         self.name = name
@@ -120,7 +127,7 @@ class PodInfo:
         self.ready = ready
         self.owner = owner  # (kind, name) of the controller owner reference, or None
         self.mirror = mirror
-        self.daemonset = (owner is not None and owner[0] == "DaemonSet") if daemonset is None else daemonset
+        self.daemonset = bool(daemonset)
         self.requests = requests or {"pods": 1}
         self.constraints = constraints  # SchedulingConstraints or None (no constraint)
         self.volumes = tuple(volumes)  # (type, volume name, detail)
@@ -130,9 +137,14 @@ class PodInfo:
     def ref(self):
         return "%s/%s" % (self.namespace, self.name)
 
+    @property
+    def serving(self):
+        """Ready, Running and not being deleted (``_pod_rules.serving``)."""
+        return _pod_rules.serving(self.phase, self.deleting, self.ready)
+
 
 class SchedulingConstraints:
-    """What limits where a pod may run: tolerations, nodeSelector, required node affinity."""
+    """What limits where a pod may run: tolerations (the pod's dicts), nodeSelector, required node affinity."""
 
     __slots__ = ("tolerations", "node_selector", "node_affinity", "key")
 
@@ -221,25 +233,13 @@ def pod_requests(spec):
     return {resource: amount for resource, amount in total.items() if amount > 0}
 
 
-def _controller_owner(metadata):
-    for ref in metadata.get("ownerReferences") or ():
-        if ref.get("controller"):
-            return (ref.get("kind"), ref.get("name"))
-    return None
-
-
-def _pod_ready(status):
-    for condition in status.get("conditions") or ():
-        if condition.get("type") == "Ready":
-            return condition.get("status") == "True"
-    return False
+def _owner(ref):
+    """``(kind, name)`` of a controller owner reference, or None."""
+    return (ref.get("kind"), ref.get("name")) if ref else None
 
 
 def _pod_constraints(spec):
-    tolerations = [
-        (t.get("key") or "", t.get("operator") or "Equal", t.get("value") or "", t.get("effect") or "")
-        for t in spec.get("tolerations") or ()
-    ]
+    tolerations = spec.get("tolerations") or ()
     node_affinity = (
         ((spec.get("affinity") or {}).get("nodeAffinity") or {})
         .get("requiredDuringSchedulingIgnoredDuringExecution") or {}
@@ -264,26 +264,34 @@ def _pod_volumes(name, spec):
     return volumes
 
 
-def pod_from_api(obj):
-    metadata = obj.get("metadata") or {}
-    spec = obj.get("spec") or {}
-    status = obj.get("status") or {}
-    images = []
-    for container in (spec.get("initContainers") or []) + (spec.get("containers") or []):
-        if container.get("image") and container["image"] not in images:
-            images.append(container["image"])
+def _pod_info(obj, metadata, spec, **fields):
+    """The record every pod gets: where it runs, its state, its controller and the room it takes."""
+    controller = controller_of(obj)
     return PodInfo(
         namespace=metadata.get("namespace"),
         name=metadata.get("name"),
         node=spec.get("nodeName"),
-        phase=status.get("phase") or "Pending",
-        deleting=_pods.is_terminating(obj),
-        labels=metadata.get("labels") or {},
-        ready=_pod_ready(status),
-        owner=_controller_owner(metadata),
-        mirror=_pods.is_mirror_pod(obj),
-        daemonset=_pods.is_daemonset_pod(obj),
+        phase=(obj.get("status") or {}).get("phase") or "Pending",
+        deleting=_pod_rules.is_terminating(obj),
+        ready=_pod_rules.is_ready(obj),
+        owner=_owner(controller),
+        daemonset=_pod_rules.is_daemonset_ref(controller),
         requests=pod_requests(spec),
+        **fields
+    )
+
+
+def pod_from_api(obj):
+    metadata = obj.get("metadata") or {}
+    spec = obj.get("spec") or {}
+    images = []
+    for container in (spec.get("initContainers") or []) + (spec.get("containers") or []):
+        if container.get("image") and container["image"] not in images:
+            images.append(container["image"])
+    return _pod_info(
+        obj, metadata, spec,
+        labels=metadata.get("labels") or {},
+        mirror=_pod_rules.is_mirror_pod(obj),
         constraints=_pod_constraints(spec),
         volumes=_pod_volumes(metadata.get("name"), spec),
         images=images,
@@ -293,40 +301,21 @@ def pod_from_api(obj):
 def light_pod_from_api(obj):
     """The fields the checks read from a pod that is not on a drained node: where it runs, the
     room it takes, and which workload it serves (a quarter of the cost of ``pod_from_api``)."""
-    metadata = obj.get("metadata") or {}
-    spec = obj.get("spec") or {}
-    status = obj.get("status") or {}
-    return PodInfo(
-        namespace=metadata.get("namespace"),
-        name=metadata.get("name"),
-        node=spec.get("nodeName"),
-        phase=status.get("phase") or "Pending",
-        deleting=bool(metadata.get("deletionTimestamp")),
-        ready=_pod_ready(status),
-        owner=_controller_owner(metadata),
-        requests=pod_requests(spec),
-    )
+    return _pod_info(obj, obj.get("metadata") or {}, obj.get("spec") or {})
 
 
 def node_from_api(obj):
     metadata = obj.get("metadata") or {}
     spec = obj.get("spec") or {}
     status = obj.get("status") or {}
-    ready = False
-    for condition in status.get("conditions") or ():
-        if condition.get("type") == "Ready":
-            ready = condition.get("status") == "True"
     images = set()
     for image in status.get("images") or ():
         images.update(image.get("names") or ())
     return NodeInfo(
         name=metadata.get("name"),
         labels=metadata.get("labels") or {},
-        taints=[
-            (t.get("key") or "", t.get("value") or "", t.get("effect") or "")
-            for t in spec.get("taints") or ()
-        ],
-        ready=ready,
+        taints=spec.get("taints") or (),
+        ready=node_is_ready(obj),
         unschedulable=bool(spec.get("unschedulable")),
         allocatable=_amounts(status.get("allocatable") or status.get("capacity")),
         images=frozenset(images),
@@ -406,7 +395,7 @@ class Snapshot:
     def add_replicasets(self, items):
         for obj in items:
             metadata = obj.get("metadata") or {}
-            owner = _controller_owner(metadata)
+            owner = _owner(controller_of(obj))
             if owner:
                 self.replicaset_owners[(metadata.get("namespace"), metadata.get("name"))] = owner
 
@@ -439,87 +428,18 @@ class Snapshot:
 # --------------------------------------------------------------------------------------------
 # Matching
 # --------------------------------------------------------------------------------------------
-def tolerates(toleration, taint):
-    """Kubernetes' ToleratesTaint: toleration (key, operator, value, effect) vs taint (key, value, effect)."""
-    tol_key, operator, tol_value, tol_effect = toleration
-    key, value, effect = taint
-    if tol_effect and tol_effect != effect:
-        return False
-    if tol_key and tol_key != key:
-        return False
-    if operator == "Exists":
-        return True
-    return operator == "Equal" and tol_value == value
-
-
-def untolerated_taint(tolerations, node):
-    """The first NoSchedule/NoExecute taint of the node that no toleration covers, or None."""
-    for taint in node.taints:
-        if taint[2] in _SCHEDULING_EFFECTS and not any(tolerates(t, taint) for t in tolerations):
-            return taint
-    return None
-
-
-def _requirement_matches(requirement, values_by_key):
-    key = requirement.get("key")
-    operator = requirement.get("operator")
-    values = requirement.get("values") or []
-    present = key in values_by_key
-    value = values_by_key.get(key)
-    if operator == "In":
-        return present and value in values
-    if operator == "NotIn":
-        return not present or value not in values
-    if operator == "Exists":
-        return present
-    if operator == "DoesNotExist":
-        return not present
-    if operator in ("Gt", "Lt") and present and len(values) == 1:
-        try:
-            mine, theirs = int(value), int(values[0])
-        except (TypeError, ValueError):
-            return False
-        return mine > theirs if operator == "Gt" else mine < theirs
-    return False
-
-
-def node_selector_terms_match(terms, node):
-    """Required node affinity: terms are ORed, a term's requirements ANDed; an empty term matches nothing."""
-    fields = {"metadata.name": node.name}
-    for term in terms or ():
-        expressions = term.get("matchExpressions") or []
-        match_fields = term.get("matchFields") or []
-        if not expressions and not match_fields:
-            continue
-        if all(_requirement_matches(r, node.labels) for r in expressions) and all(
-            _requirement_matches(r, fields) for r in match_fields
-        ):
-            return True
-    return False
-
-
-def label_selector_matches(selector, labels):
-    """metav1.LabelSelector: None selects nothing, {} selects everything."""
-    if selector is None:
-        return False
-    for key, value in (selector.get("matchLabels") or {}).items():
-        if labels.get(key) != value:
-            return False
-    return all(_requirement_matches(r, labels) for r in selector.get("matchExpressions") or ())
-
-
 def placement_obstacle(constraints, node):
     """Why the pod may not be scheduled to the node regardless of room, or None."""
     if constraints is None:
-        if untolerated_taint((), node):
+        if untolerated_taint((), node.taints):
             return "taint"
         return None
-    if untolerated_taint(constraints.tolerations, node):
+    if untolerated_taint(constraints.tolerations, node.taints):
         return "taint"
-    for key, value in constraints.node_selector.items():
-        if node.labels.get(key) != value:
-            return "nodeSelector"
-    if constraints.node_affinity is not None and not node_selector_terms_match(constraints.node_affinity, node):
+    if not match_labels(constraints.node_selector, node.labels):
+        return "nodeSelector"
+    if constraints.node_affinity is not None and not node_selector_terms_match(
+            constraints.node_affinity, node.labels, node.name):
         return "node affinity"
     return None
 
@@ -530,14 +450,14 @@ def placement_obstacle(constraints, node):
 def drain_skip_reason(pod):
     """Why a drain leaves this pod alone (None: it is evicted and must run elsewhere).
 
-    The flags come from ``_pods``' predicates (the drain's own rules); the preflight needs only
+    The flags come from ``_pod_rules`` (the drain's own rules); the preflight needs only
     "does it need room elsewhere", not the drain's option-dependent plan.
     """
     if pod.mirror:
         return "mirror pod"
     if pod.daemonset:
         return "DaemonSet pod"
-    if pod.phase in _pods.FINISHED_PHASES:
+    if pod.phase in _pod_rules.FINISHED_PHASES:
         return "finished"
     if pod.deleting:
         return "already terminating"
@@ -550,7 +470,7 @@ def evicted_pods(snapshot, node_names):
 
 
 def _consumes_room(pod):
-    return pod.phase not in _pods.FINISHED_PHASES
+    return pod.phase not in _pod_rules.FINISHED_PHASES
 
 
 # --------------------------------------------------------------------------------------------
@@ -617,7 +537,7 @@ def _feasible_nodes(snapshot, room, pod, cache):
         obstacle = placement_obstacle(pod.constraints, node)
         if obstacle is None:
             for pv in pvs:
-                if not node_selector_terms_match(pv.node_affinity, node):
+                if not node_selector_terms_match(pv.node_affinity, node.labels, node.name):
                     obstacle = "volume node affinity (%s)" % pv.name
                     break
         if obstacle is None:
@@ -809,7 +729,7 @@ def check_single_node_workloads(snapshot, node_names):
         if controller is not None and controller[0] not in _NOT_A_SERVICE:
             affected[(pod.namespace,) + controller] = {"on": [], "elsewhere": 0}
     for pod in snapshot.pods:
-        if not pod.ready or pod.deleting or pod.phase != "Running":
+        if not pod.serving:
             continue
         controller = snapshot.controller_of(pod)
         if controller is None:

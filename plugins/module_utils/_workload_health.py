@@ -7,11 +7,13 @@ Functions take the API objects as plain dicts (the API server's JSON, camelCase 
 plain dicts. The rules follow what ``kubectl rollout status`` waits for, plus the ready counts a
 maintenance needs. At the end, what ``k8s_workloads_healthy`` does with them: ``ClusterReader``
 lists the objects, ``observe`` polls once, ``wait_healthy`` until healthy or the timeout, and
-``health_gate`` is the whole module run.
+``health_gate`` is the whole module run. With a node, ``node_pods_health`` also waits for the node's
+own pods: the pods of the DaemonSets that run on it (``_daemonset_placement``) and its static pods.
 """
 
 from __future__ import annotations
 
+import functools
 import time
 
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_client import (
@@ -23,7 +25,12 @@ from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_clie
     retry_transient,
 )
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_module import ModuleFailure
-from ansible_collections.kubeops.node_maintenance.plugins.module_utils._preflight import label_selector_matches
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._api_objects import controller_of
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._selectors import label_selector_matches
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils import _daemonset_placement as placement
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._pod_rules import is_ready as is_pod_ready
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._pod_rules import is_terminating
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._node_api import read_node
 
 DEPLOYMENT = "Deployment"
 STATEFULSET = "StatefulSet"
@@ -90,14 +97,6 @@ def group_pdb_refs(refs):
     return groups
 
 
-def controller_owner(obj):
-    """The ownerReference with ``controller: true``, or None."""
-    for owner in (obj.get("metadata") or {}).get("ownerReferences") or ():
-        if owner.get("controller"):
-            return owner
-    return None
-
-
 def resolve_refs(refs, replicasets):
     """Replace each ReplicaSet that a Deployment controls by that Deployment.
 
@@ -107,7 +106,7 @@ def resolve_refs(refs, replicasets):
     out = []
     for ref in refs:
         if ref["kind"] == REPLICASET:
-            owner = controller_owner(replicasets.get((ref["namespace"], ref["name"])) or {})
+            owner = controller_of(replicasets.get((ref["namespace"], ref["name"])) or {})
             if owner and owner.get("kind") == DEPLOYMENT and owner.get("name"):
                 ref = {"kind": DEPLOYMENT, "namespace": ref["namespace"], "name": owner["name"],
                        "resolved_from": "ReplicaSet %s/%s" % (ref["namespace"], ref["name"])}
@@ -293,6 +292,122 @@ def pdbs_health(pdb_refs, pdb_objects, workloads=None):
 
 
 # ------------------------------------------------------------------------------------------------
+# The node's own pods: its DaemonSet pods and its static (mirror) pods
+# ------------------------------------------------------------------------------------------------
+
+NODE_DAEMONSET = "DaemonSet"
+NODE_STATIC = "StaticPod"
+
+
+def static_pod_refs(items):
+    """``[{namespace, name}]`` of mirror pods, in the order given, each once. Items that have an
+    ``owner_kind`` other than ``Node`` are left out: of the pod results ``k8s_node_drain`` returns,
+    the mirror pods are those whose controller reference is the Node, which the kubelet sets."""
+    return dedupe_pdb_refs(item for item in items or ()
+                           if item.get("namespace") and item.get("name") and item.get("owner_kind", "Node") == "Node")
+
+
+def pod_waiting_for(pod):
+    """Why a pod is not Ready, in a few words: its phase, the Ready condition's reason and message,
+    and the containers that are waiting or not ready (``Pending; container app: ImagePullBackOff``)."""
+    status = pod.get("status") or {}
+    parts = [status.get("phase") or "no status yet"]
+    for condition in status.get("conditions") or ():
+        if condition.get("type") == "Ready" and condition.get("status") != "True":
+            said = ": ".join(text for text in (condition.get("reason"), condition.get("message")) if text)
+            if said:
+                parts.append(said)
+    for container in status.get("containerStatuses") or ():
+        if container.get("ready"):
+            continue
+        waiting = (container.get("state") or {}).get("waiting") or {}
+        parts.append("container %s: %s" % (container.get("name"), waiting.get("reason") or "not ready"))
+    return "; ".join(parts)
+
+
+def _node_pod_entry(kind, namespace, name, pod, ready, waiting_for, summary):
+    return {"kind": kind, "namespace": namespace, "name": name,
+            "pod": ((pod or {}).get("metadata") or {}).get("name"), "ready": ready,
+            "waiting_for": waiting_for, "summary": summary}
+
+
+def daemonset_pod_health(daemonset, pods, node_name):
+    """The entry of one DaemonSet that runs a pod on the node: Ready when a pod of it there is Ready
+    and not terminating."""
+    metadata = daemonset.get("metadata") or {}
+    namespace, name = metadata.get("namespace"), metadata.get("name")
+    where = "node/%s" % node_name
+    head = "daemonset %s/%s: " % (namespace, name)
+    mine = [pod for pod in pods if placement.is_pod_of_daemonset(pod, daemonset)
+            and (pod.get("spec") or {}).get("nodeName") == node_name]
+    live = [pod for pod in mine if not is_terminating(pod)]
+    ready = [pod for pod in live if is_pod_ready(pod)]
+    if ready:
+        pod = ready[0]
+        return _node_pod_entry(NODE_DAEMONSET, namespace, name, pod, True, None, head + "pod %s Ready on %s" % (
+            pod["metadata"]["name"], where))
+    if live:
+        pod = live[0]
+        waiting = "pod %s on %s to be Ready (%s)" % (pod["metadata"]["name"], where, pod_waiting_for(pod))
+    elif mine:
+        pod = mine[0]
+        waiting = "a new pod on %s (pod %s is terminating)" % (where, pod["metadata"]["name"])
+    else:
+        pod = None
+        waiting = "its pod on %s (none yet; the DaemonSet controller creates it)" % where
+    return _node_pod_entry(NODE_DAEMONSET, namespace, name, pod, False, waiting, head + "waiting for " + waiting)
+
+
+def static_pod_health(ref, pod, node_name):
+    """The entry of one static pod, ``pod`` being its mirror pod on the node (None when there is none)."""
+    where = "node/%s" % node_name
+    head = "static pod %s/%s: " % (ref["namespace"], ref["name"])
+    if pod is None:
+        waiting = ("its mirror pod to be back on %s (the kubelet recreates it from the manifest in its "
+                   "static pod directory; is the manifest still there?)" % where)
+    elif is_terminating(pod):
+        waiting = "the kubelet to recreate its mirror pod on %s (the old one is terminating)" % where
+    elif not is_pod_ready(pod):
+        waiting = "it to be Ready on %s (%s)" % (where, pod_waiting_for(pod))
+    else:
+        return _node_pod_entry(NODE_STATIC, ref["namespace"], ref["name"], pod, True, None,
+                               head + "Ready on %s" % where)
+    return _node_pod_entry(NODE_STATIC, ref["namespace"], ref["name"], pod, False, waiting, head + "waiting for " + waiting)
+
+
+def node_pods_health(node_name, node, daemonsets, pods, static_refs):
+    """``(entries, excluded, lines)`` for the node's own pods.
+
+    ``entries``: one per DaemonSet whose pod the DaemonSet controller runs on the node (its
+    placement rules: ``_daemonset_placement``), then one per static pod: those in ``static_refs``
+    (the mirror pods that were there before the maintenance) and those on the node now.
+    ``excluded``: the DaemonSets that run no pod there, with the reason. ``lines``: what is not Ready.
+    ``node`` is None when the node does not exist: nothing can be Ready on it.
+    """
+    if node is None:
+        return [], [], ["node/%s: not found (waiting for it to register)" % node_name]
+    entries = []
+    excluded = []
+    for daemonset in sorted(daemonsets, key=lambda ds: (ds["metadata"].get("namespace"), ds["metadata"]["name"])):
+        obstacle = placement.daemonset_obstacle(daemonset, node)
+        if obstacle:
+            excluded.append({"namespace": daemonset["metadata"].get("namespace"),
+                             "name": daemonset["metadata"]["name"], "reason": obstacle})
+        else:
+            entries.append(daemonset_pod_health(daemonset, pods, node_name))
+    mirrors = {}
+    for pod in pods:
+        if placement.is_node_mirror_pod(pod, node_name):
+            mirrors.setdefault((pod["metadata"].get("namespace"), pod["metadata"]["name"]), []).append(pod)
+    wanted = dedupe_pdb_refs(list(static_refs or ()) + [
+        {"namespace": key[0], "name": key[1]} for key in sorted(mirrors)])
+    for ref in wanted:
+        found = sorted(mirrors.get((ref["namespace"], ref["name"])) or (), key=is_terminating)
+        entries.append(static_pod_health(ref, found[0] if found else None, node_name))
+    return entries, excluded, [entry["summary"] for entry in entries if not entry["ready"]]
+
+
+# ------------------------------------------------------------------------------------------------
 # Reporting
 # ------------------------------------------------------------------------------------------------
 
@@ -341,22 +456,33 @@ class ClusterReader:
         query = []
         if names is not None and len(names) == 1:
             query.append(("fieldSelector", "metadata.name=%s" % next(iter(names))))
-        deadline = self.deadline_fn()
         prefix, resource = LIST_PATHS[kind]
-        path = api_path(prefix, namespace, resource)
-        self.calls += 1
         ref = "%s %s/%s" % (kind_ref(kind), namespace,
                             next(iter(names)) if names is not None and len(names) == 1 else "*")
+        items = self.list_path(api_path(prefix, namespace, resource), query, ref)
+        if names is not None:
+            items = [item for item in items if item["metadata"]["name"] in names]
+        return items
+
+    def list_path(self, path, query, ref):
+        """Every item a list call at ``path`` returns; ``ref`` names the list in an error."""
+        deadline = self.deadline_fn()
+        self.calls += 1
         try:
             # Paged (500 a page, as kubectl): one namespace can hold thousands of ReplicaSets.
-            items = retry_transient(
+            return retry_transient(
                 lambda: self.raw.list_all(path, query, timeout=request_timeout(deadline)),
                 deadline=deadline, describe=ref)
         except ApiException as exc:
             raise K8sAccessError(describe_api_error(exc, ref), status=exc.status, cause=exc)
-        if names is not None:
-            items = [item for item in items if item["metadata"]["name"] in names]
-        return items
+
+    def node(self, name):
+        """The node as a plain dict, None when it does not exist."""
+        self.calls += 1
+        try:
+            return read_node(self.raw, name, self.deadline_fn(), missing_ok=True)
+        except ApiException as exc:
+            raise K8sAccessError(describe_api_error(exc, "node/%s" % name), status=exc.status, cause=exc)
 
 
 def observe(reader, refs, pdb_refs, pdbs_from_workloads):
@@ -380,9 +506,24 @@ def observe(reader, refs, pdb_refs, pdbs_from_workloads):
     return workloads, pdbs
 
 
+def observe_node_pods(reader, node_name, static_refs):
+    """One poll of the node's own pods: ``node_pods_health`` over the node, every DaemonSet in the
+    cluster and the pods bound to the node (three calls)."""
+    node = reader.node(node_name)
+    if node is None:
+        return node_pods_health(node_name, None, [], [], static_refs)
+    daemonsets = reader.list_path("/apis/apps/v1/daemonsets", [], "daemonsets")
+    pods = reader.list_path("/api/v1/pods", [("fieldSelector", "spec.nodeName=%s" % node_name)],
+                            "pods on node/%s" % node_name)
+    return node_pods_health(node_name, node, daemonsets, pods, static_refs)
+
+
 def wait_healthy(reader, refs, pdb_refs, pdbs_from_workloads, timeout, poll_interval,
-                 sleep=time.sleep, clock=time.monotonic):
-    """Poll until everything is healthy at once or ``timeout`` seconds have passed (0: once)."""
+                 sleep=time.sleep, clock=time.monotonic, node_pods=None):
+    """Poll until everything is healthy at once or ``timeout`` seconds have passed (0: once).
+
+    ``node_pods``: a function that polls the node's own pods once (``(entries, excluded, lines)``,
+    see ``observe_node_pods``), or None when they are not waited for."""
     started = clock()
     deadline = started + timeout
     polls = 0
@@ -390,10 +531,13 @@ def wait_healthy(reader, refs, pdb_refs, pdbs_from_workloads, timeout, poll_inte
         polls += 1
         workloads, pdbs = observe(reader, refs, pdb_refs, pdbs_from_workloads)
         unhealthy = unhealthy_lines(workloads, pdbs)
+        own, excluded, own_lines = node_pods() if node_pods else ([], [], [])
+        unhealthy += own_lines
         remaining = deadline - clock()
         if not unhealthy or remaining <= 0:
             return {"healthy": not unhealthy, "unhealthy": unhealthy, "workloads": workloads, "pdbs": pdbs,
-                    "polls": polls, "seconds": round(clock() - started, 1)}
+                    "node_pods": own, "not_ready": [entry for entry in own if not entry["ready"]],
+                    "node_pods_excluded": excluded, "polls": polls, "seconds": round(clock() - started, 1)}
         sleep(min(poll_interval, remaining))
 
 
@@ -421,8 +565,9 @@ def check_options(params):
 def health_gate(connect, params, warn, sleep=time.sleep, clock=time.monotonic):
     """What k8s_workloads_healthy does, over the ``RawApi`` that ``connect()`` gives (asked for only
     once the options are good): the ReplicaSets resolved to their Deployments, then polls until
-    healthy or ``timeout``. Returns the module's result, or raises ``ModuleFailure`` with the same
-    fields at the timeout; ``warn(text)`` is called for each workload or budget that does not exist.
+    healthy or ``timeout``, with the node's own pods when ``node`` is given. Returns the module's
+    result, or raises ``ModuleFailure`` with the same fields at the timeout; ``warn(text)`` is called
+    for each workload or budget that does not exist.
     """
     check_options(params)
     refs = dedupe_refs(list(params["workloads"]) + refs_from_pods(params["pods"]))
@@ -435,8 +580,13 @@ def health_gate(connect, params, warn, sleep=time.sleep, clock=time.monotonic):
 
     reader = ClusterReader(connect(), deadline_fn)
     refs = resolve_replicasets(reader, refs)
+    node_pods = None
+    if params.get("node"):
+        static_refs = static_pod_refs(params.get("static_pods"))
+        node_pods = functools.partial(observe_node_pods, reader, params["node"], static_refs)
     result = wait_healthy(reader, refs, pdb_refs, params["pdbs_from_workloads"],
-                          params["timeout"] - (clock() - started), params["poll_interval"], sleep=sleep, clock=clock)
+                          params["timeout"] - (clock() - started), params["poll_interval"], sleep=sleep, clock=clock,
+                          node_pods=node_pods)
     result["seconds"] = round(clock() - started, 1)
     for line in absent_lines(result["workloads"], result["pdbs"]):
         warn(line)

@@ -37,6 +37,9 @@ description:
   - "C(moved_workloads): the controllers whose pods the drain moved, C([{namespace, owner_kind,
     owner_name}]), so that a re-run resuming after the drain still knows what the health gate waits
     for. Present once given."
+  - "C(static_pods): the node's static pods before the maintenance, by their mirror pods,
+    C([{namespace, name}]), for the same reason (the health gate waits for them to be back). Present
+    once given."
   - "C(started), C(updated): RFC 3339 UTC times, milliseconds, of the record's creation and of the
     last change. C(updated) moves only when something else in the record changed."
   - "C(phases): one entry per phase, in the order they were entered:
@@ -58,8 +61,8 @@ options:
       - V(query) reads the record and changes nothing. A node that does not exist is not an error
         (RV(node_exists=false)), so a rollout can ask about a node that was deleted for a reimage.
       - V(present) merges the given O(rollout), O(phase), O(status), O(msg), O(cordoned_before),
-        O(taints_added) and O(moved_workloads) into the record (creating it) and writes it when it differs. Fails if the
-        node does not exist.
+        O(taints_added), O(moved_workloads) and O(static_pods) into the record (creating it) and writes it when
+        it differs. Fails if the node does not exist.
       - V(absent) removes the annotation. A node that does not exist has none, so that is no change.
     type: str
     choices: [query, present, absent]
@@ -126,6 +129,22 @@ options:
       owner_name:
         description: Name of the pods' controller.
         type: str
+  static_pods:
+    description:
+      - The node's static pods before the maintenance, by the names of their mirror pods (the drain's
+        RV(kubeops.node_maintenance.k8s_node_drain#module:pods) entries whose C(owner_kind) is V(Node)).
+        Replaces the recorded list; each pod is kept once.
+    type: list
+    elements: dict
+    suboptions:
+      namespace:
+        description: Namespace of the mirror pod.
+        type: str
+        required: true
+      name:
+        description: Name of the mirror pod.
+        type: str
+        required: true
   event:
     description:
       - Write a core/v1 Event about the node, every time the task runs (in check mode it is only
@@ -396,6 +415,7 @@ def argument_spec():
         "cordoned_before": {"type": "bool"},
         "taints_added": RECORD_FIELD_SPECS["taints_added"],
         "moved_workloads": RECORD_FIELD_SPECS["moved_workloads"],
+        "static_pods": RECORD_FIELD_SPECS["static_pods"],
         "event": RECORD_FIELD_SPECS["event"],
         "renew_lock": RENEW_LOCK_SPEC,
         "timeout": timeout_spec(60),

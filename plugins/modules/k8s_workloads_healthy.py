@@ -9,7 +9,7 @@ __metaclass__ = type
 
 DOCUMENTATION = r"""
 module: k8s_workloads_healthy
-short_description: Wait until workloads and their PodDisruptionBudgets are back to full health
+short_description: Wait until workloads, their PodDisruptionBudgets and a node's own pods are back to full health
 version_added: 0.1.0
 author:
   - kubeops maintainers (@kubeops)
@@ -31,6 +31,16 @@ description:
     object of that kind is wanted there), not a GET per object.
   - A workload or budget that does not exist is reported (RV(workloads[].exists=false)) and not
     waited for; it is not a failure, since a workload may be deleted while a node is away.
+  - "With O(node), the node's own pods too, which are what a reboot or a move of the container
+    runtime's root breaks: for every DaemonSet whose pod the DaemonSet controller runs on that node,
+    a pod of it on the node that is Ready and not terminating; and every static pod of the node (its
+    mirror pod: annotation C(kubernetes.io/config.mirror), bound to the node), those in
+    O(static_pods) and those on the node now, Ready. A DaemonSet runs a pod on the node when its pod
+    template's C(nodeSelector) and required node affinity match the node and its tolerations, with
+    those the DaemonSet controller adds to every DaemonSet pod (C(node.kubernetes.io/not-ready) and
+    C(unreachable) NoExecute; C(disk-pressure), C(memory-pressure), C(pid-pressure), C(unschedulable)
+    NoSchedule; C(network-unavailable) NoSchedule with C(hostNetwork)), cover every NoSchedule and
+    NoExecute taint of the node; the others are listed in RV(node_pods_excluded) and not waited for."
   - Writes nothing; C(changed) is always V(false).
 extends_documentation_fragment:
   - kubeops.node_maintenance.k8s_auth
@@ -98,6 +108,25 @@ options:
       - API errors that may pass (no connection, HTTP 5xx, 429) are retried within this time, and for
         10 seconds at least.
     default: 300
+  node:
+    description:
+      - The node whose own DaemonSet pods and static pods must be Ready on it again (see above);
+        unset, they are not looked at.
+      - Three more reads per poll (the node, every DaemonSet, the pods bound to the node).
+    type: str
+  static_pods:
+    description:
+      - The static pods that were on O(node) before the maintenance, by the names of their mirror
+        pods (C(<static pod name>-<node name>)), typically the pods of the drain's result whose
+        C(owner_kind) is V(Node) (the kubelet makes the Node its mirror pods' owner). The kubelet
+        recreates them from its manifests (after a reimage, with new UIDs); one that is not back is
+        waited for, and named at the timeout.
+      - Each needs C(namespace) and C(name); other keys are ignored, and so are the items whose
+        C(owner_kind) is not V(Node), so the drain's pod results can be given as they are.
+      - The static pods on the node now are waited for too, listed or not. Only with O(node).
+    type: list
+    elements: dict
+    default: []
   poll_interval:
     description:
       - Seconds between two polls.
@@ -144,6 +173,13 @@ EXAMPLES = r"""
     timeout: 600
   delegate_to: localhost
 
+- name: Wait until worker-3's DaemonSet pods and the static pods it had before are Ready on it again
+  kubeops.node_maintenance.k8s_workloads_healthy:
+    node: worker-3
+    static_pods: "{{ __drain.pods }}"  # its mirror pods (owner_kind Node) are taken
+    timeout: 600
+  delegate_to: localhost
+
 - name: Wait for named workloads and a budget
   kubeops.node_maintenance.k8s_workloads_healthy:
     workloads:
@@ -178,7 +214,7 @@ polls:
   type: int
   sample: 5
 unhealthy:
-  description: One line per workload or budget not healthy on the last poll; empty on success.
+  description: One line per workload, budget or node pod not healthy on the last poll; empty on success.
   returned: always
   type: list
   elements: str
@@ -230,6 +266,68 @@ workloads:
     - {"kind": "Deployment", "namespace": "shop", "name": "web", "exists": true, "healthy": true,
        "desired": 3, "ready": 3, "available": 3, "updated": 3, "missing": [],
        "summary": "deployment shop/web: 3/3 ready", "resolved_from": "ReplicaSet shop/web-6d4b7c9f8"}
+node_pods:
+  description:
+    - With O(node), the node's own pods as seen on the last poll, each DaemonSet that runs a pod
+      there, then each static pod; empty without O(node).
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    kind:
+      description: V(DaemonSet) or V(StaticPod).
+      type: str
+    namespace:
+      description: Namespace.
+      type: str
+    name:
+      description: The DaemonSet's name, or the static pod's (its mirror pod's) name.
+      type: str
+    pod:
+      description: The pod on the node that was looked at; V(null) when there is none.
+      type: str
+    ready:
+      description: Whether it is Ready on the node.
+      type: bool
+    waiting_for:
+      description: What it is waiting for, V(null) when Ready.
+      type: str
+    summary:
+      description: One line, as in the failure message.
+      type: str
+  sample:
+    - {"kind": "DaemonSet", "namespace": "kube-system", "name": "kube-proxy", "pod": "kube-proxy-x7k2p",
+       "ready": true, "waiting_for": null,
+       "summary": "daemonset kube-system/kube-proxy: pod kube-proxy-x7k2p Ready on node/worker-3"}
+    - {"kind": "StaticPod", "namespace": "kube-system", "name": "etcd-worker-3", "pod": null, "ready": false,
+       "waiting_for": "its mirror pod to be back on node/worker-3 (the kubelet recreates it from ...)",
+       "summary": "static pod kube-system/etcd-worker-3: waiting for its mirror pod to be back on ..."}
+not_ready:
+  description: The entries of RV(node_pods) not Ready on the last poll; empty on success.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - {"kind": "DaemonSet", "namespace": "kube-system", "name": "kube-proxy", "pod": "kube-proxy-x7k2p",
+       "ready": false, "waiting_for": "pod kube-proxy-x7k2p on node/worker-3 to be Ready (Running; ...)",
+       "summary": "daemonset kube-system/kube-proxy: waiting for pod kube-proxy-x7k2p on node/worker-3 ..."}
+node_pods_excluded:
+  description: With O(node), the DaemonSets that run no pod on it, with the reason; not waited for.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    namespace:
+      description: Namespace.
+      type: str
+    name:
+      description: Name.
+      type: str
+    reason:
+      description: Why the DaemonSet controller runs no pod of it on the node.
+      type: str
+  sample:
+    - {"namespace": "gpu", "name": "nvidia-driver", "reason": "nodeSelector gpu=true does not match the node's labels"}
 pdbs:
   description: Each PodDisruptionBudget, given or found, as seen on the last poll.
   returned: always
@@ -301,6 +399,8 @@ def argument_spec():
         }},
         "pods": {"type": "list", "elements": "dict", "default": []},
         "pdbs_from_workloads": {"type": "bool", "default": False},
+        "node": {"type": "str"},
+        "static_pods": {"type": "list", "elements": "dict", "default": []},
         "record": RECORD_SPEC,
         "timeout": timeout_spec(300),
         "poll_interval": {"type": "float", "default": 2.0},
@@ -311,8 +411,8 @@ def main():
     module = K8sModule("k8s_workloads_healthy", argument_spec())
     # No one object: "workloads" names what an error was about, and gives no misleading `kubectl get` hint.
     module.about("workloads")
-    # record.node names the node whose phase this is
-    module.run(lambda: wh.health_gate(lambda: module.raw, module.params, module.warn))
+    # the record is that of O(node), or of record.node
+    module.run(lambda: wh.health_gate(lambda: module.raw, module.params, module.warn), record_for=module.params["node"])
 
 
 if __name__ == "__main__":

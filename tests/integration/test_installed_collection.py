@@ -83,8 +83,12 @@ def test_the_rollout_callback_prints_a_line_per_node_per_phase_and_failures_in_f
     with open(rollout.inventory, "a") as handle:
         handle.write("%s ansible_host=127.0.0.1 ansible_port=1\n" % ghost)
     nodes = rollout.nodes
+    # a textfile in a directory that does not exist: the role warns after every node, and the
+    # callback must show that warning although it hides the task
+    unwritable = tmp_path / "no-such-dir" / "rollout.prom"
     res = rollout("callback-1", playbook=PLAYBOOK_FQCN, cwd=str(tmp_path),
-                  env=_installed_env(installed, "kubeops.node_maintenance.rollout"))
+                  env=_installed_env(installed, "kubeops.node_maintenance.rollout"),
+                  node_maintenance_metrics_textfile=str(unwritable))
     out = res.stdout
     assert res.returncode != 0, out[-6000:]
     lines = out.splitlines()
@@ -97,6 +101,9 @@ def test_the_rollout_callback_prints_a_line_per_node_per_phase_and_failures_in_f
     second_done = [line for line in progress if line.startswith(nodes[1] + ": DONE")]
     assert re.search(r"\[2 done, 0 failed, 1 left, about \d+s to go\]$", second_done[0]), out
     assert progress[-1] == "ROLLOUT 2 done, 1 failed (%s), 0 not reached" % ghost, out
+    warned = [line for line in progress if "WARNING: rollout metrics not delivered" in line]
+    assert warned and all(line.endswith("the rollout goes on") for line in warned), out
+    assert any(line.startswith(nodes[0] + ": WARNING: ") for line in warned), out
     # the ghost's failure in full, once (the role's rescue reports it, with what to do next), then
     # the recap; no banners, no skipped tasks, no bookkeeping
     assert out.count("fatal: [%s]: FAILED!" % ghost) == 1, out[-6000:]

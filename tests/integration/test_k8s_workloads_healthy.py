@@ -1,5 +1,6 @@
 """k8s_workloads_healthy against the real local control plane (pods run on kwok nodes)."""
 import json
+import threading
 import time
 
 import pytest
@@ -176,3 +177,152 @@ def test_forbidden_list_names_the_namespace(cluster, namespace, run_module):
     assert result["msg"].startswith("deployment %s/web: forbidden (403): " % namespace), result["msg"]
     assert "`kubectl auth can-i list deployments.apps`" in result["msg"]
     assert token not in json.dumps(result)
+
+
+# ------------------------------------------------------------------------------------------------
+# The node's own pods (node, static_pods): its DaemonSet pods and static (mirror) pods
+# ------------------------------------------------------------------------------------------------
+
+OWN = "kubeops.test/own-pods"
+INFRA = {"key": "dedicated", "value": "infra", "effect": "NoSchedule"}
+
+
+def placed_daemonset(name, node_selector=None, tolerations=None, affinity=None):
+    ds = daemonset(name, node_selector or {})
+    spec = ds["spec"]["template"]["spec"]
+    if tolerations:
+        spec["tolerations"] = tolerations
+    if affinity:
+        spec["affinity"] = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+            "nodeSelectorTerms": affinity}}}
+    return ds
+
+
+def mirror_pod(cluster, namespace, name, node):
+    """A pod as the kubelet mirrors a static pod: the mirror annotation, the Node as its controller
+    owner, bound to the node (kwok makes it Ready as the kubelet would)."""
+    uid = cluster.core.read_node(node).metadata.uid
+    cluster.core.create_namespaced_pod(namespace, {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "annotations": {"kubernetes.io/config.mirror": "hash-" + name},
+                     "ownerReferences": [{"apiVersion": "v1", "kind": "Node", "name": node, "uid": uid,
+                                          "controller": True}]},
+        "spec": {"nodeName": node, "containers": [{"name": "app", "image": "registry.example/app:1"}],
+                 "automountServiceAccountToken": False, "terminationGracePeriodSeconds": 0}})
+    return name
+
+
+def pods_on(cluster, namespace, node):
+    return [p for p in cluster.core.list_namespaced_pod(namespace, field_selector="spec.nodeName=" + node).items
+            if not p.metadata.deletion_timestamp]
+
+
+def pod_ready(pod):
+    return any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
+
+
+def wait_ready_pods(cluster, namespace, node, names, timeout=60):
+    """{DaemonSet or pod name: pod} once a Ready pod of each is on the node."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = {}
+        for pod in pods_on(cluster, namespace, node):
+            owner = [ref.name for ref in pod.metadata.owner_references or [] if ref.kind == "DaemonSet"]
+            if pod_ready(pod):
+                found[owner[0] if owner else pod.metadata.name] = pod
+        if set(names) <= set(found):
+            return found
+        assert time.monotonic() < deadline, "not Ready on %s after %ss: %s" % (node, timeout, set(names) - set(found))
+        time.sleep(0.5)
+
+
+def make_unready(cluster, namespace, pod_name):
+    cluster.core.patch_namespaced_pod_status(pod_name, namespace, {"status": {"conditions": [
+        {"type": "Ready", "status": "False", "reason": "KeptUnready", "message": "by the test"}]}})
+
+
+def mine(entries, namespace):
+    return [e for e in entries if e["namespace"] == namespace]
+
+
+def test_node_pods_wait_for_a_deleted_daemonset_pod_until_it_is_back_and_ready(
+        cluster, namespace, make_node, run_module):
+    # cordoned (the DaemonSet controller tolerates that) and tainted (only some DaemonSets tolerate that)
+    node = make_node(labels={OWN: namespace}, taints=[INFRA], unschedulable=True)
+    infra = [{"key": "dedicated", "operator": "Equal", "value": "infra", "effect": "NoSchedule"}]
+    apply(cluster, namespace,
+          placed_daemonset("agent", {OWN: namespace}, infra),
+          placed_daemonset("affine", tolerations=[{"operator": "Exists"}],
+                           affinity=[{"matchExpressions": [{"key": OWN, "operator": "In", "values": [namespace]}]},
+                                     {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["x"]}]}]),
+          placed_daemonset("picky", {OWN: namespace}),  # does not tolerate dedicated=infra
+          placed_daemonset("elsewhere", {OWN: "another-" + namespace}, infra))
+    static = mirror_pod(cluster, namespace, "static-web-" + node, node)
+    before = wait_ready_pods(cluster, namespace, node, ["agent", "affine", static])
+    time.sleep(2)  # the controller has had its chance to place picky and elsewhere too
+    on_node = {ref.name for p in pods_on(cluster, namespace, node)
+               for ref in p.metadata.owner_references or [] if ref.kind == "DaemonSet"}
+    assert on_node == {"agent", "affine"}  # what the real DaemonSet controller did...
+
+    # a reboot made the agent's pod unready; the DaemonSet controller replaces it once it is deleted
+    old = before["agent"].metadata.name
+    make_unready(cluster, namespace, old)
+    deleter = threading.Timer(4, lambda: cluster.core.delete_namespaced_pod(old, namespace))
+    deleter.start()
+    try:
+        started = time.monotonic()
+        result = ok(run_module(MODULE, {"node": node, "timeout": 120, "poll_interval": 1,
+                                        "static_pods": [{"namespace": namespace, "name": static,
+                                                         "owner_kind": "Node", "owner_name": node}]}))
+        waited = time.monotonic() - started
+    finally:
+        deleter.join()
+    assert result["changed"] is False and result["healthy"] is True and result["not_ready"] == []
+    assert waited >= 4 and result["polls"] >= 2
+    own = mine(result["node_pods"], namespace)
+    # ...is what the gate expects: the DaemonSets that run there, and the static pod
+    assert [(e["kind"], e["name"], e["ready"]) for e in own] == [
+        ("DaemonSet", "affine", True), ("DaemonSet", "agent", True), ("StaticPod", static, True)]
+    agent = own[1]
+    assert agent["pod"] != old and agent["pod"].startswith("agent-") and agent["waiting_for"] is None
+    assert agent["summary"] == "daemonset %s/agent: pod %s Ready on node/%s" % (namespace, agent["pod"], node)
+    assert [p.metadata.name for p in pods_on(cluster, namespace, node) if p.metadata.name == agent["pod"]]
+    assert {e["name"]: e["reason"] for e in mine(result["node_pods_excluded"], namespace)} == {
+        "elsewhere": "nodeSelector %s=another-%s does not match the node's labels" % (OWN, namespace),
+        "picky": "it does not tolerate the node's taint dedicated=infra:NoSchedule"}
+
+
+def test_node_pods_time_out_naming_an_unready_daemonset_pod_and_a_static_pod_not_back(
+        cluster, namespace, make_node, run_module):
+    node = make_node(labels={OWN: namespace})
+    apply(cluster, namespace, placed_daemonset("agent", {OWN: namespace}),
+          placed_daemonset("elsewhere", {OWN: "another-" + namespace}))
+    static = mirror_pod(cluster, namespace, "static-db-" + node, node)
+    pods = wait_ready_pods(cluster, namespace, node, ["agent", static])
+    unready = pods["agent"].metadata.name
+    make_unready(cluster, namespace, unready)
+    gone = "static-gone-" + node  # was there before the maintenance, not recreated
+    args = {"node": node, "timeout": 5, "poll_interval": 1,
+            "static_pods": [{"namespace": namespace, "name": static}, {"namespace": namespace, "name": gone}]}
+    started = time.monotonic()
+    result = run_module(MODULE, args)
+    assert result["failed"] is True and time.monotonic() - started < 60
+    where = "node/%s" % node
+    agent_line = ("daemonset %s/agent: waiting for pod %s on %s to be Ready (Running; KeptUnready: by the test)"
+                  % (namespace, unready, where))
+    gone_line = ("static pod %s/%s: waiting for its mirror pod to be back on %s (the kubelet recreates it "
+                 "from the manifest in its static pod directory; is the manifest still there?)"
+                 % (namespace, gone, where))
+    assert result["msg"].startswith("not healthy after ")
+    assert agent_line in result["msg"] and gone_line in result["msg"], result["msg"]
+    assert agent_line in result["unhealthy"] and gone_line in result["unhealthy"]
+    assert [(e["kind"], e["name"], e["pod"], e["ready"]) for e in mine(result["not_ready"], namespace)] == [
+        ("DaemonSet", "agent", unready, False), ("StaticPod", gone, None, False)]
+    assert [(e["kind"], e["name"], e["ready"]) for e in mine(result["node_pods"], namespace)] == [
+        ("DaemonSet", "agent", False), ("StaticPod", static, True), ("StaticPod", gone, False)]
+    # the DaemonSet that excludes the node is not waited for, and says why
+    assert [e["name"] for e in mine(result["node_pods_excluded"], namespace)] == ["elsewhere"]
+    assert "elsewhere" not in result["msg"] and static + ":" not in result["msg"]
+    # without node (the role's node_maintenance_health_node_pods: false) they are not looked at
+    off = ok(run_module(MODULE, {"timeout": 0, "static_pods": args["static_pods"]}))
+    assert off["healthy"] is True and off["node_pods"] == [] and off["polls"] == 1

@@ -13,6 +13,7 @@ import time
 import pytest
 
 from tests.conftest import REPO_ROOT
+from tests.integration.test_k8s_workloads_healthy import mirror_pod
 
 pytestmark = pytest.mark.integration
 
@@ -217,6 +218,7 @@ def test_an_unreachable_host_fails_after_the_drain_and_the_resumed_health_gate_c
     first, second = rollout.nodes[:2]
     on_first = [p for p in cluster.core.list_namespaced_pod(namespace).items if p.spec.node_name == first]
     assert on_first, "the scheduler spread web over the pool"
+    static = mirror_pod(cluster, namespace, "static-" + first, first)  # a static pod of the node's kubelet
 
     # The inventory's hosts listen nowhere (port 1): the reboot cannot reach the host.
     res = rollout("unreachable", node_maintenance_action="reboot", node_maintenance_connect_timeout=5)
@@ -228,15 +230,26 @@ def test_an_unreachable_host_fails_after_the_drain_and_the_resumed_health_gate_c
     assert record["message"].startswith("Reach the host before the reboot: "), record["message"]
     assert {(w["namespace"], w["owner_kind"]) for w in record["moved_workloads"]} == {(namespace, "ReplicaSet")}
     assert cluster.core.read_node(first).spec.unschedulable, "a node whose maintenance failed stays cordoned"
+    # the static pods the drain saw are in the record too: the resumed gate waits for them to be back
+    assert record["static_pods"] == [{"namespace": namespace, "name": static}], record
     assert node_record(cluster, second) == {}, "the rollout stopped before the next node"
     assert not cluster.core.read_node(second).spec.unschedulable
 
     # Resumed (the operator rebooted it by hand, say) at the action, with nothing left to do there:
-    # the health gate still waits for the workloads the first run's drain moved.
+    # the health gate still waits for the workloads the first run's drain moved, and for the static
+    # pod, which the kubelet has not recreated yet: the gate names it.
+    cluster.core.delete_namespaced_pod(static, namespace, grace_period_seconds=0)
+    res = rollout("unreachable", node_maintenance_health_timeout=5)
+    assert res.returncode != 0
+    assert "static pod %s/%s: waiting for its mirror pod to be back on node/%s" % (namespace, static, first) \
+        in res.stdout, res.stdout[-4000:]
+    assert rollout.report("unreachable")["nodes"][0]["resumed_from"] == "action"
+    assert (node_record(cluster, first)["phase"], node_record(cluster, first)["status"]) == ("verify", "failed")
+    mirror_pod(cluster, namespace, static, first)  # back (kwok makes it Ready, as the kubelet would)
     res = rollout("unreachable")
     assert res.returncode == 0, res.stdout[-6000:]
     first_report = rollout.report("unreachable")["nodes"][0]
-    assert first_report["resumed_from"] == "action"
+    assert first_report["resumed_from"] == "verify"
     assert first_report["workloads_checked"] == 1, first_report
     assert first_report["pods_evicted"] == 0  # nothing drained twice
     assert not cluster.core.read_node(first).spec.unschedulable

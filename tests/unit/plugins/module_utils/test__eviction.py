@@ -10,11 +10,9 @@ import threading
 import time
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils import _eviction as ev
-from ansible_collections.kubeops.node_maintenance.plugins.module_utils import _pods
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils import _pod_rules, _pods
 
 
 # --- bodies -----------------------------------------------------------------------------------
@@ -84,28 +82,6 @@ def pod(name="p", labels=None, namespace="default", ready=True):
     return {"metadata": {"name": name, "namespace": namespace, "uid": "uid-" + name, "labels": labels or {}},
             "status": {"phase": "Running",
                        "conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}}
-
-
-@pytest.mark.parametrize("selector,labels,expected", [
-    (None, {"a": "1"}, False),
-    ({}, {"a": "1"}, True),
-    ({"matchLabels": {"a": "1"}}, {"a": "1", "b": "2"}, True),
-    ({"matchLabels": {"a": "1"}}, {"a": "2"}, False),
-    ({"matchExpressions": [{"key": "a", "operator": "In", "values": ["1", "2"]}]}, {"a": "2"}, True),
-    ({"matchExpressions": [{"key": "a", "operator": "NotIn", "values": ["1"]}]}, {}, True),
-    ({"matchExpressions": [{"key": "a", "operator": "NotIn", "values": ["1"]}]}, {"a": "1"}, False),
-    ({"matchExpressions": [{"key": "a", "operator": "Exists"}]}, {"a": ""}, True),
-    ({"matchExpressions": [{"key": "a", "operator": "DoesNotExist"}]}, {"a": ""}, False),
-    ({"matchLabels": {"a": "1"}, "matchExpressions": [{"key": "b", "operator": "Exists"}]}, {"a": "1"}, False),
-])
-def test_selector_matches(selector, labels, expected):
-    assert ev.selector_matches(selector, labels) is expected
-
-
-@given(st.dictionaries(st.sampled_from("abc"), st.sampled_from(["1", "2"])),
-       st.dictionaries(st.sampled_from("abc"), st.sampled_from(["1", "2"])))
-def test_match_labels_is_subset(required, labels):
-    assert ev.selector_matches({"matchLabels": required}, labels) == (required.items() <= labels.items())
 
 
 def test_pdbs_covering_only_same_namespace():
@@ -186,7 +162,7 @@ class ScriptedApi:
 
 def tasks_for(pods, method="evict", pdb_keys=()):
     return [ev.PodTask(dict(_pods.describe_pod(p), plan="evict", reason="evictable", warnings=[]), method,
-                       ready=ev.is_pod_ready(p), pdbs=pdb_keys) for p in pods]
+                       ready=_pod_rules.is_ready(p), pdbs=pdb_keys) for p in pods]
 
 
 def run(api, tasks, timeout=10.0, **kwargs):

@@ -96,6 +96,40 @@ def task(leases, kured=None, check_mode=False, **params):
                                sleep=clock.sleep, clock=clock), client
 
 
+class ConflictingClient(FakeClient):
+    """Refuses the first ``conflicts`` writes with 409, as the API server does when the Lease changed."""
+
+    def __init__(self, leases, conflicts):
+        super().__init__(leases)
+        self.conflicts = conflicts
+
+    def replace(self, body):
+        if self.conflicts:
+            self.conflicts -= 1
+            raise ApiException(status=409, reason="Conflict")
+        return super().replace(body)
+
+    create = replace
+
+
+def test_a_conflicting_write_is_decided_again_on_a_fresh_read():
+    clock = Clock()
+    client = ConflictingClient([lease(None)], conflicts=2)
+    result = lock_utils.LockTask(dict(PARAMS), client, "beta", sleep=clock.sleep, clock=clock).acquire()
+    assert result["acquired"] is True and client.reads == 3 and len(client.written) == 1
+    assert 0 < clock.now < 1  # short pauses between the tries, not poll_interval
+
+
+def test_a_lease_that_keeps_changing_fails_at_the_deadline_with_nothing_written():
+    clock = Clock()
+    client = ConflictingClient([lease("alpha", renewed=NOW)], conflicts=10 ** 6)
+    with pytest.raises(K8sAccessError) as failed:
+        lock_utils.LockTask(dict(PARAMS, state="absent", force=True, wait_timeout=0, timeout=5), client, "beta",
+                            sleep=clock.sleep, clock=clock).release()
+    assert failed.value.status == 409 and clock.now >= 5 and client.written == []
+    assert failed.value.message.startswith("lease ns/lock: the Lease kept changing while the lock was written (")
+
+
 def failure_of(call):
     """The failure result fields (with ``msg``) of ``call()``, which must raise ``ModuleFailure``."""
     with pytest.raises(ModuleFailure) as failed:

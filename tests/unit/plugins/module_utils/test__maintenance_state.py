@@ -143,6 +143,19 @@ def test_moved_workloads_are_kept_across_phases_until_replaced():
     assert merge(record, 12, moved_workloads=[])["moved_workloads"] == []
 
 
+def test_static_pods_are_kept_each_once_across_phases_until_replaced():
+    before = [{"namespace": "kube-system", "name": "etcd-n1"}, {"namespace": "kube-system", "name": "etcd-n1"},
+              {"namespace": "kube-system", "name": ""}, {"namespace": "kube-system", "name": "kube-apiserver-n1"}]
+    record = merge(None, rollout="r", phase="drain")
+    assert "static_pods" not in record
+    record = merge(record, 5, phase="action", static_pods=before)
+    assert record["static_pods"] == [{"namespace": "kube-system", "name": "etcd-n1"},
+                                     {"namespace": "kube-system", "name": "kube-apiserver-n1"}]
+    assert merge(record, 9, phase="return")["static_pods"] == record["static_pods"]
+    assert merge(record, 5, static_pods=before) == record  # the same again is no change
+    assert merge(record, 12, static_pods=[])["static_pods"] == []
+
+
 def test_new_record_for_a_rollout():
     record = merge({}, rollout="r1", phase="drain", cordoned_before=False)
     assert record == {
@@ -528,7 +541,8 @@ def test_create_event_posts_the_event_and_returns_its_name(k8s_server):
 
 def options(**given):
     params = {"name": "n1", "state": "present", "rollout": "r1", "phase": None, "status": None, "msg": None,
-              "cordoned_before": None, "taints_added": None, "moved_workloads": None, "event": None, "timeout": 60}
+              "cordoned_before": None, "taints_added": None, "moved_workloads": None, "static_pods": None,
+              "event": None, "timeout": 60}
     params.update(given)
     return params
 

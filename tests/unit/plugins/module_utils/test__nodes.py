@@ -43,10 +43,8 @@ def test_node_readiness(ready, status, is_ready):
     assert _nodes.node_is_ready(node) is is_ready
 
 
-def test_node_condition_and_summary():
+def test_node_summary():
     node = _node("True", unschedulable=True, taints=[{"key": "a", "effect": "NoSchedule"}])
-    assert _nodes.node_condition(node, "MemoryPressure")["status"] == "False"
-    assert _nodes.node_condition(node, "DiskPressure") is None
     assert _nodes.node_summary(node) == {
         "name": "n1", "unschedulable": True, "resource_version": "7",
         "taints": [{"key": "a", "effect": "NoSchedule"}], "ready": "True", "ready_reason": "KubeletReady"}
@@ -310,21 +308,6 @@ def test_untouched_taints_keep_order_and_fields(start, op):
 # ------------------------------------------------------------------------------------------------
 
 NOEXEC = {"key": "maint", "value": "now", "effect": "NoExecute"}
-
-
-@pytest.mark.parametrize("toleration, expected", [
-    ({"key": "maint", "operator": "Exists"}, True),
-    ({"key": "maint", "operator": "Equal", "value": "now"}, True),
-    ({"key": "maint", "value": "now"}, True),
-    ({"key": "maint", "value": "later"}, False),
-    ({"operator": "Exists"}, True),
-    ({"operator": "Exists", "effect": "NoSchedule"}, False),
-    ({"key": "maint", "operator": "Exists", "effect": "NoExecute"}, True),
-    ({"key": "other", "operator": "Exists"}, False),
-    ({"key": "maint", "operator": "Lt", "value": "5"}, False),
-])
-def test_toleration_tolerates_taint(toleration, expected):
-    assert _nodes.toleration_tolerates_taint(toleration, NOEXEC) is expected
 
 
 def _pod(name, tolerations=None, phase="Running"):

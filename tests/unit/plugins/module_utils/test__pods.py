@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ansible_collections.kubeops.node_maintenance.plugins.module_utils import _pods
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils import _pod_rules, _pods
 
 NOW = 1_700_000_000.0  # 2023-11-14T22:13:20Z
 
@@ -21,7 +21,7 @@ def make_pod(name="p", namespace="default", owner=None, phase="Running", emptydi
         meta["ownerReferences"] = [{"apiVersion": api_version, "kind": kind, "name": owner_name,
                                     "uid": "owner-uid", "controller": True}]
     if mirror:
-        meta["annotations"] = {_pods.MIRROR_POD_ANNOTATION: "abc"}
+        meta["annotations"] = {_pod_rules.MIRROR_POD_ANNOTATION: "abc"}
     if deleted_ago is not None:
         import time
         meta["deletionTimestamp"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(NOW - deleted_ago))

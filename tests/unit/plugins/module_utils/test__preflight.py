@@ -182,54 +182,6 @@ def test_bad_quantity_in_a_pod_is_ignored_not_fatal():
     assert pf.pod_requests(spec) == {"memory": 2 ** 30, "pods": 1}
 
 
-@pytest.mark.parametrize("toleration, taint, expected", [
-    (("dedicated", "Equal", "db", "NoSchedule"), ("dedicated", "db", "NoSchedule"), True),
-    (("dedicated", "Equal", "web", "NoSchedule"), ("dedicated", "db", "NoSchedule"), False),
-    (("dedicated", "Exists", "", ""), ("dedicated", "db", "NoExecute"), True),
-    (("", "Exists", "", ""), ("anything", "x", "NoSchedule"), True),
-    (("dedicated", "Equal", "db", "NoExecute"), ("dedicated", "db", "NoSchedule"), False),
-    (("other", "Exists", "", ""), ("dedicated", "db", "NoSchedule"), False),
-])
-def test_tolerates(toleration, taint, expected):
-    assert pf.tolerates(toleration, taint) is expected
-
-
-def test_prefer_no_schedule_taint_does_not_block():
-    n = pf.node_from_api(node("n", taints=[{"key": "soft", "effect": "PreferNoSchedule"}]))
-    assert pf.untolerated_taint((), n) is None
-
-
-@pytest.mark.parametrize("expressions, expected", [
-    ([{"key": "zone", "operator": "In", "values": ["a", "b"]}], True),
-    ([{"key": "zone", "operator": "NotIn", "values": ["a"]}], False),
-    ([{"key": "gpu", "operator": "DoesNotExist"}], True),
-    ([{"key": "zone", "operator": "Exists"}, {"key": "cores", "operator": "Gt", "values": ["8"]}], True),
-    ([{"key": "cores", "operator": "Lt", "values": ["8"]}], False),
-    ([{"key": "missing", "operator": "Gt", "values": ["1"]}], False),
-])
-def test_node_affinity_expressions(expressions, expected):
-    n = pf.node_from_api(node("n", labels={"zone": "a", "cores": "16"}))
-    assert pf.node_selector_terms_match([{"matchExpressions": expressions}], n) is expected
-
-
-def test_node_affinity_terms_are_ored_and_empty_term_matches_nothing():
-    n = pf.node_from_api(node("n1", labels={"zone": "a"}))
-    terms = [{"matchExpressions": [{"key": "zone", "operator": "In", "values": ["z"]}]},
-             {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n1"]}]}]
-    assert pf.node_selector_terms_match(terms, n)
-    assert not pf.node_selector_terms_match([{}], n)
-
-
-def test_label_selector():
-    labels = {"app": "web", "tier": "front"}
-    assert pf.label_selector_matches({}, labels)
-    assert not pf.label_selector_matches(None, labels)
-    assert pf.label_selector_matches({"matchLabels": {"app": "web"}}, labels)
-    assert not pf.label_selector_matches({"matchLabels": {"app": "db"}}, labels)
-    assert pf.label_selector_matches(
-        {"matchExpressions": [{"key": "tier", "operator": "In", "values": ["front"]}]}, labels)
-
-
 def test_drain_leaves_daemonset_mirror_finished_and_terminating_pods():
     s = snap(nodes=[node("a")], pods=[
         pod("ds", "a", owner=("DaemonSet", "fluentd")),

@@ -522,7 +522,9 @@ def test_the_gate_fails_at_the_timeout_with_every_result_field(monkeypatch):
     assert failure.msg == "not healthy after 3s: deployment shop/web: 1/3 ready, 1/3 available"
     assert failure.fields["healthy"] is False and failure.fields["polls"] == 3 and failure.fields["seconds"] == 3.0
     assert failure.fields["unhealthy"] == ["deployment shop/web: 1/3 ready, 1/3 available"]
-    assert set(failure.fields) == {"healthy", "unhealthy", "workloads", "pdbs", "polls", "seconds"}
+    assert set(failure.fields) == {"healthy", "unhealthy", "workloads", "pdbs", "polls", "seconds",
+                                   "node_pods", "not_ready", "node_pods_excluded"}
+    assert failure.fields["node_pods"] == [] and failure.fields["not_ready"] == []  # no node given
 
 
 def test_each_list_call_retries_until_the_timeout_and_for_ten_seconds_at_least(monkeypatch):
@@ -545,3 +547,197 @@ def test_bad_options_fail_before_any_connection(overrides, message):
         wh.health_gate(lambda: connected.append(1), gate_params(**overrides), [].append)
     assert caught.value.msg == message and caught.value.fields == {}
     assert connected == []
+
+
+# ------------------------------------------------------------------------------------------------
+# The node's own pods: DaemonSet pods and static (mirror) pods
+# ------------------------------------------------------------------------------------------------
+
+NODE = {"metadata": {"name": "n1", "labels": {"role": "worker"}},
+        "spec": {"taints": [{"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}]}}
+
+
+def api_daemonset(name, namespace="kube-system", node_selector=None):
+    return {"metadata": {"name": name, "namespace": namespace, "uid": "uid-" + name},
+            "spec": {"template": {"spec": {"nodeSelector": node_selector or {}}}}}
+
+
+def api_pod(name, namespace="kube-system", node="n1", ready=True, ds=None, mirror=False, deleting=False,
+            phase=None, waiting=None):
+    metadata = {"name": name, "namespace": namespace, "uid": "pod-" + name}
+    if ds:
+        metadata["ownerReferences"] = [{"apiVersion": "apps/v1", "kind": "DaemonSet", "name": ds,
+                                        "uid": "uid-" + ds, "controller": True}]
+    if mirror:
+        metadata["annotations"] = {"kubernetes.io/config.mirror": "hash-" + name}
+        metadata["ownerReferences"] = [{"apiVersion": "v1", "kind": "Node", "name": node, "controller": True}]
+    if deleting:
+        metadata["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    status = {"phase": phase or ("Running" if ready else "Pending"),
+              "conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}
+    if waiting:
+        status["conditions"][0].update(reason="ContainersNotReady", message="containers with unready status: [app]")
+        status["containerStatuses"] = [{"name": "app", "ready": False, "state": {"waiting": {"reason": waiting}}}]
+    return {"metadata": metadata, "spec": {"nodeName": node}, "status": status}
+
+
+def test_each_daemonset_that_runs_on_the_node_needs_a_ready_pod_there():
+    daemonsets = [api_daemonset("proxy"), api_daemonset("gpu", node_selector={"gpu": "true"}),
+                  api_daemonset("logs", namespace="logging"), api_daemonset("cni")]
+    pods = [api_pod("proxy-a", ds="proxy"), api_pod("logs-b", namespace="logging", ds="logs", ready=False,
+                                                    waiting="CrashLoopBackOff"),
+            api_pod("cni-old", ds="cni", ready=True, deleting=True)]
+    entries, excluded, lines = wh.node_pods_health("n1", NODE, daemonsets, pods, [])
+    assert [(e["kind"], e["namespace"], e["name"], e["pod"], e["ready"]) for e in entries] == [
+        ("DaemonSet", "kube-system", "cni", "cni-old", False),
+        ("DaemonSet", "kube-system", "proxy", "proxy-a", True),
+        ("DaemonSet", "logging", "logs", "logs-b", False)]
+    # the cordon's taint does not keep DaemonSets off (the controller tolerates it); gpu's selector does
+    assert excluded == [{"namespace": "kube-system", "name": "gpu",
+                         "reason": "nodeSelector gpu=true does not match the node's labels"}]
+    assert lines == [
+        "daemonset kube-system/cni: waiting for a new pod on node/n1 (pod cni-old is terminating)",
+        "daemonset logging/logs: waiting for pod logs-b on node/n1 to be Ready (Pending; ContainersNotReady: "
+        "containers with unready status: [app]; container app: CrashLoopBackOff)"]
+    assert entries[1]["summary"] == "daemonset kube-system/proxy: pod proxy-a Ready on node/n1"
+    assert entries[1]["waiting_for"] is None
+
+
+def test_a_daemonset_pod_not_there_yet_and_one_of_another_node_or_daemonset_do_not_count():
+    pods = [api_pod("proxy-x", ds="proxy", node="n2"), api_pod("other-y", ds="other")]
+    entries, _excluded, lines = wh.node_pods_health("n1", NODE, [api_daemonset("proxy")], pods, [])
+    assert entries[0]["pod"] is None and entries[0]["ready"] is False
+    assert lines == ["daemonset kube-system/proxy: waiting for its pod on node/n1 (none yet; the DaemonSet "
+                     "controller creates it)"]
+    # a Ready pod beside a terminating one: the Ready one is looked at
+    pods = [api_pod("proxy-old", ds="proxy", deleting=True, ready=False), api_pod("proxy-new", ds="proxy")]
+    entries, _excluded, lines = wh.node_pods_health("n1", NODE, [api_daemonset("proxy")], pods, [])
+    assert (entries[0]["pod"], entries[0]["ready"], lines) == ("proxy-new", True, [])
+
+
+def test_static_pods_from_before_must_be_back_and_those_there_now_ready():
+    before = [{"namespace": "kube-system", "name": "etcd-n1"}, {"namespace": "kube-system", "name": "gone-n1"},
+              {"namespace": "kube-system", "name": "etcd-n1"}]
+    pods = [api_pod("etcd-n1", mirror=True), api_pod("new-n1", mirror=True, ready=False),
+            api_pod("gone-n1"),  # same name, but not a mirror pod: not the static pod
+            api_pod("elsewhere-n2", mirror=True, node="n2")]
+    entries, _excluded, lines = wh.node_pods_health("n1", NODE, [], pods, before)
+    assert [(e["kind"], e["name"], e["pod"], e["ready"]) for e in entries] == [
+        ("StaticPod", "etcd-n1", "etcd-n1", True), ("StaticPod", "gone-n1", None, False),
+        ("StaticPod", "new-n1", "new-n1", False)]
+    assert lines == [
+        "static pod kube-system/gone-n1: waiting for its mirror pod to be back on node/n1 (the kubelet recreates "
+        "it from the manifest in its static pod directory; is the manifest still there?)",
+        "static pod kube-system/new-n1: waiting for it to be Ready on node/n1 (Pending)"]
+    # a mirror pod being replaced by the kubelet (the old one terminating) is not back yet
+    entries, _excluded, lines = wh.node_pods_health("n1", NODE, [], [api_pod("etcd-n1", mirror=True, deleting=True)],
+                                                    before[:1])
+    assert lines == ["static pod kube-system/etcd-n1: waiting for the kubelet to recreate its mirror pod on "
+                     "node/n1 (the old one is terminating)"]
+
+
+def test_static_pod_refs_take_the_drains_mirror_pods_or_plain_names():
+    drained = [{"namespace": "kube-system", "name": "etcd-n1", "owner_kind": "Node", "owner_name": "n1",
+                "action": "skipped"},
+               {"namespace": "kube-system", "name": "proxy-a", "owner_kind": "DaemonSet", "owner_name": "proxy"},
+               {"namespace": "shop", "name": "web-1", "owner_kind": "ReplicaSet", "owner_name": "web-6d"},
+               {"namespace": "kube-system", "name": "api-n1"}, {"namespace": "kube-system"},
+               {"namespace": "kube-system", "name": "etcd-n1"}]
+    assert wh.static_pod_refs(drained) == [{"namespace": "kube-system", "name": "etcd-n1"},
+                                           {"namespace": "kube-system", "name": "api-n1"}]
+
+
+def test_a_node_that_does_not_exist_is_waited_for():
+    assert wh.node_pods_health("n1", None, [api_daemonset("proxy")], [], [{"namespace": "a", "name": "b"}]) == (
+        [], [], ["node/n1: not found (waiting for it to register)"])
+
+
+class NodeReader(GateReader):
+    """A GateReader that also has a node, its DaemonSets and its pods: the DaemonSet pod turns Ready
+    on the ``ready_at`` poll of the node's pods."""
+
+    def __init__(self, ready_at=2):
+        super(NodeReader, self).__init__({})
+        self.node_polls = 0
+        self.ready_at = ready_at
+        self.paths = []
+
+    def node(self, name):
+        self.calls.append(("Node", name))
+        return dict(NODE, metadata=dict(NODE["metadata"], name=name))
+
+    def list_path(self, path, query, ref):
+        self.paths.append((path, list(query), ref))
+        if path == "/apis/apps/v1/daemonsets":
+            return [api_daemonset("proxy"), api_daemonset("gpu", node_selector={"gpu": "true"})]
+        self.node_polls += 1
+        return [api_pod("proxy-a", ds="proxy", ready=self.node_polls >= self.ready_at),
+                api_pod("etcd-n1", mirror=True)]
+
+
+def test_the_gate_with_a_node_waits_for_its_own_pods(monkeypatch):
+    reader = NodeReader(ready_at=3)
+    clock = Clock()
+    drained = [{"namespace": "kube-system", "name": "etcd-n1", "owner_kind": "Node", "owner_name": "n1"}]
+    result, _warnings, _deadline_fn = run_gate(monkeypatch, reader, clock, node="n1", static_pods=drained,
+                                               timeout=30)
+    assert result["healthy"] is True and result["polls"] == 3 and result["not_ready"] == []
+    assert [(e["kind"], e["name"], e["ready"]) for e in result["node_pods"]] == [
+        ("DaemonSet", "proxy", True), ("StaticPod", "etcd-n1", True)]
+    assert [e["name"] for e in result["node_pods_excluded"]] == ["gpu"]
+    assert reader.paths[:2] == [("/apis/apps/v1/daemonsets", [], "daemonsets"),
+                                ("/api/v1/pods", [("fieldSelector", "spec.nodeName=n1")], "pods on node/n1")]
+    assert reader.calls.count(("Node", "n1")) == 3
+
+
+def test_the_gate_times_out_naming_each_node_pod_not_ready(monkeypatch):
+    clock = Clock()
+    with pytest.raises(ModuleFailure) as caught:
+        run_gate(monkeypatch, NodeReader(ready_at=99), clock, node="n1", timeout=4,
+                 static_pods=[{"namespace": "kube-system", "name": "gone-n1"}])
+    failure = caught.value
+    assert failure.msg == (
+        "not healthy after 4s: daemonset kube-system/proxy: waiting for pod proxy-a on node/n1 to be Ready "
+        "(Pending); static pod kube-system/gone-n1: waiting for its mirror pod to be back on node/n1 (the kubelet "
+        "recreates it from the manifest in its static pod directory; is the manifest still there?)")
+    assert [(e["kind"], e["name"], e["pod"]) for e in failure.fields["not_ready"]] == [
+        ("DaemonSet", "proxy", "proxy-a"), ("StaticPod", "gone-n1", None)]
+    assert [e["name"] for e in failure.fields["node_pods"]] == ["proxy", "gone-n1", "etcd-n1"]
+
+
+def test_without_a_node_its_pods_are_not_read(monkeypatch):
+    reader = NodeReader()
+    result, _warnings, _deadline_fn = run_gate(monkeypatch, reader, Clock(), workloads=[REFS[0]],
+                                               static_pods=[{"namespace": "a", "name": "b"}])
+    assert reader.paths == [] and ("Node", "n1") not in reader.calls
+    assert result["node_pods"] == [] and result["node_pods_excluded"] == []
+
+
+NODE_PATH = "/api/v1/nodes/n1"
+
+
+def test_reader_reads_the_node_and_lists_daemonsets_and_the_nodes_pods(k8s_server):
+    server = k8s_server(by_path({
+        NODE_PATH: lambda q: (200, NODE),
+        "/apis/apps/v1/daemonsets": lambda q: (200, item_list("DaemonSetList", [api_daemonset("proxy")])),
+        "/api/v1/pods": lambda q: (200, item_list("PodList", [api_pod("proxy-a", ds="proxy")])),
+    }))
+    entries, excluded, lines = wh.observe_node_pods(reader_for(server), "n1", [])
+    assert [(e["name"], e["ready"]) for e in entries] == [("proxy", True)] and excluded == [] and lines == []
+    assert [(r["path"], r["query"]) for r in server.requests] == [
+        (NODE_PATH, []), ("/apis/apps/v1/daemonsets", [PAGE]),
+        ("/api/v1/pods", [("fieldSelector", "spec.nodeName=n1"), PAGE])]
+
+
+def test_reader_a_missing_node_is_none_and_a_forbidden_list_is_named(k8s_server):
+    server = k8s_server(by_path({NODE_PATH: lambda q: (404, status_body(404, "NotFound", "nodes \"n1\" not found"))}))
+    assert wh.observe_node_pods(reader_for(server), "n1", [])[2] == ["node/n1: not found (waiting for it to register)"]
+    assert len(server.requests) == 1
+    message = 'daemonsets.apps is forbidden: User "x" cannot list resource "daemonsets" in API group "apps"'
+    server = k8s_server(by_path({
+        NODE_PATH: lambda q: (200, NODE),
+        "/apis/apps/v1/daemonsets": lambda q: (403, status_body(403, "Forbidden", message))}))
+    with pytest.raises(K8sAccessError) as caught:
+        wh.observe_node_pods(reader_for(server), "n1", [])
+    assert caught.value.status == 403 and caught.value.message.startswith("daemonsets: forbidden (403): ")
+    assert "`kubectl auth can-i list daemonsets.apps`" in caught.value.message
