@@ -52,8 +52,8 @@ options:
     suboptions:
       node:
         description:
-          - The node whose record it is. Defaults to the node the task works on (its O(name));
-            required for a task that names no single node.
+          - The node whose record it is. Defaults to the node the task works on (its option C(name),
+            or C(node) of the health gate); required for a task that names no single node.
         type: str
       rollout:
         description: The rollout the record belongs to (its id).
@@ -106,6 +106,22 @@ options:
           owner_name:
             description: Name of the controller.
             type: str
+      static_pods:
+        description:
+          - The node's static pods before the maintenance, by their mirror pods (what the health gate
+            waits for after a re-run that resumes past the drain). Replaces the recorded list; not
+            given, the recorded list is kept.
+        type: list
+        elements: dict
+        suboptions:
+          namespace:
+            description: Namespace of the mirror pod.
+            type: str
+            required: true
+          name:
+            description: Name of the mirror pod.
+            type: str
+            required: true
       event:
         description: An Event about the node, posted with the record.
         type: dict

@@ -175,7 +175,7 @@ options:
     description:
       - Renew the rollout's cluster-wide lock (the Lease of M(kubeops.node_maintenance.k8s_maintenance_lock))
         in the same run, when O(renew_lock.holder) holds it; otherwise nothing is written and
-        RV(lock.renewed) is V(false). The lock is never taken here (that may mean waiting for it):
+        C(renewed) of RV(lock) is V(false). The lock is never taken here (that may mean waiting for it);
         M(kubeops.node_maintenance.k8s_maintenance_lock) takes it.
       - A rollout reads each node's record as the node begins; renewing there spares a module run per node.
       - As with the lock module, a held kured reboot lock (O(renew_lock.kured_check)) is reported in a warning.

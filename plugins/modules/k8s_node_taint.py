@@ -37,7 +37,7 @@ options:
   unschedulable:
     description:
       - Also set C(spec.unschedulable) in the same write as the taints, guarded by the same
-        C(resourceVersion) test: V(false) uncordons the node, V(true) cordons it. Left as it is when
+        C(resourceVersion) test; V(false) uncordons the node, V(true) cordons it. Left as it is when
         not given.
       - The task is changed when the taints or C(spec.unschedulable) change.
     type: bool
