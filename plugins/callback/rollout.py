@@ -28,9 +28,10 @@ description:
     that judges them fails with the explanation.
   - The last line before the recap counts the nodes done, failed (with their names) and not
     reached.
-  - The lines come from the results of M(kubeops.node_maintenance.k8s_node_maintenance_state) (the
-    node's maintenance record, read as data), so they say what the cluster records, not what a task
-    is named.
+  - The lines come from the node's maintenance record, read as data (the results of
+    M(kubeops.node_maintenance.k8s_node_maintenance_state) and the C(phase_record) a module with the
+    C(record) option returns after writing the phase, so they say what the cluster records, not what a
+    task is named).
   - Enable it with C(ANSIBLE_STDOUT_CALLBACK=kubeops.node_maintenance.rollout) or
     C(stdout_callback = kubeops.node_maintenance.rollout) in C(ansible.cfg). Any other playbook
     run with it shows its failures and recap only. At C(-vv) and more it shows everything the default
@@ -70,6 +71,8 @@ class CallbackModule(DefaultCallback):
     def __init__(self):
         super(CallbackModule, self).__init__()
         self._progress = RolloutProgress(since=time.time())
+        # inventory host -> the node its records are about, as k8s_node_maintenance_state named it
+        self._node_of_host = {}
 
     def _everything(self):
         return self._display.verbosity >= 2
@@ -140,15 +143,24 @@ class CallbackModule(DefaultCallback):
                 self._say("%s: %s" % (result.host.get_name(), " ".join(message.split())))
 
     def _progress_of(self, result):
-        if result.task.action not in STATE_MODULES:
-            return
         data = _result_of(result)
-        record = data.get("record")
-        if not isinstance(record, dict) or not record:
-            return
-        node = data.get("name") or result.host.get_name()
-        for line in self._progress.feed(node, record, done_in_rollout=bool(data.get("done_in_rollout")),
-                                        resume_phase=data.get("resume_phase"), changed=bool(data.get("changed"))):
+        host = result.host.get_name()
+        if result.task.action in STATE_MODULES:
+            record = data.get("record")
+            if not isinstance(record, dict) or not record:
+                return
+            node = data.get("name") or host
+            self._node_of_host[host] = node
+            lines = self._progress.feed(node, record, done_in_rollout=bool(data.get("done_in_rollout")),
+                                        resume_phase=data.get("resume_phase"), changed=bool(data.get("changed")))
+        else:
+            # a phase's first module wrote the phase record itself (its `record` option); the node is
+            # the one this host's record was read for (the role reads it before any phase)
+            record = data.get("phase_record")
+            if not isinstance(record, dict) or not record:
+                return
+            lines = self._progress.feed(self._node_of_host.get(host, host), record)
+        for line in lines:
             self._say(line)
 
     def v2_runner_on_skipped(self, result):

@@ -43,10 +43,18 @@ options:
         Event about the node, as M(kubeops.node_maintenance.k8s_node_maintenance_state) with
         O(kubeops.node_maintenance.k8s_node_maintenance_state#module:state=present) does; one module run
         instead of two. A phase begins with its first call.
-      - Nothing is written in check mode. A node that does not exist fails the task before its work.
-      - The record after the write is returned as RV(phase_record).
+      - The record is written before the task's work, so a task that then fails leaves the node in
+        that phase (the caller records the failure).
+      - Nothing is written in check mode (RV(phase_record) is the record as it would be). A node that
+        does not exist fails the task before its work.
+      - The record after the task is returned as RV(phase_record).
     type: dict
     suboptions:
+      node:
+        description:
+          - The node whose record it is. Defaults to the node the task works on (its option C(name),
+            or C(node) of the health gate); required for a task that names no single node.
+        type: str
       rollout:
         description: The rollout the record belongs to (its id).
         type: str
@@ -98,6 +106,22 @@ options:
           owner_name:
             description: Name of the controller.
             type: str
+      static_pods:
+        description:
+          - The node's static pods before the maintenance, by their mirror pods (what the health gate
+            waits for after a re-run that resumes past the drain). Replaces the recorded list; not
+            given, the recorded list is kept.
+        type: list
+        elements: dict
+        suboptions:
+          namespace:
+            description: Namespace of the mirror pod.
+            type: str
+            required: true
+          name:
+            description: Name of the mirror pod.
+            type: str
+            required: true
       event:
         description: An Event about the node, posted with the record.
         type: dict

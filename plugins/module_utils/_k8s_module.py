@@ -25,6 +25,12 @@ raises into one failure shape, the same in every module:
 
 Logic in module_utils raises ``ModuleFailure`` instead of calling ``fail_json``, so it can be unit
 tested without an ``AnsibleModule``.
+
+A module that can begin a maintenance phase has the ``record`` option (``RECORD_SPEC``, doc fragment
+``kubeops.node_maintenance.k8s_options.record``) and names its node in ``run(work, record_for=name)``:
+the phase record and its Event are written before the work, in the same process, and returned as
+``phase_record``; ``record_after(result)`` may give record fields that only the work's result knows
+(the taints it added), written after it.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -50,6 +56,42 @@ USER_AGENT_PREFIX = "kubeops.node_maintenance/"
 
 # Option specs several modules share, so one option name means one thing everywhere.
 NODE_NAME_SPEC = {"type": "str", "required": True, "aliases": ["node"]}
+
+_TAINT_SPEC = {"type": "list", "elements": "dict", "options": {
+    "key": {"type": "str", "required": True, "no_log": False},
+    "value": {"type": "str"},
+    "effect": {"type": "str", "required": True, "choices": ["NoSchedule", "PreferNoSchedule", "NoExecute"]},
+}}
+_WORKLOADS_SPEC = {"type": "list", "elements": "dict", "options": {
+    "namespace": {"type": "str", "required": True},
+    "owner_kind": {"type": "str"},
+    "owner_name": {"type": "str"},
+}}
+_STATIC_PODS_SPEC = {"type": "list", "elements": "dict", "options": {
+    "namespace": {"type": "str", "required": True},
+    "name": {"type": "str", "required": True},
+}}
+_EVENT_SPEC = {"type": "dict", "options": {
+    "reason": {"type": "str", "required": True},
+    "msg": {"type": "str", "required": True},
+    "type": {"type": "str", "choices": ["Normal", "Warning"], "default": "Normal"},
+}}
+# The option ``record`` (doc fragment kubeops.node_maintenance.k8s_options.record), and the fields
+# k8s_node_maintenance_state sets with the same names.
+RECORD_FIELD_SPECS = {"taints_added": _TAINT_SPEC, "moved_workloads": _WORKLOADS_SPEC, "static_pods": _STATIC_PODS_SPEC,
+                      "event": _EVENT_SPEC}
+RECORD_SPEC = {"type": "dict", "options": {
+    "node": {"type": "str"},
+    "rollout": {"type": "str", "required": True},
+    "phase": {"type": "str", "required": True},
+    "status": {"type": "str", "choices": ["in_progress", "done", "failed"], "default": "in_progress"},
+    "msg": {"type": "str"},
+    "cordoned_before": {"type": "bool"},
+    "taints_added": _TAINT_SPEC,
+    "moved_workloads": _WORKLOADS_SPEC,
+    "static_pods": _STATIC_PODS_SPEC,
+    "event": _EVENT_SPEC,
+}}
 
 
 def timeout_spec(default):
@@ -141,15 +183,42 @@ class K8sModule:
             result.setdefault(key, value)
         self.ansible.exit_json(**result)
 
-    def run(self, work):
+    def _record(self, node, write):
+        """``write(raw, node, record option, check_mode, deadline, warn)`` of ``_maintenance_state``,
+        within the module's ``timeout`` (60 s without one); the record after it."""
+        # imported here: _maintenance_state imports this file (ModuleFailure)
+        from ansible_collections.kubeops.node_maintenance.plugins.module_utils import _maintenance_state
+
+        record = self.params["record"]
+        node = record.get("node") or node
+        if not node:
+            raise ModuleFailure("record.node is required: this task names no single node whose record it is")
+        deadline = self.deadline(self.params.get("timeout") or 60, minimum=1)
+        return write(_maintenance_state, self.raw, node, record, deadline)
+
+    def run(self, work, record_for=None, record_after=None):
         """Call ``work()`` and exit with the dict it returns, or fail in the shared shape.
 
         ``ModuleFailure`` is reported as raised; ``K8sAccessError`` with its message; an
         ``ApiException`` or anything else the client raises with ``describe_api_error`` for the
         module's object (an unexpected error also with its traceback).
+
+        With the ``record`` option given, the phase record of node ``record_for`` (or ``record.node``)
+        is written first, and ``record_after(result)`` (fields such as ``taints_added``, or None) after
+        the work; the result gets ``phase_record``.
         """
         try:
+            recording = bool(self.params.get("record"))
+            if recording:
+                phase_record = self._record(record_for, lambda ms, raw, node, record, deadline: ms.record_phase(
+                    raw, node, record, self.check_mode, deadline, self.warn))
             result = work()
+            if recording:
+                fields = record_after(result) if record_after else None
+                if fields:
+                    phase_record = self._record(record_for, lambda ms, raw, node, record, deadline: ms.record_fields(
+                        raw, node, record["rollout"], phase_record, fields, self.check_mode, deadline, self.warn))
+                result["phase_record"] = phase_record
         except ModuleFailure as exc:
             self.fail(exc.msg, **exc.fields)
         except K8sAccessError as exc:

@@ -388,6 +388,32 @@ class LockTask(object):
                 continue
             return self.result(action, look.previous, written, now, True, **extra)
 
+    def renew(self):
+        """Renew the lock when ``holder`` holds it, else write nothing: never take it (``acquire``
+        does, and may wait for it). ``renewed`` says which; ``outcome`` is what ``state=present``
+        would do when it was not renewed."""
+        conflicts = self.conflicts()
+        while True:
+            look = self.look()
+            if look.action != _lease.RENEW:
+                return self.result(look.action, look.previous, look.lease, look.now, False, done=False,
+                                   **look.extra())
+            if look.kured and look.kured["held"]:
+                self.warnings.append("renewing the lock although %s"
+                                     % _lease.describe_kured_lock(look.kured, look.kured["daemonset"]))
+            body = _lease.acquire_body(look.lease, look.action, self.holder, self.params["duration_seconds"],
+                                       look.now, self.params["name"], self.params["namespace"])
+            if self.check_mode:
+                return self.result(look.action, look.previous, body, look.now, True, **look.extra())
+            try:
+                written = self.client.replace(body)
+            except ApiException as exc:
+                if exc.status != 409:
+                    raise
+                conflicts.again(exc)  # someone wrote in between: look again
+                continue
+            return self.result(look.action, look.previous, written, look.now, True, **look.extra())
+
     def release(self):
         conflicts = self.conflicts()
         while True:
@@ -424,6 +450,32 @@ def run_lock(raw, params, holder, check_mode, warn, started, sleep=time.sleep, c
                         lock_deadline(started, params["wait_timeout"], params["timeout"]))
     task = LockTask(params, client, holder, check_mode, sleep=sleep, clock=clock, started=started)
     result = {"present": task.acquire, "absent": task.release, "query": task.query}[params["state"]]()
+    for warning in task.warnings:
+        warn(warning)
+    return result
+
+
+# The suboptions of k8s_node_maintenance_state's ``renew_lock``: the lock's own options of the same names.
+RENEW_LOCK_SPEC = {"type": "dict", "options": {
+    "name": {"type": "str", "default": "kubeops-node-maintenance"},
+    "namespace": {"type": "str", "default": "kube-system"},
+    "holder": {"type": "str", "required": True},
+    "duration_seconds": {"type": "int", "default": 1800},
+    "kured_check": {"type": "bool", "default": True},
+    "kured_daemonset": {"type": "str", "default": "kured"},
+    "kured_namespace": {"type": "str", "default": "kube-system"},
+}}
+
+
+def renew_if_held(raw, options, check_mode, warn, started, deadline):
+    """``renew_lock`` of k8s_node_maintenance_state: renew the rollout's lock in the same run when
+    its holder holds it (``LockTask.renew``); the lock module's result fields."""
+    # timeout: the run's own deadline is the one its conflicting writes are redone within
+    params = dict(options, break_expired=False, wait_timeout=0, poll_interval=5, timeout=max(1, deadline - started))
+    check_options(dict(params, state="present", timeout=60), options["holder"])
+    client = LockClient(raw, params["name"], params["namespace"], deadline)
+    task = LockTask(params, client, options["holder"], check_mode, started=started)
+    result = task.renew()
     for warning in task.warnings:
         warn(warning)
     return result

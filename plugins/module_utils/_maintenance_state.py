@@ -443,6 +443,7 @@ def state_result(name, node, before, after, changed, rollout, event=None, diff=F
         "annotation": ANNOTATION,
         "record": after,
         "previous": before,
+        "node": node_state(node),
     }
     result.update(resume_info(after, rollout))
     if event is not None:
@@ -466,3 +467,45 @@ def maintain(raw, params, updates, check_mode, diff, deadline, warn):
         raise missing_node_failure(name)
     event = record_event(raw, name, node, params["event"], check_mode, deadline, warn) if params["event"] else None
     return state_result(name, node, before, after, changed, params["rollout"], event, diff)
+
+
+# ------------------------------------------------------------------------------------------------
+# The ``record`` option of the phase modules (K8sModule), and what the role reads of the node
+# ------------------------------------------------------------------------------------------------
+
+def record_phase(raw, name, record, check_mode, deadline, warn):
+    """The ``record`` option (doc fragment ``k8s_options.record``) of a phase's first module: the
+    phase entered in node ``name``'s record, with its Event, before the module's work, as
+    ``k8s_node_maintenance_state state=present`` would; returns the record after it (in check mode
+    as it would be, nothing written). A node that does not exist fails."""
+    params = {"name": name, "state": "present", "timeout": 60, "event": record.get("event")}
+    params.update((key, record.get(key)) for key in UPDATABLE if key != "message")
+    params["msg"] = record.get("msg")
+    return maintain(raw, params, requested_updates(params), check_mode, False, deadline, warn)["record"]
+
+
+def record_fields(raw, name, rollout, current, fields, check_mode, deadline, warn):
+    """Fields the module's work found out (say ``taints_added``), merged into the record it began
+    with (``current``, the record returned by ``record_phase``); the record after it. In check mode
+    nothing was written, so ``current`` is merged with them as it would be."""
+    updates = dict.fromkeys(UPDATABLE)
+    updates.update(fields, rollout=rollout)
+    if check_mode:
+        return merge_record(current, updates, utc_now())
+    _node, _before, after, _changed, warnings = write_record(
+        raw, name, lambda node: compute_record(node, "present", updates), check_mode, deadline)
+    for warning in warnings:
+        warn("node/%s: %s" % (name, warning))
+    return after
+
+
+def node_state(node):
+    """What a rollout needs to know of the node itself, read with its record: whether it is
+    cordoned, its boot ID (to prove a reboot) and its taints; None when it does not exist."""
+    if node is None:
+        return None
+    return {
+        "unschedulable": bool((node.get("spec") or {}).get("unschedulable")),
+        "boot_id": ((node.get("status") or {}).get("nodeInfo") or {}).get("bootID") or "",
+        "taints": list((node.get("spec") or {}).get("taints") or []),
+    }

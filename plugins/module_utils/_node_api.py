@@ -148,10 +148,13 @@ class NodeTaints:
     def read(self):
         return read_node(self.raw, self.name, self.deadline)
 
-    def write(self, resource_version, taints):
+    def write(self, resource_version, taints, unschedulable=None):
+        """The taint list (and ``spec.unschedulable`` unless None) in one write guarded by ``resource_version``."""
+        patch = taints_json_patch(resource_version, taints)
+        if unschedulable is not None:
+            patch.append({"op": "add", "path": "/spec/unschedulable", "value": bool(unschedulable)})
         return retry_transient(
-            lambda: patch_node(self.raw, self.name, taints_json_patch(resource_version, taints), JSON_PATCH,
-                               self.deadline),
+            lambda: patch_node(self.raw, self.name, patch, JSON_PATCH, self.deadline),
             deadline=self.deadline, describe=self.ref)
 
     def pods(self):
@@ -161,11 +164,12 @@ class NodeTaints:
 
 
 def converge_taints(nodes, requested, state, replace, check_mode, deadline, clock=time.monotonic,
-                    sleep=time.sleep):
+                    sleep=time.sleep, unschedulable=None):
     """Read, merge, write guarded by resourceVersion; on a conflict read again and redo.
+    ``unschedulable`` (unless None) is set in the same write (a cordon or uncordon with the taints).
 
     Returns (before_node, after_node, change, conflict_retries). ``before_node`` is the read the
-    final decision was based on.
+    final decision was based on; ``change["changed"]`` also counts a change of ``spec.unschedulable``.
     """
     conflicts = 0
     refused = None  # (resourceVersion we tested, the ApiException) of the last refused write
@@ -188,14 +192,19 @@ def converge_taints(nodes, requested, state, replace, check_mode, deadline, cloc
         current = (node.get("spec") or {}).get("taints") or []
         now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         change = merge_taints(current, requested, state, replace, now=now)
+        cordon = None if unschedulable is None or is_unschedulable(node) == unschedulable else unschedulable
+        if cordon is not None:
+            change = dict(change, changed=True)
         if not change["changed"]:
             return node, node, change, conflicts
         if check_mode:
             after = copy.deepcopy(node)
             after.setdefault("spec", {})["taints"] = change["taints"]
+            if cordon is not None:
+                after["spec"]["unschedulable"] = cordon
             return node, after, change, conflicts
         try:
-            after = nodes.write(version, change["taints"])
+            after = nodes.write(version, change["taints"], cordon)
             return node, after, change, conflicts
         except ApiException as exc:
             if getattr(exc, "status", None) not in (409, 422):
@@ -203,17 +212,18 @@ def converge_taints(nodes, requested, state, replace, check_mode, deadline, cloc
             refused = (version, exc)
 
 
-def taint_node(raw, name, taints, state, replace, check_mode, deadline, diff, warn):
+def taint_node(raw, name, taints, state, replace, check_mode, deadline, diff, warn, unschedulable=None):
     """What k8s_node_taint does once its options are checked (``check_taint_request``): converge
-    the node's taints and return the module's result; ``warn(msg)`` gets the warning about pods an
-    added NoExecute taint deletes."""
+    the node's taints (and ``spec.unschedulable`` unless None, in the same write) and return the
+    module's result; ``warn(msg)`` gets the warning about pods an added NoExecute taint deletes."""
     nodes = NodeTaints(raw, name, deadline)
     # The pods must be listed before the write: the taint eviction controller deletes the
     # intolerant ones within moments of it.
     pods = []
     if state == "present" and any(t.get("effect") == "NoExecute" for t in taints):
         pods = nodes.pods()
-    before, after, change, conflicts = converge_taints(nodes, taints, state, replace, check_mode, deadline)
+    before, after, change, conflicts = converge_taints(nodes, taints, state, replace, check_mode, deadline,
+                                                       unschedulable=unschedulable)
     evictions = noexecute_evictions(pods, change["added"])
     if evictions:
         warn(noexecute_warning(name, change["added"], evictions, check_mode))
@@ -229,6 +239,7 @@ def taint_node(raw, name, taints, state, replace, check_mode, deadline, diff, wa
         "resource_version": (after.get("metadata") or {}).get("resourceVersion"),
         "conflict_retries": conflicts,
         "noexecute_evictions": evictions,
+        "unschedulable": is_unschedulable(after),
     }
     if diff:
         header = "node/%s" % name
@@ -238,4 +249,7 @@ def taint_node(raw, name, taints, state, replace, check_mode, deadline, diff, wa
             "before": {"spec": {"taints": taints_before}},
             "after": {"spec": {"taints": taints_after}},
         }
+        if unschedulable is not None:
+            result["diff"]["before"]["spec"]["unschedulable"] = is_unschedulable(before)
+            result["diff"]["after"]["spec"]["unschedulable"] = is_unschedulable(after)
     return result

@@ -23,6 +23,7 @@ extends_documentation_fragment:
   - kubeops.node_maintenance.k8s_auth
   - kubeops.node_maintenance.k8s_options.node_name
   - kubeops.node_maintenance.k8s_options.timeout
+  - kubeops.node_maintenance.k8s_options.record
 options:
   state:
     description:
@@ -100,10 +101,18 @@ taints:
   type: list
   elements: dict
   sample: [{"key": "dedicated", "value": "db", "effect": "NoSchedule"}]
+phase_record:
+  description:
+    - With O(record), the node's maintenance record after the task wrote its phase (in check mode,
+      as it would be), as RV(kubeops.node_maintenance.k8s_node_maintenance_state#module:record) returns it.
+  returned: with O(record), on success
+  type: dict
+  sample: {"rollout": "patch-2026-11", "phase": "drain", "status": "in_progress", "message": "drain started"}
 """
 
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_module import (
     NODE_NAME_SPEC,
+    RECORD_SPEC,
     K8sModule,
     timeout_spec,
 )
@@ -117,6 +126,7 @@ def argument_spec():
     return {
         "name": NODE_NAME_SPEC,
         "state": {"type": "str", "choices": ["cordoned", "uncordoned"], "default": "cordoned"},
+        "record": RECORD_SPEC,
         "timeout": timeout_spec(60),
     }
 
@@ -132,7 +142,7 @@ def main():
             module.deadline(module.params["timeout"], minimum=1))
         return cordon_result(name, changed, before, after, module.diff)
 
-    module.run(cordon)
+    module.run(cordon, record_for=name)
 
 
 if __name__ == "__main__":

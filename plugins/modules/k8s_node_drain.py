@@ -46,6 +46,7 @@ extends_documentation_fragment:
   - kubeops.node_maintenance.k8s_auth
   - kubeops.node_maintenance.k8s_options.node_name
   - kubeops.node_maintenance.k8s_options.timeout
+  - kubeops.node_maintenance.k8s_options.record
 options:
   cordon:
     description:
@@ -313,11 +314,19 @@ api_requests:
   returned: when the node was read
   type: dict
   sample: {"list pods": 6, "list pdbs": 1, "evict": 12, "get node": 1, "patch node": 1}
+phase_record:
+  description:
+    - With O(record), the node's maintenance record after the task wrote its phase (in check mode,
+      as it would be), as RV(kubeops.node_maintenance.k8s_node_maintenance_state#module:record) returns it.
+  returned: with O(record), on success
+  type: dict
+  sample: {"rollout": "patch-2026-11", "phase": "drain", "status": "in_progress", "message": "drain started"}
 """
 
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils._drain import drain
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_module import (
     NODE_NAME_SPEC,
+    RECORD_SPEC,
     K8sModule,
     timeout_spec,
 )
@@ -332,6 +341,7 @@ def argument_spec():
         "force": {"type": "bool", "default": False},
         "disable_eviction": {"type": "bool", "default": False},
         "grace_period": {"type": "int", "default": -1},
+        "record": RECORD_SPEC,
         "timeout": timeout_spec(300),
         "skip_wait_for_delete_timeout": {"type": "int", "default": 0},
         "pod_selector": {"type": "str"},
@@ -344,7 +354,8 @@ def main():
     module = K8sModule("k8s_node_drain", argument_spec())
     name = module.params["name"]
     module.about("node/%s" % name, node=name)
-    module.run(lambda: drain(module.params, module.check_mode, module.started, lambda: module.api_client, module.warn))
+    module.run(lambda: drain(module.params, module.check_mode, module.started, lambda: module.api_client, module.warn),
+               record_for=name)
 
 
 if __name__ == "__main__":

@@ -171,6 +171,45 @@ options:
         type: str
         choices: [Normal, Warning]
         default: Normal
+  renew_lock:
+    description:
+      - Renew the rollout's cluster-wide lock (the Lease of M(kubeops.node_maintenance.k8s_maintenance_lock))
+        in the same run, when O(renew_lock.holder) holds it; otherwise nothing is written and
+        C(renewed) of RV(lock) is V(false). The lock is never taken here (that may mean waiting for it);
+        M(kubeops.node_maintenance.k8s_maintenance_lock) takes it.
+      - A rollout reads each node's record as the node begins; renewing there spares a module run per node.
+      - As with the lock module, a held kured reboot lock (O(renew_lock.kured_check)) is reported in a warning.
+      - Not in check mode unless the task runs with C(check_mode=false); then it is written.
+    type: dict
+    suboptions:
+      name:
+        description: Name of the Lease.
+        type: str
+        default: kubeops-node-maintenance
+      namespace:
+        description: Namespace of the Lease.
+        type: str
+        default: kube-system
+      holder:
+        description: The rollout's holder identity.
+        type: str
+        required: true
+      duration_seconds:
+        description: Seconds the renewed claim lasts.
+        type: int
+        default: 1800
+      kured_check:
+        description: Also read kured's reboot lock, to warn when it is held.
+        type: bool
+        default: true
+      kured_daemonset:
+        description: Name of kured's DaemonSet.
+        type: str
+        default: kured
+      kured_namespace:
+        description: Namespace of kured's DaemonSet.
+        type: str
+        default: kube-system
   timeout:
     default: 60
 attributes:
@@ -298,6 +337,33 @@ resume_phase:
   returned: success
   type: str
   sample: reboot
+node:
+  description:
+    - What a rollout needs to know of the node itself, from the same read as the record; V(null)
+      when the node does not exist.
+  returned: success
+  type: dict
+  contains:
+    unschedulable:
+      description: C(spec.unschedulable) (whether the node is cordoned), as read before any write of this task.
+      type: bool
+    boot_id:
+      description: C(status.nodeInfo.bootID), empty when the kubelet reports none (to prove a reboot later).
+      type: str
+    taints:
+      description: The node's taints, as the API returns them.
+      type: list
+      elements: dict
+  sample: {"unschedulable": false, "boot_id": "5d4e1c0f-6b39-4c5e-9a53-0b3a7c2f5e10", "taints": []}
+lock:
+  description:
+    - With O(renew_lock), the result of M(kubeops.node_maintenance.k8s_maintenance_lock) for the
+      renewal (RV(kubeops.node_maintenance.k8s_maintenance_lock#module:renewed),
+      RV(kubeops.node_maintenance.k8s_maintenance_lock#module:lease), ...); C(renewed=false) when
+      the holder did not hold the lock, and then C(outcome) says what taking it would do.
+  returned: when O(renew_lock) was given
+  type: dict
+  sample: {"renewed": true, "holder": "patch-2026-11", "outcome": "renewed", "changed": true}
 event:
   description: The event written (or, in check mode, that would have been), when O(event) was given.
   returned: when O(event) was given
@@ -327,10 +393,15 @@ event:
 
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_module import (
     NODE_NAME_SPEC,
+    RECORD_FIELD_SPECS,
     K8sModule,
     timeout_spec,
 )
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils import _maintenance_state as ms
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._maintenance_lock import (
+    RENEW_LOCK_SPEC,
+    renew_if_held,
+)
 
 
 def argument_spec():
@@ -342,26 +413,11 @@ def argument_spec():
         "status": {"type": "str", "choices": list(ms.STATUSES)},
         "msg": {"type": "str"},
         "cordoned_before": {"type": "bool"},
-        "taints_added": {"type": "list", "elements": "dict", "options": {
-            "key": {"type": "str", "required": True, "no_log": False},
-            "value": {"type": "str"},
-            "effect": {"type": "str", "required": True,
-                       "choices": ["NoSchedule", "PreferNoSchedule", "NoExecute"]},
-        }},
-        "moved_workloads": {"type": "list", "elements": "dict", "options": {
-            "namespace": {"type": "str", "required": True},
-            "owner_kind": {"type": "str"},
-            "owner_name": {"type": "str"},
-        }},
-        "static_pods": {"type": "list", "elements": "dict", "options": {
-            "namespace": {"type": "str", "required": True},
-            "name": {"type": "str", "required": True},
-        }},
-        "event": {"type": "dict", "options": {
-            "reason": {"type": "str", "required": True},
-            "msg": {"type": "str", "required": True},
-            "type": {"type": "str", "choices": ["Normal", "Warning"], "default": "Normal"},
-        }},
+        "taints_added": RECORD_FIELD_SPECS["taints_added"],
+        "moved_workloads": RECORD_FIELD_SPECS["moved_workloads"],
+        "static_pods": RECORD_FIELD_SPECS["static_pods"],
+        "event": RECORD_FIELD_SPECS["event"],
+        "renew_lock": RENEW_LOCK_SPEC,
         "timeout": timeout_spec(60),
     }
 
@@ -373,8 +429,12 @@ def main():
 
     def maintain():
         updates = ms.requested_updates(params)  # bad options fail before the node is read
-        return ms.maintain(module.raw, params, updates, module.check_mode, module.diff,
-                           module.deadline(params["timeout"]), module.warn)
+        deadline = module.deadline(params["timeout"])
+        result = ms.maintain(module.raw, params, updates, module.check_mode, module.diff, deadline, module.warn)
+        if params["renew_lock"]:
+            result["lock"] = renew_if_held(module.raw, params["renew_lock"], module.check_mode, module.warn,
+                                           module.started, deadline)
+        return result
 
     module.run(maintain)
 

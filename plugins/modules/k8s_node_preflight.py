@@ -41,6 +41,7 @@ author:
 extends_documentation_fragment:
   - kubeops.node_maintenance.k8s_auth
   - kubeops.node_maintenance.k8s_options.timeout
+  - kubeops.node_maintenance.k8s_options.record
 attributes:
   check_mode:
     support: full
@@ -240,10 +241,17 @@ snapshot:
       description: Time taken to read the snapshot.
       type: float
   sample: {nodes: 1000, pods: 30000, pdbs: 40, list_calls: 68, seconds: 2.1}
+phase_record:
+  description:
+    - With O(record), the node's maintenance record after the task wrote its phase (in check mode,
+      as it would be), as RV(kubeops.node_maintenance.k8s_node_maintenance_state#module:record) returns it.
+  returned: with O(record), on success
+  type: dict
+  sample: {"rollout": "patch-2026-11", "phase": "preflight", "status": "in_progress", "message": "preflight started"}
 """
 
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils import _preflight
-from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_module import K8sModule, timeout_spec
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_module import RECORD_SPEC, K8sModule, timeout_spec
 
 
 def argument_spec():
@@ -258,6 +266,7 @@ def argument_spec():
             "seconds_per_image": {"type": "int", "default": 10},
         }},
         "page_size": {"type": "int", "default": 500},
+        "record": RECORD_SPEC,
         "timeout": timeout_spec(120),
     }
 
@@ -266,7 +275,8 @@ def main():
     module = K8sModule("k8s_node_preflight", argument_spec())
     nodes = _preflight.node_names(module.params["name"])
     module.about(_preflight.nodes_ref(nodes), nodes=nodes)
-    module.run(lambda: _preflight.preflight(lambda: module.raw, nodes, module.params, module.warn))
+    module.run(lambda: _preflight.preflight(lambda: module.raw, nodes, module.params, module.warn),
+               record_for=nodes[0] if len(nodes) == 1 else None)
 
 
 if __name__ == "__main__":

@@ -26,14 +26,24 @@ description:
     tolerate it, at once and without regard to PodDisruptionBudgets. The module returns those pods in
     RV(noexecute_evictions) and warns; drain the node with M(kubeops.node_maintenance.k8s_node_drain)
     first when the workloads matter.
+  - O(unschedulable) cordons or uncordons the node in the same guarded write, so a rollout returns a
+    node to service (our taints removed, uncordoned) with one request.
 extends_documentation_fragment:
   - kubeops.node_maintenance.k8s_auth
   - kubeops.node_maintenance.k8s_options.node_name
   - kubeops.node_maintenance.k8s_options.timeout
+  - kubeops.node_maintenance.k8s_options.record
 options:
+  unschedulable:
+    description:
+      - Also set C(spec.unschedulable) in the same write as the taints, guarded by the same
+        C(resourceVersion) test; V(false) uncordons the node, V(true) cordons it. Left as it is when
+        not given.
+      - The task is changed when the taints or C(spec.unschedulable) change.
+    type: bool
   taints:
     description:
-      - The taints to add or remove.
+      - The taints to add or remove. May be empty, with O(unschedulable) alone.
       - With O(state=present) every entry needs O(taints[].effect), and each key and effect may appear once.
       - An added C(NoExecute) taint gets C(timeAdded), as C(kubectl taint) sets it.
     type: list
@@ -184,6 +194,21 @@ conflict_retries:
   returned: success
   type: int
   sample: 0
+unschedulable:
+  description: C(spec.unschedulable) after the task (in check mode, as it would be).
+  returned: success
+  type: bool
+  sample: false
+phase_record:
+  description:
+    - With O(record), the node's maintenance record after the task (in check mode, as it would be),
+      as RV(kubeops.node_maintenance.k8s_node_maintenance_state#module:record) returns it.
+    - Its C(taints_added) holds O(record.taints_added) and the taints this task added (RV(added)),
+      recorded right after the write.
+  returned: with O(record), on success
+  type: dict
+  sample: {"rollout": "patch-2026-11", "phase": "drain", "status": "in_progress",
+           "taints_added": [{"key": "maintenance.kubeops.io/draining", "value": "", "effect": "NoSchedule"}]}
 noexecute_evictions:
   description:
     - Pods on the node that an added C(NoExecute) taint makes the cluster delete, without regard to
@@ -214,6 +239,7 @@ noexecute_evictions:
 
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_module import (
     NODE_NAME_SPEC,
+    RECORD_SPEC,
     K8sModule,
     timeout_spec,
 )
@@ -233,6 +259,8 @@ def argument_spec():
         }},
         "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
         "replace": {"type": "bool", "default": False},
+        "unschedulable": {"type": "bool"},
+        "record": RECORD_SPEC,
         "timeout": timeout_spec(60),
     }
 
@@ -246,9 +274,14 @@ def main():
     def taint():
         check_taint_request(name, params["taints"], params["state"], params["replace"])
         return taint_node(module.raw, name, params["taints"], params["state"], params["replace"], module.check_mode,
-                          module.deadline(params["timeout"], minimum=1), module.diff, module.warn)
+                          module.deadline(params["timeout"], minimum=1), module.diff, module.warn,
+                          unschedulable=params["unschedulable"])
 
-    module.run(taint)
+    def taints_added(result):
+        # the taints this task added join those the record kept: the rollout removes exactly them later
+        return {"taints_added": (params["record"].get("taints_added") or []) + result["added"]} if result["added"] else None
+
+    module.run(taint, record_for=name, record_after=taints_added)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ extends_documentation_fragment:
   - kubeops.node_maintenance.k8s_auth
   - kubeops.node_maintenance.k8s_options.node_name
   - kubeops.node_maintenance.k8s_options.timeout
+  - kubeops.node_maintenance.k8s_options.record
 options:
   ready:
     description:
@@ -226,10 +227,18 @@ polls:
   returned: always
   type: int
   sample: 20
+phase_record:
+  description:
+    - With O(record), the node's maintenance record after the task wrote its phase (in check mode,
+      as it would be), as RV(kubeops.node_maintenance.k8s_node_maintenance_state#module:record) returns it.
+  returned: with O(record), on success
+  type: dict
+  sample: {"rollout": "patch-2026-11", "phase": "return", "status": "in_progress", "message": "return started"}
 """
 
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_module import (
     NODE_NAME_SPEC,
+    RECORD_SPEC,
     K8sModule,
     timeout_spec,
 )
@@ -246,6 +255,7 @@ def argument_spec():
             "type": {"type": "str", "required": True},
             "status": {"type": "str", "choices": ["True", "False", "Unknown"], "default": "True"},
         }},
+        "record": RECORD_SPEC,
         "timeout": timeout_spec(600),
         "poll_interval": {"type": "int", "default": 5},
     }
@@ -263,7 +273,7 @@ def main():
                                            module.check_mode)
         return _node_wait.wait_result(name, outcome, module.check_mode)
 
-    module.run(wait)
+    module.run(wait, record_for=name)
 
 
 if __name__ == "__main__":

@@ -45,6 +45,7 @@ description:
 extends_documentation_fragment:
   - kubeops.node_maintenance.k8s_auth
   - kubeops.node_maintenance.k8s_options.timeout
+  - kubeops.node_maintenance.k8s_options.record
 options:
   workloads:
     description:
@@ -372,10 +373,17 @@ pdbs:
     - {"namespace": "shop", "name": "web", "exists": true, "healthy": true, "current_healthy": 3,
        "desired_healthy": 2, "disruptions_allowed": 1, "expected_pods": 3, "missing": [],
        "matched_workloads": ["deployment shop/web"], "summary": "pdb shop/web: 3/2 healthy, 1 disruption allowed"}
+phase_record:
+  description:
+    - With O(record), the node's maintenance record after the task wrote its phase (in check mode,
+      as it would be), as RV(kubeops.node_maintenance.k8s_node_maintenance_state#module:record) returns it.
+  returned: with O(record), on success
+  type: dict
+  sample: {"rollout": "patch-2026-11", "phase": "verify", "status": "in_progress", "message": "verify started"}
 """
 
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils import _workload_health as wh
-from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_module import K8sModule, timeout_spec
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_module import RECORD_SPEC, K8sModule, timeout_spec
 
 
 def argument_spec():
@@ -393,6 +401,7 @@ def argument_spec():
         "pdbs_from_workloads": {"type": "bool", "default": False},
         "node": {"type": "str"},
         "static_pods": {"type": "list", "elements": "dict", "default": []},
+        "record": RECORD_SPEC,
         "timeout": timeout_spec(300),
         "poll_interval": {"type": "float", "default": 2.0},
     }
@@ -402,7 +411,8 @@ def main():
     module = K8sModule("k8s_workloads_healthy", argument_spec())
     # No one object: "workloads" names what an error was about, and gives no misleading `kubectl get` hint.
     module.about("workloads")
-    module.run(lambda: wh.health_gate(lambda: module.raw, module.params, module.warn))
+    # the record is that of O(node), or of record.node
+    module.run(lambda: wh.health_gate(lambda: module.raw, module.params, module.warn), record_for=module.params["node"])
 
 
 if __name__ == "__main__":

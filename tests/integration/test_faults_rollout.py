@@ -38,8 +38,9 @@ PLAYBOOK = os.path.join(REPO_ROOT, "playbooks", "rolling-maintenance.yml")
 STATE_ANNOTATION = "maintenance.kubeops.io/state"
 LOCK = "kubeops-node-maintenance"
 ANSIBLE_PLAYBOOK = os.path.join(os.path.dirname(sys.executable), "ansible-playbook")
-# The phases of action none without data disks (roles/node_maintenance/vars/main.yml).
-PHASES = ["preflight", "drain", "action", "return", "verify", "done"]
+# The phases a node's record goes through with action none and no data disks
+# (roles/node_maintenance/vars/main.yml; action none records no phase of its own).
+PHASES = ["preflight", "drain", "return", "verify", "done"]
 
 
 def deployment(name, replicas, pool):

@@ -263,6 +263,46 @@ def test_query_reads_kured_when_asked_and_a_renewal_is_not_kept_from_its_holder(
     assert lock_task.query()["available"] is True and client.kured_reads == 0
 
 
+def test_renew_renews_only_a_lock_its_holder_holds_and_never_takes_one():
+    # held by the holder (an old claim): renewed, acquireTime kept, renewTime now
+    earlier = NOW - datetime.timedelta(minutes=5)
+    lock_task, client = task([lease("beta", renewed=earlier)])
+    result = lock_task.renew()
+    assert result["renewed"] is True and result["acquired"] is False and result["changed"] is True
+    (written,) = client.written
+    assert written["spec"]["holderIdentity"] == "beta" and written["spec"]["leaseDurationSeconds"] == 60
+    assert written["spec"]["renewTime"] == _lease.format_micro_time(NOW)
+    assert written["spec"]["acquireTime"] == _lease.format_micro_time(earlier)
+    # free, missing, or another holder's (expired or not): nothing written, nothing waited for
+    for leases in ([lease(None)], [None], [lease("alpha")], [lease("alpha", renewed=NOW - datetime.timedelta(days=1))]):
+        lock_task, client = task(leases)
+        result = lock_task.renew()
+        assert result["renewed"] is False and result["changed"] is False and result["acquired"] is False, leases
+        assert client.written == [] and client.reads == 1 and lock_task.waited() == 0
+    # check mode: renewed as it would be, nothing written
+    lock_task, client = task([lease("beta")], check_mode=True)
+    assert lock_task.renew()["renewed"] is True and client.written == []
+
+
+def test_renew_warns_when_kured_holds_its_lock_and_redoes_a_conflicting_write():
+    lock_task, client = task([lease("beta")], kured=kured_lock(kured_entry("worker-7")), kured_check=True)
+    assert lock_task.renew()["renewed"] is True and len(client.written) == 1
+    (warning,) = lock_task.warnings
+    assert warning.startswith("renewing the lock although ") and "worker-7" in warning
+
+    class Conflicting(FakeClient):
+        def replace(self, body):
+            if not self.written:
+                self.written.append(None)
+                raise ApiException(status=409, reason="Conflict")
+            return FakeClient.replace(self, body)
+
+    clock = Clock()
+    conflicting = Conflicting([lease("beta")])
+    lock_task = lock_utils.LockTask(dict(PARAMS), conflicting, "beta", sleep=clock.sleep, clock=clock)
+    assert lock_task.renew()["renewed"] is True and conflicting.reads == 2 and len(conflicting.written) == 2
+
+
 # ------------------------------------------------------------------------------------------------
 # Options and the default holder
 # ------------------------------------------------------------------------------------------------

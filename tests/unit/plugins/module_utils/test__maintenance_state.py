@@ -7,6 +7,7 @@ tests/integration/test_k8s_node_maintenance_state.py.
 import copy
 import datetime
 import json
+import time
 
 import pytest
 from hypothesis import given, settings
@@ -606,11 +607,12 @@ def test_state_result_with_resume_info_event_and_diff():
     assert result == {
         "changed": True, "name": "n1", "node_exists": True, "annotation": ms.ANNOTATION, "record": record,
         "previous": {}, "done_in_rollout": False, "resume_phase": "reboot", "event": {"created": True},
+        "node": {"unschedulable": False, "boot_id": "", "taints": []},
         "diff": {"before_header": "node/n1 annotation " + ms.ANNOTATION,
                  "after_header": "node/n1 annotation " + ms.ANNOTATION, "before": {}, "after": record}}
     assert ms.state_result("n1", None, {}, {}, False, None) == {
         "changed": False, "name": "n1", "node_exists": False, "annotation": ms.ANNOTATION, "record": {},
-        "previous": {}, "done_in_rollout": False, "resume_phase": None}
+        "previous": {}, "done_in_rollout": False, "resume_phase": None, "node": None}
 
 
 def test_maintain_records_and_writes_the_event_in_one_call(k8s_server):
@@ -635,3 +637,52 @@ def test_maintain_present_on_a_missing_node_fails_before_any_event(k8s_server):
     assert failed.value.msg.startswith("node/n1: not found (404); cannot record maintenance state")
     assert failed.value.fields == {"status": 404, "node_exists": False}
     assert server.calls() == [("GET", NODE_PATH)]
+
+
+# ------------------------------------------------------------------------------------------------
+# The record option of the phase modules, and the node read with the record
+# ------------------------------------------------------------------------------------------------
+
+PHASE_RECORD = {"rollout": "r1", "phase": "drain", "status": "in_progress", "msg": None, "cordoned_before": True,
+                "taints_added": [{"key": "maint", "value": None, "effect": "NoSchedule"}], "moved_workloads": None,
+                "event": {"reason": "MaintenanceDrain", "msg": "drain started", "type": "Normal"}}
+
+
+def test_record_phase_enters_the_phase_posts_the_event_and_record_fields_adds_to_it(k8s_server):
+    store = NodeStore()
+    server = k8s_server(store)
+    warnings = []
+    record = ms.record_phase(server.raw(), "n1", PHASE_RECORD, False, time.monotonic() + 30, warnings.append)
+    assert (record["rollout"], record["phase"], record["status"], record["cordoned_before"]) == ("r1", "drain", "in_progress", True)
+    assert record["taints_added"] == [{"key": "maint", "value": "", "effect": "NoSchedule"}]
+    assert record["phases"]["drain"]["attempts"] == 1 and "moved_workloads" not in record
+    stored = json.loads(store.node["metadata"]["annotations"][ms.ANNOTATION])
+    assert stored == record and [e["reason"] for e in store.events] == ["MaintenanceDrain"]
+    more = ms.record_fields(server.raw(), "n1", "r1", record, {"taints_added": record["taints_added"] + [
+        {"key": "other", "effect": "NoExecute"}]}, False, time.monotonic() + 30, warnings.append)
+    assert [t["key"] for t in more["taints_added"]] == ["maint", "other"] and more["phase"] == "drain"
+    assert json.loads(store.node["metadata"]["annotations"][ms.ANNOTATION]) == more and len(store.events) == 1
+    assert warnings == []
+
+
+def test_record_phase_in_check_mode_writes_nothing_and_fails_on_a_missing_node(k8s_server):
+    store = NodeStore()
+    server = k8s_server(store)
+    record = ms.record_phase(server.raw(), "n1", PHASE_RECORD, True, time.monotonic() + 30, [].append)
+    assert record["phase"] == "drain" and ms.ANNOTATION not in store.node["metadata"]["annotations"]
+    more = ms.record_fields(server.raw(), "n1", "r1", record, {"taints_added": []}, True, time.monotonic() + 30,
+                            [].append)
+    assert more["taints_added"] == [] and more["phase"] == "drain" and store.events == []
+    assert store.counts == {"GET": 1}, "check mode: one read, the fields merged without reading again"
+    gone = k8s_server(NodeStore(exists=False))
+    with pytest.raises(ModuleFailure) as failed:
+        ms.record_phase(gone.raw(), "n1", PHASE_RECORD, False, time.monotonic() + 30, [].append)
+    assert failed.value.fields["status"] == 404 and "does not exist" in failed.value.msg
+
+
+def test_node_state_is_what_a_rollout_reads_of_the_node():
+    assert ms.node_state(None) is None
+    assert ms.node_state({"metadata": {}}) == {"unschedulable": False, "boot_id": "", "taints": []}
+    taint = {"key": "k", "effect": "NoSchedule"}
+    node = {"spec": {"unschedulable": True, "taints": [taint]}, "status": {"nodeInfo": {"bootID": "b-1"}}}
+    assert ms.node_state(node) == {"unschedulable": True, "boot_id": "b-1", "taints": [taint]}

@@ -4,6 +4,8 @@ real API server in tests/integration/test_k8s_node_taint.py.
 """
 from __future__ import annotations
 
+import copy
+import json
 import time
 
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils._lease import parse_time
@@ -68,3 +70,113 @@ def test_failures_have_the_shared_shape(k8s_server, tmp_path):
     assert invalid["failed"] is True and invalid["msg"].startswith("invalid taints for node/n1: ")
     # the NoExecute taint: its pods listed first; then bad options ask nothing of the API
     assert [p for _m, p in server.calls()] == [PODS_PATH, "/api/v1/nodes/gone"]
+
+
+# ------------------------------------------------------------------------------------------------
+# record (the phase's record written by the phase's first module) and unschedulable (one write)
+# ------------------------------------------------------------------------------------------------
+
+DRAINING = {"key": "maintenance.kubeops.io/draining", "value": "", "effect": "NoSchedule"}
+EVENTS_PATH = "/api/v1/namespaces/default/events"
+RECORD = {"rollout": "r1", "phase": "drain", "cordoned_before": False, "taints_added": [],
+          "event": {"reason": "MaintenanceDrain", "msg": "kubeops rollout r1: drain started"}}
+
+
+class RecordingTaintStore(TaintStore):
+    """TaintStore that also keeps the record annotation (merge patches), Events, and a cordon op
+    in the taints' JSON patch."""
+
+    def __init__(self, unschedulable=False, **kwargs):
+        super().__init__(**kwargs)
+        self.node["spec"]["unschedulable"] = unschedulable
+        self.node["metadata"]["annotations"] = {}
+        self.events = []
+        self.patches = []
+
+    def __call__(self, request):
+        method, path = request["method"], request["path"]
+        if path == EVENTS_PATH and method == "POST":
+            self.events.append(request["body"])
+            return 201, dict(request["body"], metadata=dict(request["body"]["metadata"], uid="uid-event"))
+        if path == NODE_PATH and method == "PATCH":
+            self.patches.append(request["body"])
+            if request["headers"]["content-type"] == "application/merge-patch+json":
+                self.node["metadata"]["annotations"].update(request["body"]["metadata"]["annotations"])
+                self._bump()
+                return 200, copy.deepcopy(self.node)
+            cordon = [op for op in request["body"] if op["path"] == "/spec/unschedulable"]
+            request = dict(request, body=[op for op in request["body"] if op not in cordon])
+            answer = super().__call__(request)
+            if cordon and answer[0] == 200:
+                self.node["spec"]["unschedulable"] = cordon[0]["value"]
+                answer = (200, copy.deepcopy(self.node))
+            return answer
+        return super().__call__(request)
+
+    def record(self):
+        return json.loads(self.node["metadata"]["annotations"].get("maintenance.kubeops.io/state", "{}"))
+
+
+def test_record_is_written_before_the_taint_and_the_taints_added_right_after(k8s_server, tmp_path):
+    store = RecordingTaintStore()
+    server = k8s_server(store)
+    result, _imported = run_module("k8s_node_taint", dict(server.params, name="n1", taints=[DRAINING], record=RECORD),
+                                   tmp_path)
+    assert not result.get("failed"), result
+    # (an empty value is left out of the taint, as kubectl taint writes it; the record spells it out)
+    assert result["changed"] is True and result["added"] == [{"key": DRAINING["key"], "effect": "NoSchedule"}]
+    phase_record = result["phase_record"]
+    assert (phase_record["rollout"], phase_record["phase"], phase_record["status"]) == ("r1", "drain", "in_progress")
+    assert phase_record["taints_added"] == [DRAINING] and phase_record["cordoned_before"] is False
+    assert store.record() == phase_record
+    (event,) = store.events
+    assert event["reason"] == "MaintenanceDrain" and event["involvedObject"]["name"] == "n1"
+    # the record (and its Event) first, then the taint, then the taints it added into the record
+    kinds = [("json" if isinstance(p, list) else "merge") for p in store.patches]
+    assert kinds == ["merge", "json", "merge"]
+    assert [m for m, _p in server.calls()] == ["GET", "PATCH", "POST", "GET", "PATCH", "GET", "PATCH"]
+
+    # again: nothing to add, the record already says so; no taint write, no second record write
+    again, _imported = run_module("k8s_node_taint", dict(server.params, name="n1", taints=[DRAINING],
+                                                         record=dict(RECORD, taints_added=[DRAINING])), tmp_path)
+    assert again["changed"] is False and again["added"] == [] and again["phase_record"]["taints_added"] == [DRAINING]
+    assert len(store.patches) == 3
+
+
+def test_record_in_check_mode_writes_nothing_and_a_missing_node_fails_before_the_work(k8s_server, tmp_path):
+    store = RecordingTaintStore()
+    server = k8s_server(store)
+    result, _imported = run_module("k8s_node_taint", dict(server.params, name="n1", taints=[DRAINING], record=RECORD),
+                                   tmp_path, check_mode=True)
+    assert result["changed"] is True and result["phase_record"]["taints_added"] == [DRAINING]
+    assert result["phase_record"]["phase"] == "drain"
+    assert store.patches == [] and store.events == [] and store.record() == {}
+    missing, _imported = run_module("k8s_node_taint", dict(server.params, name="gone", taints=[DRAINING],
+                                                           record=RECORD), tmp_path)
+    assert missing["failed"] is True and missing["status"] == 404 and missing["node_exists"] is False
+    assert "cannot record maintenance state on a node that does not exist" in missing["msg"]
+    assert [m for m, p in server.calls()][-1:] == ["GET"], "nothing after the failed read"
+
+
+def test_unschedulable_is_set_with_the_taints_in_one_guarded_write(k8s_server, tmp_path):
+    store = RecordingTaintStore(unschedulable=True, taints=(OLD, DRAINING))
+    server = k8s_server(store)
+    args = dict(server.params, name="n1", taints=[DRAINING], state="absent", unschedulable=False)
+    result, _imported = run_module("k8s_node_taint", args, tmp_path, diff=True)
+    assert result["changed"] is True and result["removed"] == [DRAINING] and result["unschedulable"] is False
+    (patch,) = store.patches
+    assert patch[0]["op"] == "test" and patch[-1] == {"op": "add", "path": "/spec/unschedulable", "value": False}
+    assert store.node["spec"] == {"taints": [OLD], "unschedulable": False}
+    assert result["diff"]["before"]["spec"] == {"taints": [OLD, DRAINING], "unschedulable": True}
+    assert result["diff"]["after"]["spec"] == {"taints": [OLD], "unschedulable": False}
+    # nothing left to do: no write
+    again, _imported = run_module("k8s_node_taint", args, tmp_path)
+    assert again["changed"] is False and len(store.patches) == 1
+    # only the cordon differs: it alone makes the task changed (taints: [] allowed then)
+    store.node["spec"]["unschedulable"] = True
+    uncordon, _imported = run_module("k8s_node_taint", dict(args, taints=[]), tmp_path)
+    assert uncordon["changed"] is True and uncordon["removed"] == [] and store.node["spec"]["unschedulable"] is False
+    # without unschedulable, spec.unschedulable is never sent
+    store.node["spec"]["unschedulable"] = True
+    plain, _imported = run_module("k8s_node_taint", dict(server.params, name="n1", taints=[DRAINING]), tmp_path)
+    assert plain["unschedulable"] is True and all(op["path"] != "/spec/unschedulable" for op in store.patches[-1])
