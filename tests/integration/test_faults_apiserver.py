@@ -289,8 +289,10 @@ def test_lock_renewal_survives_an_api_server_outage(cluster, namespace, run_modu
 
 PLAYBOOK = os.path.join(REPO_ROOT, "playbooks", "rolling-maintenance.yml")
 STATE_ANNOTATION = "maintenance.kubeops.io/state"
-SETTLE_TASK = "TASK [kubeops.node_maintenance.node_maintenance : Let the cluster settle after the previous node]"
 LOCK_TASK = "TASK [kubeops.node_maintenance.node_maintenance : Take or renew the cluster-wide maintenance lock]"
+# Every node after the rollout's first renews the lock with the read of its record (issue #19).
+RENEWING_READ_TASK = ("TASK [kubeops.node_maintenance.node_maintenance : Read the node's maintenance record "
+                      "(and renew the rollout's lock when it holds it)]")
 
 
 def node_record(cluster, name):
@@ -300,7 +302,7 @@ def node_record(cluster, name):
 def test_rolling_playbook_through_api_server_outages_mid_drain_and_at_a_lock_renewal(
         cluster, namespace, make_node, tmp_path):
     """The API server stops for 20 s while the first node drains, and again for 20 s just as the
-    second node renews the lock (the rollout's settle delay before it gives the moment). The
+    second node renews the lock (with the read of its record, its first task). The
     rollout finishes, or fails saying the API server could not be reached; no workload goes below
     its PDB; each node is done, or cordoned with a failed record that says why; a re-run finishes."""
     replicas = 4
@@ -333,7 +335,7 @@ def test_rolling_playbook_through_api_server_outages_mid_drain_and_at_a_lock_ren
     extra_vars = {"node_maintenance_rollout_id": "outage", "node_maintenance_action": "none",
                   "node_maintenance_lock_namespace": namespace, "node_maintenance_report_dir": str(tmp_path / "reports"),
                   "node_maintenance_drain_timeout": 300, "node_maintenance_health_timeout": 300,
-                  "node_maintenance_ready_timeout": 300, "node_maintenance_settle_seconds": 8}
+                  "node_maintenance_ready_timeout": 300}
 
     def start():
         out = open(logs[0], "w")
@@ -359,9 +361,15 @@ def test_rolling_playbook_through_api_server_outages_mid_drain_and_at_a_lock_ren
         marks["drain_stopped"] = node_record(cluster, nodes[0]).get("phase")
 
     def before_lock_renewal():
-        # (the task is listed, skipped, for the first node too)
-        wait_for("the settle delay before the second node",
-                 lambda: proc.poll() is not None or log().count(SETTLE_TASK) == 2, timeout=600, interval=0.1)
+        # The first node done, the rollout is paused (SIGSTOP) before the second node's first task,
+        # so that task, which renews the lock, starts while the API server is down; the loop below
+        # lets it go on (SIGCONT) once the API server has stopped.
+        wait_for("the first node done",
+                 lambda: proc.poll() is not None or node_record(cluster, nodes[0]).get("status") == "done",
+                 timeout=600, interval=0.05)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGSTOP)
+            marks["paused"] = True
         marks["lock_stop_offset"] = len(log())
 
     watcher = ReadyWatcher(cluster, namespace)
@@ -372,6 +380,9 @@ def test_rolling_playbook_through_api_server_outages_mid_drain_and_at_a_lock_ren
             outage = Outage(cluster, begin=begin)
             outage.release()
             outage.start()
+            outage.stopped.wait(600)
+            if marks.pop("paused", False):
+                os.killpg(proc.pid, signal.SIGCONT)
             outage.join(600)
             assert outage.started_again.is_set(), "the API server was not started again"
             if outage.error:
@@ -380,6 +391,8 @@ def test_rolling_playbook_through_api_server_outages_mid_drain_and_at_a_lock_ren
         proc.wait(900)
     finally:
         watcher.stop()
+        if marks.pop("paused", False):
+            os.killpg(proc.pid, signal.SIGCONT)
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
@@ -387,11 +400,13 @@ def test_rolling_playbook_through_api_server_outages_mid_drain_and_at_a_lock_ren
     out = log()
 
     # The outages met what they were meant to: the first node draining, the second node's lock renewal
-    # (its task began while the API server was down and ended after it was back).
+    # (its task began while the API server was down and ended after it was back). The first node took
+    # the lock with the lock task; the second renewed it with the read of its record.
     assert marks["drain_stopped"] == "drain", marks
-    lock_tasks = [i for i in range(len(out)) if out.startswith(LOCK_TASK, i)]
-    assert len(lock_tasks) == 2, out[-4000:]
-    assert marks["lock_stop_offset"] < lock_tasks[1] < marks["lock_restart_offset"], (marks, lock_tasks)
+    assert out.count(LOCK_TASK) == 1, out[-4000:]
+    renewing_reads = [i for i in range(len(out)) if out.startswith(RENEWING_READ_TASK, i)]
+    assert len(renewing_reads) == 2, out[-4000:]
+    assert marks["lock_stop_offset"] < renewing_reads[1] < marks["lock_restart_offset"], (marks, renewing_reads)
     assert watcher.samples > 10 and watcher.minimum >= replicas - 1, \
         "web fell to %s ready pods, below its PDB" % watcher.minimum
 
