@@ -18,6 +18,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils._api_objects import controller_of
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._nodes import taint_ref
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils._pod_rules import is_daemonset_ref, is_mirror_pod
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils._selectors import (
     match_labels,
@@ -46,11 +47,6 @@ def daemon_pod_tolerations(pod_spec):
     return list(pod_spec.get("tolerations") or ()) + added
 
 
-def taint_text(taint):
-    value = taint.get("value")
-    return "%s%s:%s" % (taint.get("key") or "", "=" + value if value else "", taint.get("effect") or "")
-
-
 def required_affinity_terms(pod_spec):
     """The nodeSelectorTerms of the required node affinity, or None when there is none."""
     required = ((((pod_spec or {}).get("affinity") or {}).get("nodeAffinity") or {})
@@ -77,7 +73,7 @@ def placement_obstacle(pod_spec, node):
         return "its required node affinity does not match the node"
     taint = untolerated_taint(daemon_pod_tolerations(pod_spec), (node.get("spec") or {}).get("taints"))
     if taint is not None:
-        return "it does not tolerate the node's taint %s" % taint_text(taint)
+        return "it does not tolerate the node's taint %s" % taint_ref(taint)
     return None
 
 
