@@ -521,6 +521,9 @@ class Remount:
         if differences or differs:
             raise RemountError("carry_over: the copy %s is not the same as %s (%s); the runtime's configuration was not "
                                "changed, the next run copies again" % (tmp, source, "; ".join(differences) or "%s has other bytes" % differs))
+        # on the disk before anything names it: cp does not sync, and a power loss right after the
+        # configuration points at a copy still in the page cache would leave a root of empty files
+        rhost.sync_tree(tmp)
         _file_edit.atomic_write(marker, _encode(json.dumps(dict(source=source, copy=dest, created=time.time())) + "\n"), 0o600)
         os.rename(tmp, dest)
         _file_edit.fsync_directory(parent)

@@ -20,7 +20,9 @@ Why each step is needed on a real node (kwok hides all of it):
   carry-over the old root is copied onto the disk while everything is stopped (``cp -a``: hard
   links, xattrs (overlayfs whiteouts and opaque directories are xattrs and device nodes), ACLs,
   sparse files, timestamps), into a temporary directory beside the new root, compared with the
-  source, then renamed into place; the configuration points at it only after that, and the old
+  source, written to the disk (``os.sync``: a copy still in the page cache would be lost, its files
+  empty or missing, to a power loss right after the configuration names it), then renamed into
+  place; the configuration points at it only after that, and the old
   root is never deleted. A copy killed half way leaves the temporary directory behind and the old
   root configured and untouched; the next run removes that directory and copies again. A finished
   copy that is not configured yet carries a marker file beside it, so a run that finds it knows it
@@ -308,6 +310,10 @@ class RuntimeHost:
         SELinux contexts where possible, timestamps, sparse files (sparse stays sparse)."""
         self._run([self.module.get_bin_path("cp", required=True), "-a", "--preserve=links,xattr",
                    "--sparse=auto", "--no-target-directory", source, dest])
+
+    def sync_tree(self, path: str) -> None:
+        """Write ``path``'s data (and everything else not yet written) to the disk."""
+        os.sync()
 
     def free_bytes(self, path: str) -> int:
         st = os.statvfs(path)

@@ -219,6 +219,9 @@ class FakeRuntime:
         if self.copy_hook:
             self.copy_hook(source, dest)
 
+    def sync_tree(self, path):
+        self.calls.append(("sync", path, os.path.isdir(path)))
+
     def free_bytes(self, path):
         return self.free
 
@@ -716,9 +719,11 @@ def test_root_move_stops_every_pod_then_containerd_and_carries_the_images_over(n
     assert data["pods_stopped"] == 2 and data["containers_stopped"] == 3
     assert data["units_stopped"] == ["containerd.service"] and data["root_in_use"] == node.old_root
     assert result["runtime_restart_needed"] is True and result["changed"] is True
-    verbs = [c[1] if c[0] == "crictl" else c[0] for c in node.runtime.calls if c[0] in ("crictl", "stop", "copy")]
-    # pods stopped and removed through the CRI before containerd itself, the copy after both
-    assert verbs == ["info", "images", "pods", "ps", "stopp", "rmp", "ps", "stop", "copy"], verbs
+    verbs = [c[1] if c[0] == "crictl" else c[0] for c in node.runtime.calls if c[0] in ("crictl", "stop", "copy", "sync")]
+    # pods stopped and removed through the CRI before containerd itself, the copy after both, and
+    # on the disk (synced) while it is still the temporary copy, before it is renamed and named
+    assert verbs == ["info", "images", "pods", "ps", "stopp", "rmp", "ps", "stop", "copy", "sync"], verbs
+    assert node.runtime.did("sync") == [("sync", os.path.join(node.mnt, ".containerd.kubeops-carry-over"), True)]
     assert ("crictl", "stopp", "pod-a", "pod-b") in node.runtime.calls
     # the copy is the old root, entry for entry (hard link, symlink, xattrs, sparse file), and the
     # old root is left as it was
