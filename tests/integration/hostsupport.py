@@ -154,9 +154,11 @@ class HostPool:
         started = time.monotonic()
         for name in names:  # all boot at once
             launcher.up(name)
-        for name in names:
+        for name in names:  # the first boot's times: the node notes quote them
             launcher.wait_ssh(name)
+            self._timing("first boot to SSH", started, [name])
             wait_node_ready(self.cluster.core, name, True, timeout=900)
+            self._timing("first boot to node Ready", started, [name])
         self._settle(names)
         for name in names:
             node = self.cluster.core.read_node(name)
@@ -218,8 +220,9 @@ class HostPool:
         time.sleep(2 * NODE_MONITOR_PERIOD_SECONDS + 1)
 
     def _timing(self, what, started, names):
+        what = "%s of %s" % (what, ", ".join(names))
         self.timings.append((what, round(time.monotonic() - started)))
-        self.log("host pool: %s of %s in %ds" % (what, ", ".join(names), self.timings[-1][1]))
+        self.log("host pool: %s in %ds" % (what, self.timings[-1][1]))
 
     def _reset_nodes(self, names, labels):
         """Each Node object as it was after the boot, plus ``labels``."""

@@ -544,14 +544,16 @@ class Launcher:
         self.monitor(name, "system_reset")
 
     def reimage(self, name, graceful=True):
-        """Fresh root from the image; the data disk and the host's identity (seed) are kept."""
+        """Fresh root from the image; the data disk and the host's identity (seed) are kept. It
+        keeps its SSH port, as a reinstalled machine keeps its address: a controller that is
+        running a play against it (a rollout's reimage action) reaches it there again."""
         self.stop(name, graceful=graceful)
         info = self.info(name)
         self._new_overlay(info)
         info["reimaged"] = time.time()
         self.save(info)
         log("%s: root overlay discarded, booting a fresh root" % name)
-        return self.start(name)
+        return self.start(name, keep_port=True)
 
     def destroy(self, name):
         self.stop(name, graceful=False)
