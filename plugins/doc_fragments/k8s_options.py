@@ -122,6 +122,14 @@ options:
             description: Name of the mirror pod.
             type: str
             required: true
+      labels_added:
+        description:
+          - Keys of the node labels the rollout added (and will remove on return), such as
+            C(node.kubernetes.io/exclude-from-external-load-balancers); a label that was on the node
+            before the rollout is never among them. Replaces the recorded list; not given, the
+            recorded list is kept.
+        type: list
+        elements: str
       event:
         description: An Event about the node, posted with the record.
         type: dict
@@ -139,4 +147,21 @@ options:
             type: str
             choices: [Normal, Warning]
             default: Normal
+"""
+
+    # kubeops.node_maintenance.k8s_options.exclude_from_load_balancers
+    EXCLUDE_FROM_LOAD_BALANCERS = r"""
+options:
+  exclude_from_load_balancers:
+    description:
+      - V(true) labels the node C(node.kubernetes.io/exclude-from-external-load-balancers=true) in the
+        write the task makes anyway (no extra request), so the service controller and the cloud
+        providers' load balancer controllers take it out of the external load balancers' backends
+        and connections drain before its pods go, as Karpenter and aws-node-termination-handler do
+        while they drain a node. A label already on the node is left as it is, whatever its value.
+      - V(false) removes the label; a rollout passes it on return only for a label it added itself
+        (RV(labels_added), kept in the node's record as O(record.labels_added)).
+      - Not given, the label is not looked at.
+      - The task is changed when the label changes.
+    type: bool
 """

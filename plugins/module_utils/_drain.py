@@ -16,7 +16,13 @@ __metaclass__ = type
 
 import time
 
-from ansible_collections.kubeops.node_maintenance.plugins.module_utils import _eviction, _pod_rules, _pods
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils import (
+    _eviction,
+    _lb_exclusion,
+    _pod_rules,
+    _pods,
+    _volume_detach,
+)
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils._api_objects import controller_of
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_client import (
     ApiException,
@@ -45,7 +51,9 @@ STOPPED_TIMEOUT = "timeout"            # pods still on the node when the timeout
 STOPPED_NODE_DELETED = "node_deleted"  # someone else deleted the Node object mid-drain
 STOPPED_ACCESS_LOST = "access_lost"    # the API server stopped accepting the credentials (401) or rights (403)
 STOPPED_POD_ERRORS = "pod_errors"      # before the timeout, the API refused to evict or delete some pods
-STOPPED_BY = (STOPPED_REFUSED, STOPPED_TIMEOUT, STOPPED_NODE_DELETED, STOPPED_ACCESS_LOST, STOPPED_POD_ERRORS)
+STOPPED_VOLUMES = "volumes_attached"   # drained, but volumes still attached at volume_detach_timeout
+STOPPED_BY = (STOPPED_REFUSED, STOPPED_TIMEOUT, STOPPED_NODE_DELETED, STOPPED_ACCESS_LOST, STOPPED_POD_ERRORS,
+              STOPPED_VOLUMES)
 
 
 def validate(params):
@@ -58,6 +66,8 @@ def validate(params):
         errors.append("grace_period must be -1 (the pod's own), 0 (immediately) or a number of seconds")
     if params["skip_wait_for_delete_timeout"] < 0:
         errors.append("skip_wait_for_delete_timeout must be 0 (always wait) or a number of seconds")
+    if params["volume_detach_timeout"] < 0:
+        errors.append("volume_detach_timeout must be 0 (look once) or a number of seconds")
     return errors
 
 
@@ -165,15 +175,20 @@ def drain(params, check_mode, started, connect, warn):
     api = _eviction.DrainApi(raw, deadline)
     result = {"node": node, "changed": False}
 
-    if params["cordon"]:
-        # Cordon first, so nothing new lands on the node between the pod list and the last eviction.
-        cordon_changed, before, _after = set_unschedulable(raw, node, True, no_changes, deadline)
+    exclude = params["exclude_from_load_balancers"]
+    if params["cordon"] or exclude is not None:
+        # Cordon first, so nothing new lands on the node between the pod list and the last eviction
+        # (out of the load balancers in the same write).
+        cordon_changed, before, after = set_unschedulable(raw, node, True if params["cordon"] else None, no_changes,
+                                                          deadline, exclude_from_load_balancers=exclude)
         cordon_changed = cordon_changed and not no_changes
     else:
-        before = read_node(raw, node, deadline)
+        before = after = read_node(raw, node, deadline)
         cordon_changed = False
     was_cordoned = is_unschedulable(before)
     cordoned = result["cordoned"] = was_cordoned or params["cordon"]
+    result["excluded_from_load_balancers"] = _lb_exclusion.excluded(after)
+    result.update(_lb_exclusion.label_diff(before, after))
 
     pods = retry_transient(lambda: api.list_node_pods(node, params["pod_selector"]), deadline=deadline,
                            describe="pods on node/%s" % node)
@@ -200,11 +215,15 @@ def drain(params, check_mode, started, connect, warn):
 
     refusal = _pods.refusal_message(node, entries)
     if refusal:
-        if cordon_changed:
+        uncordon = False if cordon_changed and params["cordon"] and not was_cordoned else None
+        unlabel = _lb_exclusion.label_change(after, False) if cordon_changed and result["labels_added"] else None
+        if uncordon is not None or unlabel is not None:
             # Leave the node as we found it: the drain has not begun, nothing moved.
-            retry_transient(lambda: patch_unschedulable(raw, node, False, deadline), deadline=deadline,
+            retry_transient(lambda: patch_unschedulable(raw, node, uncordon, deadline, unlabel), deadline=deadline,
                             describe="node/%s" % node)
-            cordoned = result["cordoned"] = False
+            cordoned = result["cordoned"] = was_cordoned
+            result["excluded_from_load_balancers"] = _lb_exclusion.excluded(before)
+            result["labels_added"] = []
         refusal += (". The node was left schedulable as it was" if not cordoned else
                     ". node/%s stays cordoned as it was before this task" % node)
         result["changed"] = False
@@ -245,7 +264,7 @@ def drain(params, check_mode, started, connect, warn):
         stopped = None
     results = ordered(results, entries)
     if no_changes:
-        result["changed"] = (params["cordon"] and not was_cordoned) or any(
+        result["changed"] = (params["cordon"] and not was_cordoned) or bool(result["labels_added"]) or any(
             e["plan"] in (_pods.PLAN_EVICT, _pods.PLAN_DELETE) for e in entries)
     else:
         result["changed"] = cordon_changed or accepted
@@ -255,4 +274,11 @@ def drain(params, check_mode, started, connect, warn):
         finish(results, stopped_by, node_deleted=node_deleted)
         raise ModuleFailure(failure_message(node, results, cordoned, stopped_by, params["timeout"], stopped),
                             **result)
+    if params["wait_for_volume_detach"]:
+        # After the pods: their volumes detached before the node goes down (check mode: one look).
+        result["volumes"] = _volume_detach.wait_detached(raw, node, params["volume_detach_timeout"], once=no_changes)
+        if not result["volumes"]["detached"] and not no_changes:
+            finish(results, STOPPED_VOLUMES)
+            raise ModuleFailure(_volume_detach.timeout_message(node, result["volumes"], params["volume_detach_timeout"]),
+                                **result)
     return finish(results, None)

@@ -78,8 +78,9 @@ _EVENT_SPEC = {"type": "dict", "options": {
 }}
 # The option ``record`` (doc fragment kubeops.node_maintenance.k8s_options.record), and the fields
 # k8s_node_maintenance_state sets with the same names.
+_LABEL_KEYS_SPEC = {"type": "list", "elements": "str"}
 RECORD_FIELD_SPECS = {"taints_added": _TAINT_SPEC, "moved_workloads": _WORKLOADS_SPEC, "static_pods": _STATIC_PODS_SPEC,
-                      "event": _EVENT_SPEC}
+                      "labels_added": _LABEL_KEYS_SPEC, "event": _EVENT_SPEC}
 RECORD_SPEC = {"type": "dict", "options": {
     "node": {"type": "str"},
     "rollout": {"type": "str", "required": True},
@@ -90,8 +91,18 @@ RECORD_SPEC = {"type": "dict", "options": {
     "taints_added": _TAINT_SPEC,
     "moved_workloads": _WORKLOADS_SPEC,
     "static_pods": _STATIC_PODS_SPEC,
+    "labels_added": _LABEL_KEYS_SPEC,
     "event": _EVENT_SPEC,
 }}
+
+
+def labels_added(record, result):
+    """``record_after`` fields of a module whose result has ``labels_added`` (the load-balancer
+    label it added): they join the keys the ``record`` option kept, so the rollout's return removes
+    exactly them; None when it added none."""
+    if not result.get("labels_added"):
+        return None
+    return {"labels_added": (record.get("labels_added") or []) + result["labels_added"]}
 
 
 def timeout_spec(default):

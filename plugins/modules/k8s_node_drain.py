@@ -42,11 +42,18 @@ description:
     at once and says so, instead of waiting out O(timeout). Other failed polls are retried until
     O(timeout), and a timeout message then quotes the last one.
   - The result has one entry per pod with what was done, why, how many requests it took and how long.
+  - O(exclude_from_load_balancers) goes into the cordon's write (with O(cordon=false), a write of its
+    own). When the drain is refused before it begins, a label this task added is removed again with
+    the cordon it made.
+  - With O(wait_for_volume_detach), once the pods are gone the module waits until the node's volumes
+    are detached (RV(volumes)), so a reboot, power-off or reimage that follows does not leave them
+    attached to a node that is down while the moved pods wait for them with multi-attach errors.
 extends_documentation_fragment:
   - kubeops.node_maintenance.k8s_auth
   - kubeops.node_maintenance.k8s_options.node_name
   - kubeops.node_maintenance.k8s_options.timeout
   - kubeops.node_maintenance.k8s_options.record
+  - kubeops.node_maintenance.k8s_options.exclude_from_load_balancers
 options:
   cordon:
     description:
@@ -123,6 +130,31 @@ options:
     type: str
     choices: [none, server]
     default: none
+  wait_for_volume_detach:
+    description:
+      - After the pods are gone, wait until no VolumeAttachment (C(storage.k8s.io/v1)) has the node
+        as its C(spec.nodeName) and the node's C(status.volumesAttached) is empty, as Cluster API's
+        machine controller and Karpenter do before a node goes down. Polls every 2 seconds.
+      - The volumes of pods the drain leaves on the node (DaemonSet pods with O(ignore_daemonsets),
+        mirror pods, pods outside O(pod_selector); any pod still bound to the node that is neither
+        finished nor being deleted) stay attached and are not waited for (RV(volumes.kept)); a volume
+        is theirs when its PersistentVolume's C(claimRef) is one of their claims, and a
+        C(status.volumesAttached) entry is matched to a CSI PersistentVolume by its name
+        C(kubernetes.io/csi/<driver>^<volumeHandle>). A VolumeAttachment of an inline volume, or an
+        entry no PersistentVolume matches, cannot be tied to a pod and is waited for.
+      - When volumes are still attached at O(volume_detach_timeout), the module fails with
+        RV(stopped_by=volumes_attached), naming each VolumeAttachment with its PersistentVolume,
+        attacher and detach error; the node stays cordoned.
+      - In check mode, or with O(dry_run=server), it looks once and reports what is attached without
+        waiting or failing.
+    type: bool
+    default: false
+  volume_detach_timeout:
+    description:
+      - Seconds the wait of O(wait_for_volume_detach) may take, counted from the end of the drain, on
+        top of O(timeout). V(0) looks once.
+    type: int
+    default: 300
 attributes:
   check_mode:
     support: full
@@ -135,7 +167,8 @@ attributes:
 notes:
   - Needs RBAC to get and patch nodes, list pods in all namespaces, create C(pods/eviction), delete
     pods, get DaemonSets, and (optional, used to hold back evictions a budget would refuse and to
-    name budgets in results) list PodDisruptionBudgets in all namespaces.
+    name budgets in results) list PodDisruptionBudgets in all namespaces. With
+    O(wait_for_volume_detach), also list C(volumeattachments.storage.k8s.io) and C(persistentvolumes).
   - A second run on a node that is already cordoned and has nothing left to move reports no change.
 seealso:
   - module: kubeops.node_maintenance.k8s_node_cordon
@@ -303,17 +336,74 @@ stopped_by:
     - V(pod_errors) when, before the timeout, the API server refused to evict or delete some pods
       for a reason waiting does not fix (a pod covered by more than one PodDisruptionBudget, RBAC,
       an invalid request); RV(pods[].reason) says which.
+    - V(volumes_attached) when the node was drained but, with O(wait_for_volume_detach), volumes were
+      still attached to it at O(volume_detach_timeout) (RV(volumes.pending)).
     - A failure to reach or read the node or its pods has no RV(stopped_by); its C(status) says what
       the API server answered.
   returned: when the node's pods were listed
   type: str
-  choices: [refused, timeout, node_deleted, access_lost, pod_errors]
+  choices: [refused, timeout, node_deleted, access_lost, pod_errors, volumes_attached]
   sample: timeout
 api_requests:
   description: API requests the drain made, by kind (C(evict), C(list pods), C(list pdbs), ...).
   returned: when the node was read
   type: dict
   sample: {"list pods": 6, "list pdbs": 1, "evict": 12, "get node": 1, "patch node": 1}
+volumes:
+  description:
+    - With O(wait_for_volume_detach), the node's attached volumes at the end of the wait (in check
+      mode, at the one look).
+  returned: with O(wait_for_volume_detach), when the drain was not stopped before it
+  type: dict
+  contains:
+    detached:
+      description: Whether nothing was left to wait for (RV(volumes.pending) is empty).
+      type: bool
+      sample: true
+    pending:
+      description:
+        - The volumes still attached that the wait was for. Each has C(kind) (V(VolumeAttachment), or
+          V(volumesAttached) for an entry of the node's C(status.volumesAttached)), C(name),
+          C(persistent_volume) (null when none is known), and for a VolumeAttachment C(attacher),
+          C(attached) and C(detach_error).
+      type: list
+      elements: dict
+      sample: [{"kind": "VolumeAttachment", "name": "csi-5f1c", "persistent_volume": "pvc-0b6c",
+                "attacher": "ebs.csi.aws.com", "attached": true, "detach_error": null}]
+    kept:
+      description: The attached volumes of pods the drain leaves on the node, not waited for; as
+        RV(volumes.pending), each with C(pods) (C(namespace/name)).
+      type: list
+      elements: dict
+    polls:
+      description: How many times the volumes were looked at.
+      type: int
+      sample: 3
+    seconds:
+      description: Seconds the wait took.
+      type: float
+      sample: 4.1
+excluded_from_load_balancers:
+  description:
+    - Whether the node has the label C(node.kubernetes.io/exclude-from-external-load-balancers) after
+      the task (in check mode, as it would be).
+  returned: when the node was read
+  type: bool
+  sample: true
+labels_added:
+  description:
+    - Keys of the labels the task added (the load-balancer label with O(exclude_from_load_balancers=true)
+      on a node that did not have it); empty when none. With O(record), recorded in the node's record.
+  returned: when the node was read
+  type: list
+  elements: str
+  sample: ["node.kubernetes.io/exclude-from-external-load-balancers"]
+labels_removed:
+  description: Keys of the labels the task removed (O(exclude_from_load_balancers=false)); empty when none.
+  returned: when the node was read
+  type: list
+  elements: str
+  sample: []
 phase_record:
   description:
     - With O(record), the node's maintenance record after the task wrote its phase (in check mode,
@@ -328,6 +418,7 @@ from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_modu
     NODE_NAME_SPEC,
     RECORD_SPEC,
     K8sModule,
+    labels_added,
     timeout_spec,
 )
 
@@ -347,6 +438,9 @@ def argument_spec():
         "pod_selector": {"type": "str"},
         "max_concurrency": {"type": "int", "default": 50},
         "dry_run": {"type": "str", "choices": ["none", "server"], "default": "none"},
+        "exclude_from_load_balancers": {"type": "bool"},
+        "wait_for_volume_detach": {"type": "bool", "default": False},
+        "volume_detach_timeout": {"type": "int", "default": 300},
     }
 
 
@@ -355,7 +449,7 @@ def main():
     name = module.params["name"]
     module.about("node/%s" % name, node=name)
     module.run(lambda: drain(module.params, module.check_mode, module.started, lambda: module.api_client, module.warn),
-               record_for=name)
+               record_for=name, record_after=lambda result: labels_added(module.params["record"], result))
 
 
 if __name__ == "__main__":

@@ -289,6 +289,7 @@ SCENARIOS = {
     "core/pods/eviction/create": (_drain(), _drained("evicted")),
     "core/persistentvolumes/list": (_preflight, _expect(ok=True)),
     "core/events/create": (_event, _expect(changed=True)),
+    "storage.k8s.io/volumeattachments/list": (_drain(wait_for_volume_detach=True), _drained("evicted")),
     "policy/poddisruptionbudgets/list": (_healthy("PodDisruptionBudget"), _expect(healthy=True)),
     "apps/deployments/list": (_healthy("Deployment"), _expect(healthy=True)),
     "apps/replicasets/list": (_preflight, _expect(ok=True)),

@@ -412,3 +412,134 @@ def test_unknown_node_fails_with_a_clear_message(run_module):
     assert result["status"] == 404 and result["object"] == "node/no-such-node-x1"
     assert result["node"] == "no-such-node-x1"
     assert "stopped_by" not in result
+
+
+# --- volumes detached before the node goes down (wait_for_volume_detach) -----------------------
+
+FAKE_DRIVER = "fake.csi.kubeops.test"
+
+
+class Storage:
+    """Real PersistentVolumes, claims and VolumeAttachments for one node: no CSI driver runs, so
+    nothing detaches them but ``detach`` (a second writer, as the attach/detach controller and the
+    external attacher would); cluster-scoped objects are deleted by ``cleanup``."""
+
+    def __init__(self, cluster, namespace, node):
+        from kubernetes import client
+        self.cluster, self.namespace, self.node = cluster, namespace, node
+        self.storage = client.StorageV1Api(cluster.api_client)
+        self.pvs, self.attachments = [], []
+
+    def volume(self, claim):
+        """A CSI PersistentVolume bound to claim ``claim`` (made too), attached to the node: its
+        VolumeAttachment (attached, in its status) and its entry in the node's status.volumesAttached."""
+        pv_name = "pv-%s-%s" % (self.namespace, claim)
+        handle = "h-%s-%s" % (self.namespace, claim)
+        self.cluster.core.create_persistent_volume({
+            "apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": pv_name},
+            "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"], "storageClassName": "",
+                     "persistentVolumeReclaimPolicy": "Retain",
+                     "csi": {"driver": FAKE_DRIVER, "volumeHandle": handle},
+                     "claimRef": {"kind": "PersistentVolumeClaim", "namespace": self.namespace, "name": claim}}})
+        self.pvs.append(pv_name)
+        self.cluster.core.create_namespaced_persistent_volume_claim(self.namespace, {
+            "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": claim},
+            "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "", "volumeName": pv_name,
+                     "resources": {"requests": {"storage": "1Gi"}}}})
+        va_name = "va-%s-%s" % (self.namespace, claim)
+        self.storage.create_volume_attachment({
+            "apiVersion": "storage.k8s.io/v1", "kind": "VolumeAttachment", "metadata": {"name": va_name},
+            "spec": {"attacher": FAKE_DRIVER, "nodeName": self.node, "source": {"persistentVolumeName": pv_name}}})
+        self.storage.patch_volume_attachment_status(va_name, {"status": {"attached": True}})
+        self.attachments.append(va_name)
+        self.set_attached(self.attached() + ["kubernetes.io/csi/%s^%s" % (FAKE_DRIVER, handle)])
+        wait_for("claim %s bound" % claim, lambda: self.cluster.core.read_namespaced_persistent_volume_claim(
+            claim, self.namespace).status.phase == "Bound", 30)
+        return pv_name, va_name, "kubernetes.io/csi/%s^%s" % (FAKE_DRIVER, handle)
+
+    def attached(self):
+        return [v.name for v in self.cluster.core.read_node_status(self.node).status.volumes_attached or []]
+
+    def set_attached(self, names):
+        self.cluster.core.patch_node_status(self.node, {"status": {"volumesAttached": [
+            {"name": name, "devicePath": ""} for name in names]}})
+
+    def detach(self, va_name, volume_name):
+        self.storage.delete_volume_attachment(va_name)
+        self.set_attached([n for n in self.attached() if n != volume_name])
+
+    def cleanup(self):
+        for name in self.attachments:
+            try:
+                self.storage.delete_volume_attachment(name)
+            except Exception:  # noqa: BLE001 - detached by the test already
+                pass
+        for name in self.pvs:
+            try:
+                self.cluster.core.delete_persistent_volume(name)
+            except Exception:  # noqa: BLE001 - best effort
+                pass
+
+
+def with_claim(obj, claim):
+    obj["spec"]["template"]["spec"]["volumes"] = [{"name": "data", "persistentVolumeClaim": {"claimName": claim}}]
+    return obj
+
+
+def test_volumes_are_waited_for_until_detached_and_a_timeout_names_them(cluster, namespace, make_node, run_module):
+    group = {"volume-group": namespace}
+    node = make_node(labels=group)
+    storage = Storage(cluster, namespace, node)
+    try:
+        db_pv, db_va, db_volume = storage.volume("data-db")
+        agent_pv, agent_va, agent_volume = storage.volume("agent-state")
+        agent = {"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "agent", "namespace": namespace},
+                 "spec": {"selector": {"matchLabels": {"app": "agent"}}, "template": {
+                     "metadata": {"labels": {"app": "agent"}},
+                     "spec": {"containers": container(), "nodeSelector": group, "terminationGracePeriodSeconds": 0}}}}
+        apply(cluster, with_claim(dict(deployment("db", 1, group), metadata={"name": "db", "namespace": namespace}),
+                                  "data-db"), with_claim(agent, "agent-state"))
+        wait_ready(cluster, namespace, 2, node)
+        time.sleep(1)
+        # kwok's node stages leave status.volumesAttached alone (they write conditions, addresses, ...)
+        assert sorted(storage.attached()) == sorted([db_volume, agent_volume])
+        args = {"name": node, "ignore_daemonsets": True, "timeout": 60, "wait_for_volume_detach": True}
+
+        # check mode: what is attached, at one look, without waiting or failing
+        planned = run_module("k8s_node_drain", dict(args, volume_detach_timeout=60), check=True)
+        assert not planned["failed"], planned["msg"]
+        assert planned["stopped_by"] is None and planned["volumes"]["polls"] == 1
+        assert planned["seconds"] < 30 and not unschedulable(cluster, node)
+        assert {(v["kind"], v["name"]) for v in planned["volumes"]["pending"]} == {
+            ("VolumeAttachment", db_va), ("volumesAttached", db_volume)}
+
+        # never detached: the timeout names the attachment, its PV and attacher; the pods are gone
+        failed = run_module("k8s_node_drain", dict(args, volume_detach_timeout=3))
+        assert failed["failed"] and failed["stopped_by"] == "volumes_attached", failed["msg"]
+        assert "volumeattachment/%s (pv/%s, attacher %s, attached)" % (db_va, db_pv, FAKE_DRIVER) in failed["msg"]
+        assert "status.volumesAttached %s (pv/%s)" % (db_volume, db_pv) in failed["msg"]
+        assert agent_va not in failed["msg"], "the DaemonSet pod stays, and so does its volume"
+        assert 3 <= failed["volumes"]["seconds"] < 10 and failed["volumes"]["detached"] is False
+        assert unschedulable(cluster, node), "the node stays cordoned"
+        assert [p["owner_kind"] for p in failed["pods"] if p["action"] == "evicted"] == ["ReplicaSet"]
+        # the DaemonSet pod's volume is kept, named with its pod
+        kept = dict(((v["kind"], v["name"]), v) for v in failed["volumes"]["kept"])
+        assert set(kept) == {("VolumeAttachment", agent_va), ("volumesAttached", agent_volume)}
+        assert [p.split("/")[0] for p in kept[("VolumeAttachment", agent_va)]["pods"]] == [namespace]
+
+        # detached by a second writer after a few seconds: the wait ends then, and the run succeeds
+        timer = threading.Timer(3.0, storage.detach, (db_va, db_volume))
+        timer.start()
+        try:
+            result = run_module("k8s_node_drain", dict(args, volume_detach_timeout=60))
+        finally:
+            timer.join()
+        assert not result["failed"], result["msg"]
+        assert result["stopped_by"] is None and result["changed"] is False
+        assert result["volumes"]["detached"] is True and result["volumes"]["pending"] == []
+        assert 2 <= result["volumes"]["seconds"] < 30 and result["volumes"]["polls"] >= 2
+        assert {(v["kind"], v["name"]) for v in result["volumes"]["kept"]} == {
+            ("VolumeAttachment", agent_va), ("volumesAttached", agent_volume)}
+        assert result["api_requests"]["list volumeattachments"] == result["volumes"]["polls"]
+    finally:
+        storage.cleanup()

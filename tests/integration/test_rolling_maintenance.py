@@ -19,6 +19,7 @@ pytestmark = pytest.mark.integration
 
 PLAYBOOK = os.path.join(REPO_ROOT, "playbooks", "rolling-maintenance.yml")
 STATE_ANNOTATION = "maintenance.kubeops.io/state"
+LB_LABEL = "node.kubernetes.io/exclude-from-external-load-balancers"
 
 
 def deployment(name, replicas, pool):
@@ -148,7 +149,8 @@ def test_rollout_keeps_workloads_within_their_pdbs_and_a_second_run_does_nothing
         node = cluster.core.read_node(name)
         assert not node.spec.unschedulable
         assert not [t for t in node.spec.taints or [] if t.key.startswith("maintenance.kubeops.io")]
-        assert node_record(cluster, name)["status"] == "done"
+        assert LB_LABEL not in (node.metadata.labels or {}), "back in the load balancers after the return"
+        assert node_record(cluster, name)["status"] == "done" and node_record(cluster, name)["labels_added"] == []
     events = cluster.core.list_namespaced_event("default", field_selector="involvedObject.name=%s" % rollout.nodes[0])
     assert {"MaintenanceDrain", "MaintenanceDone"} <= {e.reason for e in events.items}
     lease = cluster.coordination.read_namespaced_lease("kubeops-node-maintenance", namespace)
@@ -230,6 +232,9 @@ def test_an_unreachable_host_fails_after_the_drain_and_the_resumed_health_gate_c
     assert record["message"].startswith("Reach the host before the reboot: "), record["message"]
     assert {(w["namespace"], w["owner_kind"]) for w in record["moved_workloads"]} == {(namespace, "ReplicaSet")}
     assert cluster.core.read_node(first).spec.unschedulable, "a node whose maintenance failed stays cordoned"
+    # out of the load balancers since the drain's first write, and recorded so: the resumed run's return takes it off
+    assert cluster.core.read_node(first).metadata.labels[LB_LABEL] == "true"
+    assert record["labels_added"] == [LB_LABEL], record
     # the static pods the drain saw are in the record too: the resumed gate waits for them to be back
     assert record["static_pods"] == [{"namespace": namespace, "name": static}], record
     assert node_record(cluster, second) == {}, "the rollout stopped before the next node"
@@ -253,6 +258,7 @@ def test_an_unreachable_host_fails_after_the_drain_and_the_resumed_health_gate_c
     assert first_report["workloads_checked"] == 1, first_report
     assert first_report["pods_evicted"] == 0  # nothing drained twice
     assert not cluster.core.read_node(first).spec.unschedulable
+    assert LB_LABEL not in cluster.core.read_node(first).metadata.labels
 
 
 def test_two_clusters_in_one_inventory_go_cluster_by_cluster(cluster, namespace, make_node, run_playbook, tmp_path):

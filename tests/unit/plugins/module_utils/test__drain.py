@@ -24,7 +24,8 @@ def params(**options):
     """k8s_node_drain's options with their defaults."""
     values = {"name": "n1", "cordon": True, "ignore_daemonsets": False, "delete_emptydir_data": False,
               "force": False, "disable_eviction": False, "grace_period": -1, "timeout": 30,
-              "skip_wait_for_delete_timeout": 0, "pod_selector": None, "max_concurrency": 50, "dry_run": "none"}
+              "skip_wait_for_delete_timeout": 0, "pod_selector": None, "max_concurrency": 50, "dry_run": "none",
+              "exclude_from_load_balancers": None, "wait_for_volume_detach": False, "volume_detach_timeout": 300}
     values.update(options)
     return values
 
@@ -51,11 +52,14 @@ class Cluster:
     ``evictions`` maps a pod name to the ``(status, body)`` its evictions get (else 201);
     ``daemonsets`` are the DaemonSets that exist; ``pdbs`` None answers the PDB list with 403;
     ``polls_fail`` answers every pod list after the first with that ``(status, body)``;
-    ``on_accept(cluster)`` runs after each accepted eviction."""
+    ``on_accept(cluster)`` runs after each accepted eviction; ``attachments`` are the
+    VolumeAttachments (and ``volumes_attached`` the node's status entries) that never go."""
 
     def __init__(self, pods=(), unschedulable=False, pdbs=(), evictions=None, daemonsets=(), linger=False,
-                 polls_fail=None, on_accept=None):
-        self.node = {"metadata": {"name": "n1", "resourceVersion": "3"}, "spec": {}}
+                 polls_fail=None, on_accept=None, labels=None, attachments=(), volumes_attached=()):
+        self.node = {"metadata": {"name": "n1", "resourceVersion": "3", "labels": dict(labels or {})}, "spec": {},
+                     "status": {"volumesAttached": [{"name": v, "devicePath": ""} for v in volumes_attached]}}
+        self.attachments = list(attachments)
         if unschedulable:
             self.node["spec"]["unschedulable"] = True
         self.pods = dict((p["metadata"]["name"], copy.deepcopy(p)) for p in pods)
@@ -73,10 +77,23 @@ class Cluster:
         if path.startswith("/api/v1/nodes/"):
             if self.node_gone or path != NODE_PATH:
                 return not_found("nodes", path.rsplit("/", 1)[-1])
-            if method == "PATCH":
+            if method == "PATCH" and request["headers"]["content-type"] == "application/merge-patch+json":
+                # the maintenance record (k8s_node_drain with record): the annotation alone
+                annotations = self.node["metadata"].setdefault("annotations", {})
+                annotations.update(request["body"]["metadata"]["annotations"])
+            elif method == "PATCH":
                 assert request["headers"]["content-type"] == "application/strategic-merge-patch+json"
-                self.node["spec"].update(request["body"]["spec"])
+                self.node["spec"].update(request["body"].get("spec") or {})
+                for key, value in ((request["body"].get("metadata") or {}).get("labels") or {}).items():
+                    if value is None:
+                        self.node["metadata"]["labels"].pop(key, None)
+                    else:
+                        self.node["metadata"]["labels"][key] = value
             return 200, copy.deepcopy(self.node)
+        if path == "/apis/storage.k8s.io/v1/volumeattachments":
+            return 200, item_list("VolumeAttachmentList", self.attachments)
+        if path == "/api/v1/persistentvolumes":
+            return 200, item_list("PersistentVolumeList", [])
         if path == PODS_PATH and method == "GET":
             assert dict(request["query"])["fieldSelector"] == "spec.nodeName=n1"
             self.pod_lists += 1
@@ -169,6 +186,96 @@ def test_a_drain_cordons_evicts_every_pod_and_nothing_stopped_it(k8s_server):
     assert verbs(server)[:4] == [("GET", "n1"), ("PATCH", "n1"), ("GET", "pods"), ("GET", "poddisruptionbudgets")]
     evictions = [r["body"] for r in server.requests if r["path"].endswith("/eviction")]
     assert sorted(b["deleteOptions"]["preconditions"]["uid"] for b in evictions) == ["uid-a", "uid-b"]
+
+
+LB = "node.kubernetes.io/exclude-from-external-load-balancers"
+
+
+def test_the_load_balancer_label_goes_into_the_cordons_one_write(k8s_server):
+    cluster = Cluster([pod("a")], labels={"zone": "a"})
+    server = k8s_server(cluster)
+    result = drain(server, exclude_from_load_balancers=True)
+    assert result["changed"] is True and result["stopped_by"] is None
+    assert result["labels_added"] == [LB] and result["labels_removed"] == [] and result["excluded_from_load_balancers"]
+    assert cluster.node["metadata"]["labels"] == {"zone": "a", LB: "true"}
+    patches = [r["body"] for r in server.requests if r["method"] == "PATCH"]
+    assert patches == [{"spec": {"unschedulable": True}, "metadata": {"labels": {LB: "true"}}}]
+    # again: nothing left to do, no write
+    again = drain(server, exclude_from_load_balancers=True)
+    assert again["changed"] is False and again["labels_added"] == [] and again["excluded_from_load_balancers"]
+    assert len([r for r in server.requests if r["method"] == "PATCH"]) == 1
+
+
+def test_a_load_balancer_label_someone_else_set_is_left_alone(k8s_server):
+    cluster = Cluster(unschedulable=True, labels={LB: "karpenter"})
+    server = k8s_server(cluster)
+    result = drain(server, exclude_from_load_balancers=True)
+    assert result["changed"] is False and result["labels_added"] == [] and result["excluded_from_load_balancers"]
+    assert cluster.node["metadata"]["labels"] == {LB: "karpenter"} and ("PATCH", "n1") not in verbs(server)
+
+
+def test_check_mode_says_the_label_would_be_added_and_writes_nothing(k8s_server):
+    cluster = Cluster(unschedulable=True)
+    server = k8s_server(cluster)
+    result = drain(server, check_mode=True, exclude_from_load_balancers=True)
+    assert result["changed"] is True and result["labels_added"] == [LB] and result["excluded_from_load_balancers"]
+    assert cluster.node["metadata"]["labels"] == {} and all(m == "GET" for m, _p in server.calls())
+
+
+def test_a_refused_drain_takes_the_label_it_added_off_again_with_the_cordon(k8s_server):
+    cluster = Cluster([pod("bare", owner=None)])
+    server = k8s_server(cluster)
+    refused = failure(server, exclude_from_load_balancers=True)
+    assert refused.fields["stopped_by"] == "refused" and refused.fields["labels_added"] == []
+    assert refused.fields["excluded_from_load_balancers"] is False and refused.fields["cordoned"] is False
+    assert cluster.node["metadata"]["labels"] == {} and cluster.node["spec"]["unschedulable"] is False
+    assert [r["body"] for r in server.requests if r["method"] == "PATCH"][-1] == {
+        "spec": {"unschedulable": False}, "metadata": {"labels": {LB: None}}}
+
+
+def test_without_cordon_the_label_is_written_alone(k8s_server):
+    cluster = Cluster()
+    server = k8s_server(cluster)
+    result = drain(server, cordon=False, exclude_from_load_balancers=True)
+    assert result["changed"] is True and result["cordoned"] is False and result["labels_added"] == [LB]
+    assert [r["body"] for r in server.requests if r["method"] == "PATCH"] == [{"metadata": {"labels": {LB: "true"}}}]
+
+
+ATTACHMENT = {"metadata": {"name": "va-1"}, "spec": {"attacher": "fake.csi", "nodeName": "n1",
+                                                     "source": {"persistentVolumeName": "pv-1"}},
+              "status": {"attached": True}}
+
+
+def test_volumes_still_attached_at_their_timeout_stop_a_drained_node_as_volumes_attached(k8s_server):
+    cluster = Cluster([pod("a")], attachments=[ATTACHMENT])
+    server = k8s_server(cluster)
+    failed = failure(server, wait_for_volume_detach=True, volume_detach_timeout=0)
+    assert failed.fields["stopped_by"] == "volumes_attached" and cluster.pods == {}
+    assert failed.fields["cordoned"] is True and failed.fields["pods"][0]["action"] == "evicted"
+    assert failed.fields["volumes"]["detached"] is False and failed.fields["volumes"]["polls"] == 1
+    assert failed.msg.startswith("drain of node/n1: the pods are gone, but 1 volume(s) were still attached")
+    assert "volumeattachment/va-1 (pv/pv-1, attacher fake.csi, attached)" in failed.msg
+    assert failed.fields["api_requests"]["list volumeattachments"] == 1
+
+
+def test_check_mode_reports_the_attached_volumes_without_waiting_or_failing(k8s_server):
+    server = k8s_server(Cluster([pod("a")], attachments=[ATTACHMENT]))
+    result = drain(server, check_mode=True, wait_for_volume_detach=True)
+    assert result["stopped_by"] is None and result["volumes"]["polls"] == 1
+    assert [v["name"] for v in result["volumes"]["pending"]] == ["va-1"]
+
+
+def test_a_drained_node_without_volumes_passes_the_wait_at_once(k8s_server):
+    server = k8s_server(Cluster([pod("a")]))
+    result = drain(server, wait_for_volume_detach=True)
+    assert result["stopped_by"] is None and result["volumes"]["detached"] is True and result["volumes"]["polls"] == 1
+    assert "volumes" not in drain(server)  # not asked, not looked at
+
+
+def test_a_negative_volume_detach_timeout_is_refused():
+    with pytest.raises(ModuleFailure) as failed:
+        _drain.drain(params(volume_detach_timeout=-1), False, time.monotonic(), None, None)
+    assert failed.value.msg == "volume_detach_timeout must be 0 (look once) or a number of seconds"
 
 
 def test_an_empty_cordoned_node_is_no_change(k8s_server):
@@ -352,7 +459,7 @@ def test_stop_reason_puts_lost_access_first_then_the_deleted_node_then_the_timeo
     assert _drain.stop_reason(True, True) == _drain.STOPPED_NODE_DELETED
     assert _drain.stop_reason(True) == _drain.STOPPED_TIMEOUT
     assert _drain.stop_reason(False) == _drain.STOPPED_POD_ERRORS
-    assert set(_drain.STOPPED_BY) == {"refused", "timeout", "node_deleted", "access_lost", "pod_errors"}
+    assert set(_drain.STOPPED_BY) == {"refused", "timeout", "node_deleted", "access_lost", "pod_errors", "volumes_attached"}
 
 
 def failed_pods(count):
