@@ -181,7 +181,7 @@ def wait_detached(raw, node, timeout, once=False, sleep=time.sleep, clock=time.m
     (nothing pending at the last look), ``pending``, ``kept``, ``polls``, ``seconds``."""
     def check(poll):
         # a request may still finish a little after the wait's deadline (the last look comes at it)
-        state = read_state(raw, node, max(poll.deadline, clock() + 10))
+        state = read_state(raw, node, time.monotonic() + max(0, poll.remaining()) + 10)
         return not state["pending"], state
 
     done, state, poll = poll_until(check, timeout, POLL_INTERVAL, once=once, sleep=sleep, clock=clock)

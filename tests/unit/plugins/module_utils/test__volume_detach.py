@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils import _volume_detach
 from tests.unit.fake_k8s_server import by_path, item_list
+from tests.unit.plugins.module_utils.test__maintenance_lock import Clock
 
 DRIVER = "fake.csi.kubeops.io"
 
@@ -173,17 +174,6 @@ class Storage:
             _volume_detach.PERSISTENT_VOLUMES: lambda _q: (200, item_list("PersistentVolumeList", [pv("pv-1", "data")])),
             "/api/v1/pods": lambda _q: (200, item_list("PodList", self.pods)),
         })
-
-
-class Clock:
-    def __init__(self):
-        self.now = 0.0
-
-    def __call__(self):
-        return self.now
-
-    def sleep(self, seconds):
-        self.now += seconds
 
 
 def wait(server, timeout, once=False):
