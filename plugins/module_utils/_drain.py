@@ -276,7 +276,9 @@ def drain(params, check_mode, started, connect, warn):
                             **result)
     if params["wait_for_volume_detach"]:
         # After the pods: their volumes detached before the node goes down (check mode: one look).
-        result["volumes"] = _volume_detach.wait_detached(raw, node, params["volume_detach_timeout"], once=no_changes)
+        moving = set(e["uid"] for e in entries if e["plan"] in (_pods.PLAN_EVICT, _pods.PLAN_DELETE, _pods.PLAN_WAIT))
+        result["volumes"] = _volume_detach.wait_detached(raw, node, params["volume_detach_timeout"], moving,
+                                                         once=no_changes)
         if not result["volumes"]["detached"] and not no_changes:
             finish(results, STOPPED_VOLUMES)
             raise ModuleFailure(_volume_detach.timeout_message(node, result["volumes"], params["volume_detach_timeout"]),

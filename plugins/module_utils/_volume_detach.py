@@ -18,8 +18,9 @@ What is waited for (``volume_state``):
 - every entry of the node's ``status.volumesAttached`` (the attach/detach controller's own list),
 
 except the volumes of the pods the drain leaves on the node: pods still bound to it that are neither
-finished nor being deleted (DaemonSet pods with ``ignore_daemonsets``, mirror pods, pods outside
-``pod_selector``). Their volumes stay attached until those pods go and are not waited for
+finished nor being deleted nor among the pods the drain moves (``moving``, by UID: in check mode
+they are still there) - DaemonSet pods with ``ignore_daemonsets``, mirror pods, pods outside
+``pod_selector``. Their volumes stay attached until those pods go and are not waited for
 (``kept``), as Cluster API ignores the volumes of the pods its drain skipped and Karpenter those of
 the pods it does not drain. A volume is theirs when its PersistentVolume's ``claimRef`` is one of
 their claims (``persistentVolumeClaim``, or a generic ephemeral volume's claim ``<pod>-<volume>``);
@@ -77,14 +78,14 @@ def pod_claims(pod):
     return claims
 
 
-def held_claims(pods):
+def held_claims(pods, moving=()):
     """{(namespace, claim): ["namespace/pod", ...]} of the pods that keep their volumes on the node:
-    neither finished nor being deleted."""
+    neither finished nor being deleted, nor one of the pods the drain moves (UIDs ``moving``)."""
     held = {}
     for pod in pods:
-        if is_finished(pod) or is_terminating(pod):
-            continue
         metadata = pod.get("metadata") or {}
+        if is_finished(pod) or is_terminating(pod) or metadata.get("uid") in moving:
+            continue
         for claim in pod_claims(pod):
             held.setdefault(claim, []).append("%s/%s" % (metadata.get("namespace"), metadata.get("name")))
     return held
@@ -97,17 +98,17 @@ def _claim_of(pv):
     return (ref.get("namespace") or "", ref["name"])
 
 
-def volume_state(node, attachments, pvs, pods):
+def volume_state(node, attachments, pvs, pods, moving=()):
     """``{"pending": [...], "kept": [...]}``: the node's attached volumes still to be detached, and
     those of the pods left on the node (each with ``pods``), not waited for.
 
     ``node``: the Node; ``attachments``: VolumeAttachments (any node's); ``pvs``: PersistentVolumes;
-    ``pods``: the pods bound to the node. Each volume: ``kind`` (``VolumeAttachment`` or
+    ``pods``: the pods bound to the node; ``moving``: UIDs of the pods the drain moves. Each volume: ``kind`` (``VolumeAttachment`` or
     ``volumesAttached``), ``name``, ``persistent_volume`` (None when no PV is known), and for a
     VolumeAttachment ``attacher``, ``attached`` and ``detach_error``.
     """
     name = (node.get("metadata") or {}).get("name")
-    held = held_claims(pods)
+    held = held_claims(pods, moving)
     claim_of_pv = dict((pv["metadata"]["name"], _claim_of(pv)) for pv in pvs)
     pv_of_volume = dict((csi_volume_name(pv), pv["metadata"]["name"]) for pv in pvs if csi_volume_name(pv))
     volumes = []
@@ -158,7 +159,7 @@ def timeout_message(node, volumes, timeout):
             "unmounts) and run the drain again" % (node, len(pending), timeout, "; ".join(names)))
 
 
-def read_state(raw, node, deadline):
+def read_state(raw, node, deadline, moving=()):
     """The node's volumes now (``volume_state``): the node and the VolumeAttachments read; the pods
     and PersistentVolumes only when something is attached."""
     def listed(path, what, query=()):
@@ -172,16 +173,17 @@ def read_state(raw, node, deadline):
         return {"pending": [], "kept": []}
     pods = retry_transient(lambda: pods_on_node(raw, node, timeout=request_timeout(deadline)),
                            deadline=deadline, describe="pods on node/%s" % node)
-    return volume_state(current, attachments, listed(PERSISTENT_VOLUMES, "persistentvolumes"), pods)
+    return volume_state(current, attachments, listed(PERSISTENT_VOLUMES, "persistentvolumes"), pods, moving)
 
 
-def wait_detached(raw, node, timeout, once=False, sleep=time.sleep, clock=time.monotonic):
+def wait_detached(raw, node, timeout, moving=(), once=False, sleep=time.sleep, clock=time.monotonic):
     """Poll ``read_state`` every ``POLL_INTERVAL`` seconds until nothing is pending, for at most
-    ``timeout`` seconds (``once``: one look, check mode). The result's ``volumes``: ``detached``
+    ``timeout`` seconds (``once``: one look, check mode); ``moving``: UIDs of the pods the drain
+    moves (their volumes are waited for even while they are still listed). The result's ``volumes``: ``detached``
     (nothing pending at the last look), ``pending``, ``kept``, ``polls``, ``seconds``."""
     def check(poll):
         # a request may still finish a little after the wait's deadline (the last look comes at it)
-        state = read_state(raw, node, time.monotonic() + max(0, poll.remaining()) + 10)
+        state = read_state(raw, node, time.monotonic() + max(0, poll.remaining()) + 10, moving)
         return not state["pending"], state
 
     done, state, poll = poll_until(check, timeout, POLL_INTERVAL, once=once, sleep=sleep, clock=clock)

@@ -137,7 +137,7 @@ options:
         machine controller and Karpenter do before a node goes down. Polls every 2 seconds.
       - The volumes of pods the drain leaves on the node (DaemonSet pods with O(ignore_daemonsets),
         mirror pods, pods outside O(pod_selector); any pod still bound to the node that is neither
-        finished nor being deleted) stay attached and are not waited for (RV(volumes.kept)); a volume
+        finished nor being deleted nor moved by this drain) stay attached and are not waited for (RV(volumes.kept)); a volume
         is theirs when its PersistentVolume's C(claimRef) is one of their claims, and a
         C(status.volumesAttached) entry is matched to a CSI PersistentVolume by its name
         C(kubernetes.io/csi/<driver>^<volumeHandle>). A VolumeAttachment of an inline volume, or an

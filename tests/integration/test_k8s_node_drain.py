@@ -527,17 +527,33 @@ def test_volumes_are_waited_for_until_detached_and_a_timeout_names_them(cluster,
         assert set(kept) == {("VolumeAttachment", agent_va), ("volumesAttached", agent_volume)}
         assert [p.split("/")[0] for p in kept[("VolumeAttachment", agent_va)]["pods"]] == [namespace]
 
-        # detached by a second writer after a few seconds: the wait ends then, and the run succeeds
-        timer = threading.Timer(3.0, storage.detach, (db_va, db_volume))
-        timer.start()
+        # detached by a second writer a few seconds after this run's eviction (so while it waits):
+        # the wait ends then, and the run succeeds
+        cluster.core.create_namespaced_pod(namespace, bare_pod("sleeper", node))
+        wait_ready(cluster, namespace, 2, node)
+        errors = []
+
+        def detach_once_evicted():
+            try:
+                wait_for("sleeper evicted", lambda: "sleeper" not in [
+                    p.metadata.name for p in pods_in(cluster, namespace, node)], 120, 0.1)
+                time.sleep(4)
+                storage.detach(db_va, db_volume)
+            except Exception as exc:  # noqa: BLE001 - reported by the test below
+                errors.append(exc)
+
+        writer = threading.Thread(target=detach_once_evicted, daemon=True)
+        writer.start()
         try:
-            result = run_module("k8s_node_drain", dict(args, volume_detach_timeout=60))
+            result = run_module("k8s_node_drain", dict(args, force=True, volume_detach_timeout=60))
         finally:
-            timer.join()
+            writer.join(130)
+        assert not errors, errors
         assert not result["failed"], result["msg"]
-        assert result["stopped_by"] is None and result["changed"] is False
+        assert result["stopped_by"] is None and [p["name"] for p in result["pods"] if p["action"] == "evicted"] == [
+            "sleeper"]
         assert result["volumes"]["detached"] is True and result["volumes"]["pending"] == []
-        assert 2 <= result["volumes"]["seconds"] < 30 and result["volumes"]["polls"] >= 2
+        assert 1 <= result["volumes"]["seconds"] < 30 and result["volumes"]["polls"] >= 2
         assert {(v["kind"], v["name"]) for v in result["volumes"]["kept"]} == {
             ("VolumeAttachment", agent_va), ("volumesAttached", agent_volume)}
         assert result["api_requests"]["list volumeattachments"] == result["volumes"]["polls"]

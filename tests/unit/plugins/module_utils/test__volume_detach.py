@@ -98,6 +98,17 @@ def test_the_volumes_of_pods_left_on_the_node_are_kept_not_waited_for():
                                        ("volumesAttached", "kubernetes.io/csi/%s^h-pv-db" % DRIVER)]
 
 
+def test_the_volumes_of_pods_the_drain_moves_are_waited_for_while_they_are_still_there():
+    # check mode: the drain has not evicted them yet, but will
+    db, agent = pod("db-0", claims=["data-db-0"]), pod("agent-x", claims=["agent-state"])
+    db["metadata"]["uid"], agent["metadata"]["uid"] = "uid-db", "uid-agent"
+    state = _volume_detach.volume_state(node(), [va("va-db", "pv-db"), va("va-agent", "pv-agent")],
+                                        [pv("pv-db", "data-db-0"), pv("pv-agent", "agent-state")], [db, agent],
+                                        moving={"uid-db"})
+    assert names(state["pending"]) == [("VolumeAttachment", "va-db")]
+    assert names(state["kept"]) == [("VolumeAttachment", "va-agent")]
+
+
 def test_a_pv_bound_to_something_else_than_a_claim_is_no_pods():
     odd = pv("pv-1")
     odd["spec"]["claimRef"] = {"kind": "Other", "namespace": "shop", "name": "data"}
