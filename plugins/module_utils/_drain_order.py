@@ -118,14 +118,14 @@ def tier_fields(key, mode):
             "priority": priority if mode == MODE_PRIORITY else None}
 
 
-def tier_text(tier):
-    """``tier 2 of 3 (order 0, priority 1000)``-style words for a ``tiers`` entry."""
+def tier_text(tier, total=None):
+    """``tier 2 (order 0, priority 1000)`` (with ``total``: ``tier 2 of 3 (...)``) for a ``tiers`` entry."""
     parts = ["order %d" % tier["order"]]
     if tier["critical"]:
         parts.append("system-critical")
     if tier["priority"] is not None:
         parts.append("priority %d" % tier["priority"])
-    return "tier %d (%s)" % (tier["index"], ", ".join(parts))
+    return "tier %d%s (%s)" % (tier["index"], " of %d" % total if total else "", ", ".join(parts))
 
 
 def validate_rules(rules):
@@ -270,7 +270,7 @@ def progress_text(tiers):
         return None
     tier = unfinished[0]
     waiting = [t for t in tiers if t.get("state") == TIER_NOT_STARTED]
-    text = "%s of %d was in progress, held by %s" % (tier_text(tier), len(tiers), _names(tier["held_by"]))
+    text = "%s was in progress, held by %s" % (tier_text(tier, len(tiers)), _names(tier["held_by"]))
     if waiting:
         text += "; %d later tier(s) with %d pod(s) not started" % (len(waiting), sum(t["pods"] for t in waiting))
     return text

@@ -422,7 +422,7 @@ def test_a_tier_that_times_out_is_named_with_its_pods_and_the_later_tiers_wait(k
     stopped = failure(server, timeout=1)
     assert stopped.fields["stopped_by"] == "timeout"
     assert stopped.msg.startswith(
-        "drain of node/n1 did not finish within the timeout (1s): tier 1 (order 0, priority 0) of 2 was in "
+        "drain of node/n1 did not finish within the timeout (1s): tier 1 of 2 (order 0, priority 0) was in "
         "progress, held by shop/web; 1 later tier(s) with 1 pod(s) not started: 2 pod(s) still on the node. "
         "shop/web: evicted ")
     assert ("shop/dns: not evicted: tier 2 (order 0, system-critical, priority 0) starts only when tier 1 "

@@ -306,7 +306,7 @@ def test_a_tier_that_does_not_finish_holds_the_later_tiers_and_says_so():
     assert dns["action"] == "failed" and dns["attempts"] == 0
     assert dns["reason"] == ("not evicted: tier 3 (order 0, system-critical, priority 0) starts only when "
                              "tier 2 (order 0, priority 0) is gone, which still had shop/web-1")
-    assert order.progress_text(tiers) == ("tier 2 (order 0, priority 0) of 3 was in progress, held by shop/web-1; "
+    assert order.progress_text(tiers) == ("tier 2 of 3 (order 0, priority 0) was in progress, held by shop/web-1; "
                                           "1 later tier(s) with 1 pod(s) not started")
 
 
@@ -319,7 +319,7 @@ def test_one_deadline_over_all_tiers_names_the_tier_in_progress():
     assert all(results["slow-%d" % i]["reason"].startswith("evicted 1s before the timeout") or
                results["slow-%d" % i]["reason"].startswith("evicted 0s before the timeout") for i in range(7))
     assert order.progress_text(tiers) == (
-        "tier 1 (order 0, priority 0) of 2 was in progress, held by shop/slow-0, shop/slow-1, shop/slow-2, "
+        "tier 1 of 2 (order 0, priority 0) was in progress, held by shop/slow-0, shop/slow-1, shop/slow-2, "
         "shop/slow-3, shop/slow-4 and 2 more; 1 later tier(s) with 1 pod(s) not started")
     assert "dns" not in api.evicted_at and results["dns"]["action"] == "failed"
 
