@@ -243,7 +243,7 @@ EXAMPLES = r"""
     cordon: false
   delegate_to: localhost
 
-- name: Drain the database's clients first, the database when they are gone, critical pods last
+- name: Drain the database once its clients (order 0) are gone, monitoring after it, critical pods last
   kubeops.node_maintenance.k8s_node_drain:
     name: worker-3
     ignore_daemonsets: true
@@ -270,6 +270,10 @@ EXAMPLES = r"""
   check_mode: true
   delegate_to: localhost
   register: planned
+
+- name: One line per tier, first evicted first
+  ansible.builtin.debug:
+    msg: "{{ planned.tiers | map(attribute='index') | zip(planned.tiers | map(attribute='pods')) | list }}"
 
 - name: Drain a node that is down, not waiting for pods stuck terminating for more than a minute
   kubeops.node_maintenance.k8s_node_drain:
