@@ -415,7 +415,7 @@ def test_unknown_node_fails_with_a_clear_message(run_module):
 
 
 def test_drain_order_evicts_a_tier_only_when_the_tiers_before_it_are_gone(cluster, namespace, make_node,
-                                                                         run_module):
+                                                                          run_module):
     """Real PriorityClasses (the Priority admission plugin writes spec.priority), the built-in
     system-cluster-critical class, a drain rule with a namespace selector and a DaemonSet pod. Every
     pod carries a finalizer, so an evicted pod stays terminating until the test releases it: each
