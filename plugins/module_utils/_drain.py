@@ -17,6 +17,7 @@ __metaclass__ = type
 import time
 
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils import (
+    _drain_order,
     _eviction,
     _lb_exclusion,
     _pod_rules,
@@ -68,6 +69,7 @@ def validate(params):
         errors.append("skip_wait_for_delete_timeout must be 0 (always wait) or a number of seconds")
     if params["volume_detach_timeout"] < 0:
         errors.append("volume_detach_timeout must be 0 (look once) or a number of seconds")
+    errors.extend(_drain_order.validate_rules(params.get("drain_rules")))
     return errors
 
 
@@ -128,10 +130,12 @@ def stop_reason(timed_out, node_deleted=False, stopped=None):
     return STOPPED_POD_ERRORS
 
 
-def failure_message(node, results, cordoned, stopped_by, timeout, stopped=None):
+def failure_message(node, results, cordoned, stopped_by, timeout, stopped=None, progress=None):
     """What a drain that left pods on the node says; ``stopped``: the drain engine's words for
-    ``STOPPED_ACCESS_LOST``."""
-    failed = [r for r in results if r["action"] == _eviction.ACTION_FAILED]
+    ``STOPPED_ACCESS_LOST``; ``progress``: which tier of the drain order held it up."""
+    # The pods of the tier that held the drain up first, then those of the tiers after it.
+    failed = sorted((r for r in results if r["action"] == _eviction.ACTION_FAILED),
+                    key=lambda r: (r.get("tier") or {}).get("index") or 0)
     lines = ["%s/%s: %s" % (r["namespace"], r["name"], r["reason"]) for r in failed[:MESSAGE_POD_LIMIT]]
     if len(failed) > MESSAGE_POD_LIMIT:
         lines.append("and %d more (see pods)" % (len(failed) - MESSAGE_POD_LIMIT))
@@ -152,6 +156,8 @@ def failure_message(node, results, cordoned, stopped_by, timeout, stopped=None):
     head = ("drain of node/%s did not finish within the timeout (%ds)" % (node, timeout)
             if stopped_by == STOPPED_TIMEOUT else "drain of node/%s failed" % node)
     tail = cordon_state + ("; fix the cause and run the drain again" if cordoned else "")
+    if progress:
+        head += ": " + progress
     return "%s: %d pod(s) still on the node. %s. %s" % (head, len(failed), "; ".join(lines), tail)
 
 
@@ -197,6 +203,11 @@ def drain(params, check_mode, started, connect, warn):
         force=params["force"], skip_wait_for_delete_timeout=params["skip_wait_for_delete_timeout"],
         missing_daemonsets=missing_daemonsets(api, pods, deadline))
     by_key = dict((_pods.pod_key(p), p) for p in pods)
+    rules = params.get("drain_rules") or []
+    namespace_labels = (_drain_order.list_namespace_labels(raw, deadline)
+                        if _drain_order.uses_namespace_labels(rules) else None)
+    tiers = _drain_order.assign(entries, by_key, rules, params.get("drain_order") or _drain_order.MODE_PRIORITY,
+                                namespace_labels)
     pdbs = None
     if any(e["plan"] == _pods.PLAN_EVICT for e in entries) and not params["disable_eviction"]:
         pdbs = list_pdbs(api, deadline, warn)
@@ -209,7 +220,7 @@ def drain(params, check_mode, started, connect, warn):
     def finish(results, stopped_by, **extra):
         for item in results:
             item.pop("pdb_keys", None)
-        result.update(pods=results, counts=_eviction.count_actions(results), api_requests=dict(raw.counts),
+        result.update(pods=results, counts=_eviction.count_actions(results), tiers=tiers, api_requests=dict(raw.counts),
                       seconds=round(time.monotonic() - started, 3), stopped_by=stopped_by, **extra)
         return result
 
@@ -227,6 +238,7 @@ def drain(params, check_mode, started, connect, warn):
         refusal += (". The node was left schedulable as it was" if not cordoned else
                     ". node/%s stays cordoned as it was before this task" % node)
         result["changed"] = False
+        _drain_order.summary(tiers, _drain_order.TIER_NOT_STARTED)
         raise ModuleFailure(refusal, **finish(
             [static_result(e, _eviction.ACTION_NONE, "would stop the drain: " + e["reason"])
              if e["plan"] == _pods.PLAN_REFUSE else static_result(e, _eviction.ACTION_NONE) for e in entries],
@@ -255,13 +267,15 @@ def drain(params, check_mode, started, connect, warn):
         drainer = _eviction.Drainer(
             api, node, deadline, max_concurrency=params["max_concurrency"], grace_period=params["grace_period"],
             dry_run=dry_run, skip_wait_for_delete_timeout=params["skip_wait_for_delete_timeout"], pdbs=pdbs)
-        results.extend(drainer.run(tasks))
+        # One tier after another (the drain order), all within the one deadline.
+        results.extend(_drain_order.run_tiers(drainer, tasks, tiers, dry_run))
         accepted = any(task.accepted_at is not None for task in tasks)
         node_deleted = drainer.node_deleted
         stopped = drainer.stopped
     else:
         accepted = node_deleted = False
         stopped = None
+    _drain_order.summary(tiers, _drain_order.TIER_PLANNED if no_changes else _drain_order.TIER_DRAINED)
     results = ordered(results, entries)
     if no_changes:
         result["changed"] = (params["cordon"] and not was_cordoned) or bool(result["labels_added"]) or any(
@@ -272,8 +286,8 @@ def drain(params, check_mode, started, connect, warn):
     if failed and not dry_run:
         stopped_by = stop_reason(time.monotonic() >= deadline, node_deleted, stopped)
         finish(results, stopped_by, node_deleted=node_deleted)
-        raise ModuleFailure(failure_message(node, results, cordoned, stopped_by, params["timeout"], stopped),
-                            **result)
+        raise ModuleFailure(failure_message(node, results, cordoned, stopped_by, params["timeout"], stopped,
+                                            _drain_order.progress_text(tiers)), **result)
     if params["wait_for_volume_detach"]:
         # After the pods: their volumes detached before the node goes down (check mode: one look).
         moving = set(e["uid"] for e in entries if e["plan"] in (_pods.PLAN_EVICT, _pods.PLAN_DELETE, _pods.PLAN_WAIT))

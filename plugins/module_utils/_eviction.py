@@ -326,6 +326,11 @@ class Drainer:
             if task.labels is not None and task.state != PodTask.DONE:
                 task.pdbs = pdbs_covering({"metadata": {"namespace": task.key[0], "labels": task.labels}}, pdbs)
 
+    def refresh_pdbs(self, tasks):
+        """List the budgets again before ``tasks`` start (a later tier of the drain: the tier before
+        used up or freed disruptions, and budgets may have come or gone)."""
+        self._refresh_pdbs(tasks)
+
     def _node_is_gone(self):
         """True only when the API server says the node is not found; any other answer or
         error keeps the drain going (it has its own retries and deadline)."""

@@ -32,6 +32,10 @@ description:
     that is being deleted the pod is deleted instead, because an eviction there never succeeds.
   - The module then waits until every evicted pod is gone from the node or replaced (its UID is no
     longer listed on the node), with one list call per poll for the whole node.
+  - Pods go in tiers (O(drain_order), O(drain_rules)); a tier starts only when every pod of the tiers
+    before it is gone. By default system-critical pods go last and lower priorities first; a node
+    whose pods all have one priority, none of them system-critical, is one tier, drained as fast as
+    before. Check mode shows each pod's tier (RV(pods[].tier), RV(tiers)) without evicting.
   - On failure or timeout the node stays cordoned, and the message lists the pods still there, each
     with the budget that held it up (C(disruptionsAllowed), healthy and desired pods) or the reason.
   - When someone else deletes the Node object during the drain, the drain stops within a few seconds
@@ -120,6 +124,59 @@ options:
       - A pod waiting for its budget does not hold a slot.
     type: int
     default: 50
+  drain_order:
+    description:
+      - How the pods are put in tiers. A tier is evicted only when every pod of the tiers before it
+        is gone from the node (deleted, or replaced by a pod with another UID), all within
+        O(timeout); the pods of one tier go together, up to O(max_concurrency) requests in flight.
+      - V(priority) puts system-critical pods (PriorityClass C(system-cluster-critical) or
+        C(system-node-critical), or C(spec.priority) of at least 2000000000) after every other pod,
+        as Karpenter and the kubelet's graceful node shutdown do; then lower O(drain_rules) orders
+        first; then lower C(spec.priority) first (unset counts as 0). On a node whose pods all have
+        one priority and none is system-critical this is one tier, as fast as V(none).
+      - V(critical_last) puts system-critical pods last and keeps the O(drain_rules) orders; other
+        priorities do not matter (Karpenter's order).
+      - V(none) keeps only the O(drain_rules) orders; without rules every pod goes at once, as
+        C(kubectl drain) does.
+      - DaemonSet pods left on the node (O(ignore_daemonsets)), mirror pods and refused pods are in
+        no tier. An already terminating pod is waited for in its tier, and holds the later tiers
+        until it is gone (unless O(skip_wait_for_delete_timeout) lets the drain stop waiting).
+    type: str
+    choices: [priority, critical_last, none]
+    default: priority
+    version_added: 0.2.0
+  drain_rules:
+    description:
+      - Orders for pods, as Cluster API's MachineDrainRules give them. A pod's order is that of the
+        first rule whose O(drain_rules[].selector) and O(drain_rules[].namespace_selector) both
+        select it, 0 when no rule does; lower orders drain first, so a database's clients (order 0)
+        are gone before the database (order 10) is evicted.
+      - Within one order the pods go in the tiers of O(drain_order); system-critical pods go after
+        all others whatever their order, unless O(drain_order=none).
+      - A selector the API server would refuse (an unknown operator, C(In) without values) fails
+        the task before anything moves.
+    type: list
+    elements: dict
+    default: []
+    version_added: 0.2.0
+    suboptions:
+      selector:
+        description:
+          - Label selector over the pod's labels, as Kubernetes writes it (C(matchLabels),
+            C(matchExpressions) with C(In), C(NotIn), C(Exists), C(DoesNotExist)).
+          - Not given, the rule selects every pod (as in a MachineDrainRule).
+        type: dict
+      namespace_selector:
+        description:
+          - Label selector over the labels of the pod's namespace; the label
+            C(kubernetes.io/metadata.name) holds the namespace's name.
+          - Not given, every namespace. When a rule has one, the task lists namespaces (one call;
+            it needs the right to list namespaces).
+        type: dict
+      order:
+        description: The order of the pods the rule selects, from -2147483648 to 2147483647.
+        type: int
+        required: true
   dry_run:
     description:
       - V(server) sends every eviction (or delete) with C(dryRun=All); the API server checks it
@@ -178,6 +235,12 @@ seealso:
   - name: Safely drain a node
     description: How Kubernetes cordons and drains nodes, and how PodDisruptionBudgets take part.
     link: https://kubernetes.io/docs/tasks/administer-cluster/safely-drain-node/
+  - name: Cluster API MachineDrainRules
+    description: The rules O(drain_rules) follows (selector, namespace selector, order).
+    link: https://cluster-api.sigs.k8s.io/tasks/automated-machine-management/machine_deletions.html
+  - name: Graceful node shutdown based on pod priority
+    description: The kubelet's own order when a node shuts down, which O(drain_order=priority) follows.
+    link: https://kubernetes.io/docs/concepts/cluster-administration/node-shutdown/
   - name: API-initiated eviction
     description: The eviction API and its answers (429, 500).
     link: https://kubernetes.io/docs/concepts/scheduling-eviction/api-eviction/
@@ -212,6 +275,38 @@ EXAMPLES = r"""
     pod_selector: app=web
     cordon: false
   delegate_to: localhost
+
+- name: Drain the database once its clients (order 0) are gone, monitoring after it, critical pods last
+  kubeops.node_maintenance.k8s_node_drain:
+    name: worker-3
+    ignore_daemonsets: true
+    drain_rules:
+      - selector:
+          matchLabels:
+            app: postgres
+        order: 10
+      - selector:
+          matchExpressions:
+            - key: app.kubernetes.io/part-of
+              operator: In
+              values: [monitoring]
+        namespace_selector:
+          matchLabels:
+            kubernetes.io/metadata.name: observability
+        order: 20
+  delegate_to: localhost
+
+- name: Show the tiers a drain would go in, evicting nothing
+  kubeops.node_maintenance.k8s_node_drain:
+    name: worker-3
+    ignore_daemonsets: true
+  check_mode: true
+  delegate_to: localhost
+  register: planned
+
+- name: One line per tier, first evicted first
+  ansible.builtin.debug:
+    msg: "{{ planned.tiers | map(attribute='index') | zip(planned.tiers | map(attribute='pods')) | list }}"
 
 - name: Drain a node that is down, not waiting for pods stuck terminating for more than a minute
   kubeops.node_maintenance.k8s_node_drain:
@@ -281,9 +376,23 @@ pods:
       type: int
       sample: 1
     seconds:
-      description: Seconds from the start of the evictions until the pod was gone (or the drain ended).
+      description: Seconds from the start of its tier's evictions until the pod was gone (or the drain ended).
       type: float
       sample: 1.52
+    tier:
+      description:
+        - The tier the pod was drained in (see O(drain_order)), null for pods the drain does not move
+          (V(skip), V(refuse)). C(index) counts the drain's tiers from 1 (the first evicted);
+          C(order) is the pod's O(drain_rules) order; C(critical) whether it is system-critical and
+          C(priority) its C(spec.priority), each null when O(drain_order) does not tier by it.
+        - A pod whose tier never started because a tier before it did not finish has RV(pods[].action)
+          V(failed) and a reason naming that tier and the pods that held it.
+      type: dict
+      sample: {"index": 1, "order": 0, "critical": false, "priority": 1000}
+    drain_rule:
+      description: Index in O(drain_rules) of the rule that gave the pod its order, null when none did.
+      type: int
+      sample: 0
     warnings:
       description: Notes about data or pods that are lost for good (emptyDir data, unmanaged pods).
       type: list
@@ -307,6 +416,20 @@ counts:
   returned: when the node was read
   type: dict
   sample: {"evicted": 12, "deleted": 1, "skipped": 3, "waited": 0, "failed": 0, "none": 0, "total": 16}
+tiers:
+  description:
+    - The tiers of the drain (see O(drain_order)), first evicted first, each with C(index), C(order),
+      C(critical), C(priority) (as in RV(pods[].tier)), C(pods) (how many), C(seconds) (from its
+      first eviction until its last pod was gone) and C(state).
+    - C(state) is V(planned) (check mode), V(drained) (every pod gone; with O(dry_run=server), every
+      eviction answered), V(unfinished) (pods still on the node when the drain stopped; C(held_by)
+      names them) or V(not_started) (a tier before it did not finish, or the drain was refused).
+  returned: when the node's pods were listed
+  type: list
+  elements: dict
+  sample: [{"index": 1, "order": 0, "critical": false, "priority": 0, "pods": 12, "seconds": 2.1, "state": "drained"},
+           {"index": 2, "order": 0, "critical": true, "priority": 2000000000, "pods": 1, "seconds": 0.0,
+            "state": "not_started"}]
 seconds:
   description: Seconds the whole task took.
   returned: always
@@ -441,6 +564,12 @@ def argument_spec():
         "exclude_from_load_balancers": {"type": "bool"},
         "wait_for_volume_detach": {"type": "bool", "default": False},
         "volume_detach_timeout": {"type": "int", "default": 300},
+        "drain_order": {"type": "str", "choices": ["priority", "critical_last", "none"], "default": "priority"},
+        "drain_rules": {"type": "list", "elements": "dict", "default": [], "options": {
+            "selector": {"type": "dict"},
+            "namespace_selector": {"type": "dict"},
+            "order": {"type": "int", "required": True},
+        }},
     }
 
 

@@ -559,3 +559,83 @@ def test_volumes_are_waited_for_until_detached_and_a_timeout_names_them(cluster,
         assert result["api_requests"]["list volumeattachments"] == result["volumes"]["polls"]
     finally:
         storage.cleanup()
+def test_drain_order_evicts_a_tier_only_when_the_tiers_before_it_are_gone(cluster, namespace, make_node,
+                                                                          run_module):
+    """Real PriorityClasses (the Priority admission plugin writes spec.priority), the built-in
+    system-cluster-critical class, a drain rule with a namespace selector and a DaemonSet pod. Every
+    pod carries a finalizer, so an evicted pod stays terminating until the test releases it: each
+    tier must be evicted, and the next one not, until the test lets the tier's pods go."""
+    node = make_node()
+    low, high = "%s-low" % namespace, "%s-high" % namespace
+    for name, value in ((low, 10), (high, 1000)):
+        cluster.kubectl("create", "priorityclass", name, "--value=%d" % value)
+
+    def held_pod(name, labels=None, priority_class=None):
+        spec = {"nodeName": node, "containers": container(), "terminationGracePeriodSeconds": 0}
+        if priority_class:
+            spec["priorityClassName"] = priority_class
+        return {"apiVersion": "v1", "kind": "Pod", "spec": spec,
+                "metadata": {"name": name, "namespace": namespace, "labels": labels or {},
+                             "finalizers": [HOLD_FINALIZER]}}
+
+    tiers = [["client-1", "client-2"], ["api"], ["db"], ["dns"]]
+    names = [name for tier in tiers for name in tier]
+    agent = {"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "agent", "namespace": namespace},
+             "spec": {"selector": {"matchLabels": {"app": "agent"}}, "template": {
+                 "metadata": {"labels": {"app": "agent"}},
+                 "spec": {"containers": container(), "nodeSelector": {"kubernetes.io/hostname": node}}}}}
+    try:
+        apply(cluster, held_pod("client-1", {"app": "client"}, low), held_pod("client-2", {"app": "client"}, low),
+              held_pod("api", {"app": "api"}, high), held_pod("db", {"app": "db"}, low),
+              held_pod("dns", {"app": "dns"}, "system-cluster-critical"), agent)
+        wait_ready(cluster, namespace, 6, node)
+        rules = [{"selector": {"matchLabels": {"app": "db"}},
+                  "namespace_selector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}, "order": 10}]
+        args = {"name": node, "force": True, "ignore_daemonsets": True, "drain_rules": rules, "timeout": 90}
+
+        expected = {"client-1": 1, "client-2": 1, "api": 2, "db": 3, "dns": 4}
+        outcome = {}
+        drainer = threading.Thread(target=lambda: outcome.update(run_module("k8s_node_drain", args)))
+        drainer.start()
+
+        def terminating():
+            return set(p.metadata.name for p in pods_in(cluster, namespace, node) if p.metadata.deletion_timestamp)
+
+        released = []
+        for index, tier in enumerate(tiers):
+            wait_for("tier %d (%s) evicted" % (index + 1, ", ".join(tier)), lambda tier=tier: set(tier) <= terminating(),
+                     timeout=30)
+            later = set(names[names.index(tier[-1]) + 1:])
+            assert not terminating() & later, "a later tier was evicted before this one was gone"
+            time.sleep(0.5)   # had the drain not waited for the tier, it would have evicted the next at once
+            assert not terminating() & later, "a later tier was evicted before this one was gone"
+            stamps = [p.metadata.deletion_timestamp for p in pods_in(cluster, namespace, node)
+                      if p.metadata.name in tier]
+            # evicted (to the second) no earlier than the test released the tier before
+            assert not released or min(stamps).timestamp() >= int(released[-1])
+            for name in tier:
+                release(cluster, namespace, name)
+            released.append(time.time())
+        drainer.join(120)
+        assert not drainer.is_alive()
+        assert not outcome["failed"], outcome["msg"]
+        # spec.priority as the Priority admission plugin wrote it from the classes; the rule's order 10
+        # puts the low-priority db after the high-priority api; system-cluster-critical last
+        assert [(t["index"], t["order"], t["critical"], t["priority"], t["pods"], t["state"])
+                for t in outcome["tiers"]] == [(1, 0, False, 10, 2, "drained"), (2, 0, False, 1000, 1, "drained"),
+                                               (3, 10, False, 10, 1, "drained"),
+                                               (4, 0, True, 2000000000, 1, "drained")]
+        assert all(t["seconds"] >= 0.5 for t in outcome["tiers"])
+        result = by_name(outcome)
+        assert dict((n, result[n]["tier"]["index"]) for n in names) == expected
+        assert all(result[n]["action"] == "evicted" for n in names)
+        assert result["db"]["drain_rule"] == 0 and result["api"]["drain_rule"] is None
+        agent_pod = [n for n in result if n.startswith("agent-")]
+        assert len(agent_pod) == 1 and result[agent_pod[0]]["action"] == "skipped"
+        assert result[agent_pod[0]]["tier"] is None
+        assert outcome["api_requests"]["list namespaces"] == 1
+        assert [p.metadata.name for p in pods_in(cluster, namespace, node)] == agent_pod
+    finally:
+        for name in names:
+            release(cluster, namespace, name)
+        cluster.kubectl("delete", "priorityclass", low, high, "--ignore-not-found", check=False)

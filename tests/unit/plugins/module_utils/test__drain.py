@@ -25,17 +25,23 @@ def params(**options):
     values = {"name": "n1", "cordon": True, "ignore_daemonsets": False, "delete_emptydir_data": False,
               "force": False, "disable_eviction": False, "grace_period": -1, "timeout": 30,
               "skip_wait_for_delete_timeout": 0, "pod_selector": None, "max_concurrency": 50, "dry_run": "none",
-              "exclude_from_load_balancers": None, "wait_for_volume_detach": False, "volume_detach_timeout": 300}
+              "exclude_from_load_balancers": None, "wait_for_volume_detach": False, "volume_detach_timeout": 300,
+              "drain_order": "priority", "drain_rules": []}
     values.update(options)
     return values
 
 
-def pod(name, owner="ReplicaSet", labels=None, namespace="shop"):
+def pod(name, owner="ReplicaSet", labels=None, namespace="shop", priority=None, class_name=None):
     meta = {"namespace": namespace, "name": name, "uid": "uid-" + name, "labels": labels or {"app": "web"}}
     if owner:
         meta["ownerReferences"] = [{"apiVersion": "apps/v1", "kind": owner, "name": owner.lower() + "-1",
                                     "controller": True}]
-    return {"metadata": meta, "spec": {"nodeName": "n1", "containers": [{"name": "app"}]},
+    spec = {"nodeName": "n1", "containers": [{"name": "app"}]}
+    if priority is not None:
+        spec["priority"] = priority
+    if class_name:
+        spec["priorityClassName"] = class_name
+    return {"metadata": meta, "spec": spec,
             "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}}
 
 
@@ -53,10 +59,11 @@ class Cluster:
     ``daemonsets`` are the DaemonSets that exist; ``pdbs`` None answers the PDB list with 403;
     ``polls_fail`` answers every pod list after the first with that ``(status, body)``;
     ``on_accept(cluster)`` runs after each accepted eviction; ``attachments`` are the
-    VolumeAttachments (and ``volumes_attached`` the node's status entries) that never go."""
+    VolumeAttachments (and ``volumes_attached`` the node's status entries) that never go;
+    ``namespaces``: name -> labels."""
 
     def __init__(self, pods=(), unschedulable=False, pdbs=(), evictions=None, daemonsets=(), linger=False,
-                 polls_fail=None, on_accept=None, labels=None, attachments=(), volumes_attached=()):
+                 polls_fail=None, on_accept=None, labels=None, attachments=(), volumes_attached=(), namespaces=None):
         self.node = {"metadata": {"name": "n1", "resourceVersion": "3", "labels": dict(labels or {})}, "spec": {},
                      "status": {"volumesAttached": [{"name": v, "devicePath": ""} for v in volumes_attached]}}
         self.attachments = list(attachments)
@@ -71,6 +78,7 @@ class Cluster:
         self.on_accept = on_accept
         self.node_gone = False
         self.pod_lists = 0
+        self.namespaces = namespaces or {}
 
     def __call__(self, request):
         method, path = request["method"], request["path"]
@@ -104,6 +112,9 @@ class Cluster:
             if self.pdbs is None:
                 return 403, status_body(403, "Forbidden", "poddisruptionbudgets.policy is forbidden")
             return 200, item_list("PodDisruptionBudgetList", self.pdbs)
+        if path == "/api/v1/namespaces" and method == "GET":
+            return 200, item_list("NamespaceList", [{"metadata": {"name": name, "labels": labels}}
+                                                    for name, labels in self.namespaces.items()])
         if path.startswith("/apis/apps/v1/namespaces/"):
             name = path.rsplit("/", 1)[-1]
             return (200, {"kind": "DaemonSet"}) if name in self.daemonsets else not_found("daemonsets.apps", name)
@@ -443,6 +454,90 @@ def test_disable_eviction_deletes_and_lists_no_budgets(k8s_server):
     assert "list pdbs" not in result["api_requests"] and result["api_requests"]["delete"] == 1
     (delete,) = [r for r in server.requests if r["method"] == "DELETE"]
     assert delete["body"]["gracePeriodSeconds"] == 0
+
+
+def evicted_in_order(server):
+    return [r["path"].split("/")[6] for r in server.requests if r["path"].endswith("/eviction")]
+
+
+def test_pods_go_in_tiers_lowest_priority_first_critical_last(k8s_server):
+    cluster = Cluster([pod("dns", class_name="system-cluster-critical", priority=2000000000),
+                       pod("web-1", priority=100), pod("batch", priority=-5), pod("web-2", priority=100)],
+                      pdbs=[pdb("web", 2)])
+    server = k8s_server(cluster)
+    result = drain(server)
+    assert result["stopped_by"] is None and cluster.pods == {}
+    order = evicted_in_order(server)
+    assert order[0] == "batch" and sorted(order[1:3]) == ["web-1", "web-2"] and order[3] == "dns"
+    assert [(t["index"], t["critical"], t["priority"], t["pods"], t["state"]) for t in result["tiers"]] == [
+        (1, False, -5, 1, "drained"), (2, False, 100, 2, "drained"), (3, True, 2000000000, 1, "drained")]
+    assert [p["tier"]["index"] for p in result["pods"]] == [3, 2, 1, 2]
+    # the budgets are read again before each later tier, the node's pods listed between the tiers
+    assert result["api_requests"]["list pdbs"] == 3
+    calls = [p.rsplit("/", 1)[-1] for _m, p in server.calls()]
+    first_web = min(i for i, name in enumerate(calls) if name == "eviction" and i > calls.index("eviction"))
+    assert "pods" in calls[calls.index("eviction") + 1:first_web]
+
+
+def test_check_mode_shows_the_tiers_and_the_rules_without_evicting(k8s_server):
+    cluster = Cluster([pod("db-0", labels={"app": "db"}), pod("web"), pod("dns", class_name="system-node-critical"),
+                       pod("agent", owner="DaemonSet")], daemonsets={"daemonset-1"})
+    server = k8s_server(cluster)
+    rules = [{"selector": {"matchLabels": {"app": "db"}}, "namespace_selector": None, "order": 10}]
+    result = drain(server, check_mode=True, drain_rules=rules, ignore_daemonsets=True)
+    assert [(t["index"], t["order"], t["critical"], t["pods"], t["state"]) for t in result["tiers"]] == [
+        (1, 0, False, 1, "planned"), (2, 10, False, 1, "planned"), (3, 0, True, 1, "planned")]
+    tiers = dict((p["name"], (p["tier"] and p["tier"]["index"], p["drain_rule"])) for p in result["pods"])
+    assert tiers == {"db-0": (2, 0), "web": (1, None), "dns": (3, None), "agent": (None, None)}
+    assert all(m == "GET" for m, _p in server.calls()) and len(cluster.pods) == 4
+
+
+def test_drain_order_none_without_rules_is_one_tier_as_kubectl(k8s_server):
+    server = k8s_server(Cluster([pod("dns", class_name="system-cluster-critical"), pod("batch", priority=-5)]))
+    result = drain(server, drain_order="none")
+    assert [(t["index"], t["critical"], t["priority"], t["pods"]) for t in result["tiers"]] == [(1, None, None, 2)]
+    assert result["pods"][0]["tier"] == {"index": 1, "order": 0, "critical": None, "priority": None}
+
+
+def test_a_namespace_selector_lists_the_namespaces_once(k8s_server):
+    cluster = Cluster([pod("a", namespace="warehouse"), pod("b", namespace="shop")],
+                      namespaces={"warehouse": {"team": "data"}, "shop": {"team": "web"}})
+    server = k8s_server(cluster)
+    rules = [{"selector": None, "namespace_selector": {"matchLabels": {"team": "data"}}, "order": 5}]
+    result = drain(server, drain_rules=rules)
+    assert evicted_in_order(server) == ["b", "a"]
+    assert result["api_requests"]["list namespaces"] == 1
+    assert [(p["name"], p["tier"]["order"], p["drain_rule"]) for p in result["pods"]] == [("a", 5, 0), ("b", 0, None)]
+    plain = k8s_server(Cluster([pod("c")]))
+    assert "list namespaces" not in drain(plain)["api_requests"]
+
+
+def test_bad_drain_rules_fail_before_anything_is_asked_of_the_api():
+    def connect():
+        raise AssertionError("no client for bad options")
+
+    rules = [{"selector": {"matchExpressions": [{"key": "app", "operator": "in", "values": ["db"]}]},
+              "namespace_selector": None, "order": 1}]
+    with pytest.raises(ModuleFailure) as failed:
+        _drain.drain(params(drain_rules=rules), False, time.monotonic(), connect, None)
+    assert failed.value.msg == ("drain_rules[0].selector: matchExpressions[0]: operator 'in' is not one of In, "
+                                "NotIn, Exists, DoesNotExist")
+
+
+def test_a_tier_that_times_out_is_named_with_its_pods_and_the_later_tiers_wait(k8s_server):
+    cluster = Cluster([pod("dns", class_name="system-cluster-critical"), pod("web")], linger=True)
+    server = k8s_server(cluster)
+    stopped = failure(server, timeout=1)
+    assert stopped.fields["stopped_by"] == "timeout"
+    assert stopped.msg.startswith(
+        "drain of node/n1 did not finish within the timeout (1s): tier 1 of 2 (order 0, priority 0) was in "
+        "progress, held by shop/web; 1 later tier(s) with 1 pod(s) not started: 2 pod(s) still on the node. "
+        "shop/web: evicted ")
+    assert ("shop/dns: not evicted: tier 2 (order 0, system-critical, priority 0) starts only when tier 1 "
+            "(order 0, priority 0) is gone, which still had shop/web. node/n1 stays cordoned") in stopped.msg
+    assert evicted_in_order(server) == ["web"]
+    assert [t["state"] for t in stopped.fields["tiers"]] == ["unfinished", "not_started"]
+    assert stopped.fields["tiers"][0]["held_by"] == ["shop/web"]
 
 
 def test_an_unknown_node_raises_the_api_error_for_the_module_to_translate(k8s_server):
