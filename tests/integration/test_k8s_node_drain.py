@@ -412,3 +412,154 @@ def test_unknown_node_fails_with_a_clear_message(run_module):
     assert result["status"] == 404 and result["object"] == "node/no-such-node-x1"
     assert result["node"] == "no-such-node-x1"
     assert "stopped_by" not in result
+
+
+# --- opt-outs of other tools and the re-cordon guard (issue #20) ---------------------------------
+
+def marked_deployment(name, node_selector, annotations=None, labels=None):
+    body = deployment(name, 1, node_selector)
+    template = body["spec"]["template"]["metadata"]
+    template["labels"].update(labels or {})
+    template["annotations"] = annotations or {}
+    return body
+
+
+def test_opt_outs_refuse_skip_and_wait_for_completion(cluster, namespace, make_node, run_module):
+    group = {"drain-group": namespace}
+    node = make_node(labels=group)
+    spare = make_node(labels=group, unschedulable=True)
+    host = {"kubernetes.io/hostname": node}
+    ns = {"namespace": namespace}
+    apply(cluster,
+          dict(marked_deployment("guarded", host, {"karpenter.sh/do-not-disrupt": "true"}),
+               metadata=dict(ns, name="guarded")),
+          dict(marked_deployment("batch", host, {"cluster-autoscaler.kubernetes.io/safe-to-evict": "false"}),
+               metadata=dict(ns, name="batch")),
+          dict(marked_deployment("stay", host, labels={"cluster.x-k8s.io/drain": "skip"}),
+               metadata=dict(ns, name="stay")),
+          dict(bare_pod("job", node, labels={"cluster.x-k8s.io/drain": "wait-completed"}),
+               metadata=dict(ns, name="job", labels={"cluster.x-k8s.io/drain": "wait-completed"})),
+          dict(deployment("web", 1, group), metadata=dict(ns, name="web")))
+    before = wait_ready(cluster, namespace, 5, node)
+    set_unschedulable(cluster, spare, False)
+    stay_uid = [p.metadata.uid for p in before if p.metadata.name.startswith("stay-")]
+
+    # Check mode and a real run decide the same, and neither moves anything: nothing evicted, no cordon left.
+    for check in (True, False):
+        refused = run_module("k8s_node_drain", {"name": node, "force": True, "timeout": 30}, check=check)
+        assert refused["failed"] and refused["stopped_by"] == "refused" and refused["changed"] is False
+        msg = refused["msg"]
+        assert "2 pod(s) block it" in msg
+        assert ("pods with annotation karpenter.sh/do-not-disrupt (set ignore_opt_outs: [karpenter] to drain "
+                "them anyway): %s/guarded-" % namespace) in msg
+        assert ("pods with annotation cluster-autoscaler.kubernetes.io/safe-to-evict (set ignore_opt_outs: "
+                "[cluster-autoscaler] to drain them anyway): %s/batch-" % namespace) in msg
+        plans = dict((p["name"].split("-")[0], p["plan"]) for p in refused["pods"])
+        assert plans == {"guarded": "refuse", "batch": "refuse", "stay": "skip", "job": "wait_completed",
+                         "web": "evict"}
+        assert all(p["action"] in ("none", "skipped") for p in refused["pods"])
+        assert uids(pods_in(cluster, namespace, node)) == uids(before) and not unschedulable(cluster, node)
+
+    overrides = {"name": node, "force": True, "ignore_opt_outs": ["karpenter", "cluster-autoscaler"]}
+    # The wait-completed pod is not evicted: still running at the timeout, the drain names it.
+    timed_out = run_module("k8s_node_drain", dict(overrides, timeout=8))
+    assert timed_out["failed"] and timed_out["stopped_by"] == "timeout"
+    job = by_name(timed_out)["job"]
+    assert job["action"] == "failed" and job["attempts"] == 0
+    assert "%s/job: labelled cluster.x-k8s.io/drain=wait-completed: not evicted, and still running" % namespace \
+        in timed_out["msg"]
+    moved = dict((p["name"].split("-")[0], p) for p in timed_out["pods"])
+    assert moved["guarded"]["action"] == "evicted" and moved["batch"]["action"] == "evicted"
+    assert any("disregarded (ignore_opt_outs)" in w for w in moved["guarded"]["warnings"])
+    assert moved["stay"]["action"] == "skipped" and "cluster.x-k8s.io/drain=skip" in moved["stay"]["reason"]
+
+    # It finishes while the drain waits (its phase as the kubelet would write it): the drain ends.
+    def finish_job():
+        time.sleep(2)
+        cluster.core.patch_namespaced_pod_status("job", namespace, {"status": {"phase": "Succeeded"}})
+    finisher = threading.Thread(target=finish_job)
+    finisher.start()
+    done = run_module("k8s_node_drain", dict(overrides, timeout=60))
+    finisher.join()
+    assert not done["failed"], done["msg"]
+    assert by_name(done)["job"]["action"] == "waited" and by_name(done)["job"]["attempts"] == 0
+    assert "wait-completed" in by_name(done)["job"]["reason"]
+    left = dict((p.metadata.name.split("-")[0], p) for p in pods_in(cluster, namespace, node))
+    assert sorted(left) == ["job", "stay"] and left["job"].status.phase == "Succeeded"
+    assert [left["stay"].metadata.uid] == stay_uid, "the skipped pod was left alone"
+
+
+def recordon_events(cluster, node):
+    return [e for e in cluster.core.list_namespaced_event(
+        "default", field_selector="involvedObject.kind=Node,involvedObject.name=%s" % node).items
+        if e.reason == "MaintenanceRecordoned"]
+
+
+def uncordon_while_held(cluster, namespace, node, budget, newcomer=None):
+    """A second writer: once the drain cordoned the node and a spent budget holds it, uncordon the
+    node (and, with ``newcomer``, put a pod on it meanwhile), wait for the guard to cordon it again,
+    then give the budget room."""
+    seen = {}
+
+    def write():
+        wait_for("the drain to cordon the node", lambda: unschedulable(cluster, node), timeout=30)
+        set_unschedulable(cluster, node, False)
+        seen["uncordoned_at"] = time.monotonic()
+        if newcomer:
+            apply(cluster, dict(bare_pod(newcomer, node), metadata={"name": newcomer, "namespace": namespace}))
+        wait_for("the guard to cordon it again", lambda: unschedulable(cluster, node), timeout=30, interval=0.1)
+        seen["recordoned_after"] = time.monotonic() - seen["uncordoned_at"]
+        cluster.policy.patch_namespaced_pod_disruption_budget(budget, namespace, {"spec": {"minAvailable": 0}})
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    return writer, seen
+
+
+def held_drain_setup(cluster, namespace, make_node):
+    group = {"drain-group": namespace}
+    node = make_node(labels=group)
+    spare = make_node(labels=group, unschedulable=True)
+    labels = {"app": "db"}
+    apply(cluster, dict(deployment("db", 1, group, labels), metadata={"name": "db", "namespace": namespace}),
+          dict(pdb("db", labels, min_available=1), metadata={"name": "db", "namespace": namespace}))
+    wait_ready(cluster, namespace, 1, node)
+    wait_pdb_settled(cluster, namespace, "db", 0)
+    set_unschedulable(cluster, spare, False)
+    return node
+
+
+def test_an_uncordon_mid_drain_is_undone_warned_and_recorded_as_an_event(cluster, namespace, make_node,
+                                                                         run_module):
+    node = held_drain_setup(cluster, namespace, make_node)
+    writer, seen = uncordon_while_held(cluster, namespace, node, "db")
+    result = run_module("k8s_node_drain", {"name": node, "timeout": 90})
+    writer.join()
+    assert not result["failed"], result["msg"]
+    assert result["stopped_by"] is None and result["recordoned"] == 1 and result["changed"] is True
+    assert [p["action"] for p in result["pods"]] == ["evicted"]
+    assert unschedulable(cluster, node) and pods_in(cluster, namespace, node) == []
+    # Within the drain's node check (every 5 s), from the read it makes anyway.
+    assert seen["recordoned_after"] < 8
+    warnings = [str(w) for w in result.get("warnings") or ()]
+    assert any("node/%s was found schedulable during its drain" % node in w for w in warnings), warnings
+    (event,) = recordon_events(cluster, node)
+    assert event.type == "Warning" and "cordoned it again" in event.message
+
+
+def test_pods_scheduled_while_uncordoned_fail_the_drain_and_a_second_run_moves_them(cluster, namespace, make_node,
+                                                                                   run_module):
+    node = held_drain_setup(cluster, namespace, make_node)
+    writer, _seen = uncordon_while_held(cluster, namespace, node, "db", newcomer="late")
+    result = run_module("k8s_node_drain", {"name": node, "force": True, "timeout": 90})
+    writer.join()
+    assert result["failed"] and result["stopped_by"] == "uncordoned" and result["recordoned"] == 1
+    assert result["arrived_while_uncordoned"] == ["%s/late" % namespace]
+    assert "scheduled to it meanwhile that this drain did not move: %s/late" % namespace in result["msg"]
+    assert [p["action"] for p in result["pods"]] == ["evicted"] and unschedulable(cluster, node)
+    assert len(recordon_events(cluster, node)) == 1
+
+    again = run_module("k8s_node_drain", {"name": node, "force": True, "timeout": 60})
+    assert not again["failed"], again["msg"]
+    assert [p["name"] for p in again["pods"]] == ["late"] and again["recordoned"] == 0
+    assert pods_in(cluster, namespace, node) == []

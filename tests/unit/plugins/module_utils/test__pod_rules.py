@@ -166,3 +166,12 @@ def test_opt_outs_over_fields_and_over_the_pod_agree(marks, phase, deleting, dae
             # Only pods that run and are not on their way out are protected; never a disregarded vocabulary.
             assert not rules.is_finished(p) and not deleting
             assert opt_out["vocabulary"] not in ignore and "all" not in ignore
+
+
+@given(st.text(max_size=20), st.one_of(st.none(), st.text(max_size=30)))
+def test_any_mark_text_is_read_without_raising(value, started):
+    seconds = rules.go_duration_seconds(value)
+    assert seconds is None or isinstance(seconds, float)
+    for key in (rules.DO_NOT_DISRUPT, rules.SAFE_TO_EVICT, rules.CAPI_DRAIN):
+        (found,) = rules.opt_outs({key: value}, started, NOW) or [{"effect": rules.IGNORED}]
+        assert found["effect"] in (rules.BLOCK, rules.SKIP, rules.WAIT_COMPLETED, rules.IGNORED)
