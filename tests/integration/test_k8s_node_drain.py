@@ -473,9 +473,14 @@ def test_opt_outs_refuse_skip_and_wait_for_completion(cluster, namespace, make_n
     assert any("disregarded (ignore_opt_outs)" in w for w in moved["guarded"]["warnings"])
     assert moved["stay"]["action"] == "skipped" and "cluster.x-k8s.io/drain=skip" in moved["stay"]["reason"]
 
-    # It finishes while the drain waits (its phase as the kubelet would write it): the drain ends.
+    # It finishes while the drain waits (its phase as the kubelet would write it): the drain ends. The
+    # eviction of a second pod tells the test that the drain has listed the node's pods.
+    apply(cluster, dict(bare_pod("signal", node), metadata={"name": "signal", "namespace": namespace}))
+    signal = wait_for("the signal pod", lambda: [p.metadata.uid for p in pods_in(cluster, namespace, node)
+                                                 if p.metadata.name == "signal" and is_ready(p)])[0]
+
     def finish_job():
-        time.sleep(2)
+        wait_for("the drain to evict the signal pod", lambda: signal not in uids(pods_in(cluster, namespace)))
         cluster.core.patch_namespaced_pod_status("job", namespace, {"status": {"phase": "Succeeded"}})
     finisher = threading.Thread(target=finish_job)
     finisher.start()
@@ -495,14 +500,16 @@ def recordon_events(cluster, node):
         if e.reason == "MaintenanceRecordoned"]
 
 
-def uncordon_while_held(cluster, namespace, node, budget, newcomer=None):
-    """A second writer: once the drain cordoned the node and a spent budget holds it, uncordon the
-    node (and, with ``newcomer``, put a pod on it meanwhile), wait for the guard to cordon it again,
-    then give the budget room."""
+def uncordon_while_held(cluster, namespace, node, budget, signal, newcomer=None):
+    """A second writer: once the drain has listed the node's pods (it evicted the ``signal`` pod)
+    and a spent budget holds it, uncordon the node (and, with ``newcomer``, put a pod on it
+    meanwhile), wait for the guard to cordon it again, then give the budget room."""
     seen = {}
 
     def write():
-        wait_for("the drain to cordon the node", lambda: unschedulable(cluster, node), timeout=30)
+        wait_for("the drain to evict the signal pod", lambda: signal not in uids(pods_in(cluster, namespace)),
+                 timeout=30)
+        assert unschedulable(cluster, node), "the drain cordons before it lists the pods"
         set_unschedulable(cluster, node, False)
         seen["uncordoned_at"] = time.monotonic()
         if newcomer:
@@ -523,21 +530,22 @@ def held_drain_setup(cluster, namespace, make_node):
     labels = {"app": "db"}
     apply(cluster, dict(deployment("db", 1, group, labels), metadata={"name": "db", "namespace": namespace}),
           dict(pdb("db", labels, min_available=1), metadata={"name": "db", "namespace": namespace}))
-    wait_ready(cluster, namespace, 1, node)
+    apply(cluster, dict(bare_pod("signal", node), metadata={"name": "signal", "namespace": namespace}))
+    signal = [p.metadata.uid for p in wait_ready(cluster, namespace, 2, node) if p.metadata.name == "signal"][0]
     wait_pdb_settled(cluster, namespace, "db", 0)
     set_unschedulable(cluster, spare, False)
-    return node
+    return node, signal
 
 
 def test_an_uncordon_mid_drain_is_undone_warned_and_recorded_as_an_event(cluster, namespace, make_node,
                                                                          run_module):
-    node = held_drain_setup(cluster, namespace, make_node)
-    writer, seen = uncordon_while_held(cluster, namespace, node, "db")
-    result = run_module("k8s_node_drain", {"name": node, "timeout": 90})
+    node, signal = held_drain_setup(cluster, namespace, make_node)
+    writer, seen = uncordon_while_held(cluster, namespace, node, "db", signal)
+    result = run_module("k8s_node_drain", {"name": node, "force": True, "timeout": 90})
     writer.join()
     assert not result["failed"], result["msg"]
     assert result["stopped_by"] is None and result["recordoned"] == 1 and result["changed"] is True
-    assert [p["action"] for p in result["pods"]] == ["evicted"]
+    assert [p["action"] for p in result["pods"]] == ["evicted", "evicted"]
     assert unschedulable(cluster, node) and pods_in(cluster, namespace, node) == []
     # Within the drain's node check (every 5 s), from the read it makes anyway.
     assert seen["recordoned_after"] < 8
@@ -549,14 +557,14 @@ def test_an_uncordon_mid_drain_is_undone_warned_and_recorded_as_an_event(cluster
 
 def test_pods_scheduled_while_uncordoned_fail_the_drain_and_a_second_run_moves_them(cluster, namespace, make_node,
                                                                                    run_module):
-    node = held_drain_setup(cluster, namespace, make_node)
-    writer, _seen = uncordon_while_held(cluster, namespace, node, "db", newcomer="late")
+    node, signal = held_drain_setup(cluster, namespace, make_node)
+    writer, _seen = uncordon_while_held(cluster, namespace, node, "db", signal, newcomer="late")
     result = run_module("k8s_node_drain", {"name": node, "force": True, "timeout": 90})
     writer.join()
     assert result["failed"] and result["stopped_by"] == "uncordoned" and result["recordoned"] == 1
     assert result["arrived_while_uncordoned"] == ["%s/late" % namespace]
     assert "scheduled to it meanwhile that this drain did not move: %s/late" % namespace in result["msg"]
-    assert [p["action"] for p in result["pods"]] == ["evicted"] and unschedulable(cluster, node)
+    assert [p["action"] for p in result["pods"]] == ["evicted", "evicted"] and unschedulable(cluster, node)
     assert len(recordon_events(cluster, node)) == 1
 
     again = run_module("k8s_node_drain", {"name": node, "force": True, "timeout": 60})
