@@ -277,7 +277,8 @@ pods:
       description:
         - The opt-out marks on the pod that speak about it, each with C(vocabulary) (V(karpenter),
           V(cluster-autoscaler), V(cluster-api)), C(key), C(value), C(effect) (V(block), V(skip),
-          V(wait_completed), or V(ignored) with a C(note) saying why). Empty for most pods.
+          V(wait_completed) or V(ignored)) and, where there is more to say (why it is ignored, how long
+          a do-not-disrupt grace period still protects the pod), a C(note). Empty for most pods.
       type: list
       elements: dict
       sample: [{"vocabulary": "karpenter", "key": "karpenter.sh/do-not-disrupt", "value": "true", "effect": "block"}]
