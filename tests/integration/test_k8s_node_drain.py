@@ -462,7 +462,7 @@ def test_opt_outs_refuse_skip_and_wait_for_completion(cluster, namespace, make_n
 
     overrides = {"name": node, "force": True, "ignore_opt_outs": ["karpenter", "cluster-autoscaler"]}
     # The wait-completed pod is not evicted: still running at the timeout, the drain names it.
-    timed_out = run_module("k8s_node_drain", dict(overrides, timeout=8))
+    timed_out = run_module("k8s_node_drain", dict(overrides, timeout=5))
     assert timed_out["failed"] and timed_out["stopped_by"] == "timeout"
     job = by_name(timed_out)["job"]
     assert job["action"] == "failed" and job["attempts"] == 0
@@ -537,35 +537,25 @@ def held_drain_setup(cluster, namespace, make_node):
     return node, signal
 
 
-def test_an_uncordon_mid_drain_is_undone_warned_and_recorded_as_an_event(cluster, namespace, make_node,
-                                                                         run_module):
+def test_an_uncordon_mid_drain_is_undone_warned_recorded_and_what_landed_meanwhile_named(cluster, namespace,
+                                                                                        make_node, run_module):
+    # (the same guard without a pod landing meanwhile, which then succeeds: test__drain.py)
     node, signal = held_drain_setup(cluster, namespace, make_node)
-    writer, seen = uncordon_while_held(cluster, namespace, node, "db", signal)
+    writer, seen = uncordon_while_held(cluster, namespace, node, "db", signal, newcomer="late")
     result = run_module("k8s_node_drain", {"name": node, "force": True, "timeout": 90})
     writer.join()
-    assert not result["failed"], result["msg"]
-    assert result["stopped_by"] is None and result["recordoned"] == 1 and result["changed"] is True
-    assert [p["action"] for p in result["pods"]] == ["evicted", "evicted"]
-    assert unschedulable(cluster, node) and pods_in(cluster, namespace, node) == []
-    # Within the drain's node check (every 5 s), from the read it makes anyway.
+    # Cordoned again within the drain's node check (every 5 s), from the read it makes anyway.
     assert seen["recordoned_after"] < 8
+    assert result["failed"] and result["stopped_by"] == "uncordoned" and result["recordoned"] == 1
+    assert result["changed"] is True and unschedulable(cluster, node)
     warnings = [str(w) for w in result.get("warnings") or ()]
     assert any("node/%s was found schedulable during its drain" % node in w for w in warnings), warnings
     (event,) = recordon_events(cluster, node)
     assert event.type == "Warning" and "cordoned it again" in event.message
-
-
-def test_pods_scheduled_while_uncordoned_fail_the_drain_and_a_second_run_moves_them(cluster, namespace, make_node,
-                                                                                   run_module):
-    node, signal = held_drain_setup(cluster, namespace, make_node)
-    writer, _seen = uncordon_while_held(cluster, namespace, node, "db", signal, newcomer="late")
-    result = run_module("k8s_node_drain", {"name": node, "force": True, "timeout": 90})
-    writer.join()
-    assert result["failed"] and result["stopped_by"] == "uncordoned" and result["recordoned"] == 1
+    # Every pod it listed was moved; the one the second writer put there meanwhile is named.
+    assert [p["action"] for p in result["pods"]] == ["evicted", "evicted"]
     assert result["arrived_while_uncordoned"] == ["%s/late" % namespace]
     assert "scheduled to it meanwhile that this drain did not move: %s/late" % namespace in result["msg"]
-    assert [p["action"] for p in result["pods"]] == ["evicted", "evicted"] and unschedulable(cluster, node)
-    assert len(recordon_events(cluster, node)) == 1
 
     again = run_module("k8s_node_drain", {"name": node, "force": True, "timeout": 60})
     assert not again["failed"], again["msg"]
