@@ -294,7 +294,7 @@ def test_opt_outs_are_reported_with_what_the_drain_does_and_the_fix(group, run_m
     spare = group.node(cpu="2", unschedulable=True)
 
     def marked(name, cpu, annotations=None, labels=None):
-        spec = group.pod_spec(cpu=cpu, node=target)
+        spec = group.pod_spec(cpu=cpu)  # the spare is cordoned until all are placed: they land on the target
         template_labels = dict({"app": name}, **(labels or {}))
         cluster.apps.create_namespaced_deployment(namespace, {
             "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
