@@ -82,11 +82,10 @@ BLOCK_UNMANAGED = ("declares no controller, so nothing recreates it", "force",
 
 def opt_out_blocker(opt_out):
     """The blocker of a pod that an opt-out protects: the mark, and the override that lets the drain take it."""
-    return ("%s protects it (%s)%s" % (opt_out["text"], opt_out["vocabulary"],
-                                       ": " + opt_out["note"] if opt_out.get("note") else ""),
-            "ignore_opt_outs", "pods with %s %s" % ("label" if opt_out["key"] == CAPI_DRAIN else "annotation",
-                                                   opt_out["key"]),
-            "ignore_opt_outs: [%s]" % opt_out["vocabulary"])
+    where = "label" if opt_out["key"] == CAPI_DRAIN else "annotation"
+    note = ": " + opt_out["note"] if opt_out.get("note") else ""
+    return ("%s protects it (%s)%s" % (opt_out["text"], opt_out["vocabulary"], note), "ignore_opt_outs",
+            "pods with %s %s" % (where, opt_out["key"]), "ignore_opt_outs: [%s]" % opt_out["vocabulary"])
 
 
 def pod_key(pod):

@@ -343,7 +343,7 @@ recordoned:
   description:
     - How many times the drain found the node schedulable again (uncordoned by someone else) and
       cordoned it again, each with a warning and a C(Warning) Event C(MaintenanceRecordoned) on the node.
-      A re-cordon makes RV(changed) true.
+      A re-cordon makes C(changed) true.
   returned: with O(cordon=true) (the default), outside check mode and O(dry_run=server), once the pods were listed
   type: int
   sample: 0

@@ -537,8 +537,8 @@ def held_drain_setup(cluster, namespace, make_node):
     return node, signal
 
 
-def test_an_uncordon_mid_drain_is_undone_warned_recorded_and_what_landed_meanwhile_named(cluster, namespace,
-                                                                                        make_node, run_module):
+def test_an_uncordon_mid_drain_is_undone_warned_recorded_and_what_landed_meanwhile_named(
+        cluster, namespace, make_node, run_module):
     # (the same guard without a pod landing meanwhile, which then succeeds: test__drain.py)
     node, signal = held_drain_setup(cluster, namespace, make_node)
     writer, seen = uncordon_while_held(cluster, namespace, node, "db", signal, newcomer="late")
