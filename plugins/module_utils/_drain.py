@@ -8,6 +8,13 @@ evict them (``_eviction.Drainer``), and say how the drain ended.
 end with the node drained raises ``ModuleFailure`` with the same result fields, among them
 ``stopped_by`` (one of ``STOPPED_BY``), so a caller decides what to do next from data, not from
 the message.
+
+Re-cordon guard: a drain that cordoned the node reads it every few seconds anyway (was it
+deleted?); when that read finds it schedulable again (someone uncordoned it mid-drain), the drain
+cordons it again, warns, and writes a Warning Event ``MaintenanceRecordoned`` on the node
+(``recordoned`` counts them). Pods the scheduler put on the node meanwhile are not part of the
+drain: one more list of the node's pods at the end finds them, and the drain then fails with
+``stopped_by: uncordoned`` naming them (a re-run drains them).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -39,6 +46,7 @@ from ansible_collections.kubeops.node_maintenance.plugins.module_utils._node_api
     read_node,
     set_unschedulable,
 )
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._maintenance_state import create_event
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils._nodes import is_unschedulable
 
 USER_AGENT = USER_AGENT_PREFIX + "k8s_node_drain"
@@ -53,8 +61,10 @@ STOPPED_NODE_DELETED = "node_deleted"  # someone else deleted the Node object mi
 STOPPED_ACCESS_LOST = "access_lost"    # the API server stopped accepting the credentials (401) or rights (403)
 STOPPED_POD_ERRORS = "pod_errors"      # before the timeout, the API refused to evict or delete some pods
 STOPPED_VOLUMES = "volumes_attached"   # drained, but volumes still attached at volume_detach_timeout
+STOPPED_UNCORDONED = "uncordoned"      # uncordoned mid-drain by someone else, and pods landed meanwhile
 STOPPED_BY = (STOPPED_REFUSED, STOPPED_TIMEOUT, STOPPED_NODE_DELETED, STOPPED_ACCESS_LOST, STOPPED_POD_ERRORS,
-              STOPPED_VOLUMES)
+              STOPPED_VOLUMES, STOPPED_UNCORDONED)
+RECORDON_EVENT_REASON = "MaintenanceRecordoned"
 
 
 def validate(params):
@@ -103,6 +113,48 @@ def list_pdbs(api, deadline, warn):
                  % (exc.status, int(_eviction.DEFAULT_RETRY_DELAY)))
             return None
         raise
+
+
+class RecordonGuard:
+    """Cordons the node again when the drain's periodic node read finds it schedulable (the
+    Drainer's ``on_uncordoned``): one patch, a warning and a Warning Event per time it happens."""
+
+    def __init__(self, raw, node, deadline, warn):
+        self.raw = raw
+        self.node = node
+        self.deadline = deadline
+        self.warn = warn
+        self.count = 0
+
+    def __call__(self, node_obj):
+        retry_transient(lambda: patch_unschedulable(self.raw, self.node, True, self.deadline), deadline=self.deadline,
+                        describe="node/%s" % self.node)
+        self.count += 1
+        text = ("node/%s was found schedulable during its drain (uncordoned by someone else); k8s_node_drain "
+                "cordoned it again. Pods scheduled to it meanwhile are not part of this drain" % self.node)
+        self.warn(text)
+        try:
+            create_event(self.raw, node_obj, {"reason": RECORDON_EVENT_REASON, "msg": text, "type": "Warning"},
+                         self.deadline)
+        except Exception as exc:  # noqa: BLE001 - the cordon is what matters; say the Event is missing
+            self.warn("node/%s: the %s Event was not written: %s" % (self.node, RECORDON_EVENT_REASON, exc))
+
+
+def arrived_pods(api, node, params, seen_uids, deadline):
+    """``namespace/name`` of pods on the node now that were not when the drain listed them and that
+    the drain would have to move (any plan but skip): what landed while the node was uncordoned."""
+    pods = retry_transient(lambda: api.list_node_pods(node, params["pod_selector"]), deadline=deadline,
+                           describe="pods on node/%s" % node)
+    fresh = [p for p in pods if (p.get("metadata") or {}).get("uid") not in seen_uids]
+    entries = _pods.plan_drain(fresh, **plan_options(params))
+    return ["%s/%s" % (e["namespace"], e["name"]) for e in entries if e["plan"] != _pods.PLAN_SKIP]
+
+
+def plan_options(params, missing=frozenset()):
+    """``_pods.classify_pod``'s options from the module's."""
+    return {"ignore_daemonsets": params["ignore_daemonsets"], "delete_emptydir_data": params["delete_emptydir_data"],
+            "force": params["force"], "skip_wait_for_delete_timeout": params["skip_wait_for_delete_timeout"],
+            "missing_daemonsets": missing, "ignore_opt_outs": tuple(params.get("ignore_opt_outs") or ())}
 
 
 def static_result(entry, action, reason=None):
@@ -198,10 +250,7 @@ def drain(params, check_mode, started, connect, warn):
 
     pods = retry_transient(lambda: api.list_node_pods(node, params["pod_selector"]), deadline=deadline,
                            describe="pods on node/%s" % node)
-    entries = _pods.plan_drain(
-        pods, ignore_daemonsets=params["ignore_daemonsets"], delete_emptydir_data=params["delete_emptydir_data"],
-        force=params["force"], skip_wait_for_delete_timeout=params["skip_wait_for_delete_timeout"],
-        missing_daemonsets=missing_daemonsets(api, pods, deadline))
+    entries = _pods.plan_drain(pods, **plan_options(params, missing_daemonsets(api, pods, deadline)))
     by_key = dict((_pods.pod_key(p), p) for p in pods)
     rules = params.get("drain_rules") or []
     namespace_labels = (_drain_order.list_namespace_labels(raw, deadline)
@@ -252,8 +301,8 @@ def drain(params, check_mode, started, connect, warn):
             results.append(static_result(entry, _eviction.ACTION_SKIPPED))
             continue
         method = {"evict": "delete" if params["disable_eviction"] else "evict",
-                  "delete": "delete", "wait": "wait"}[plan]
-        if no_changes and (method == "wait" or not dry_run):
+                  "delete": "delete", "wait": "wait", _pods.PLAN_WAIT_COMPLETED: "wait_completed"}[plan]
+        if no_changes and (method in ("wait", "wait_completed") or not dry_run):
             reason = entry["reason"]
             if method == "evict" and entry["pdb"]:
                 reason += "; " + "; ".join(_eviction.pdb_text(info) for info in entry["pdb"])
@@ -263,10 +312,13 @@ def drain(params, check_mode, started, connect, warn):
         tasks.append(_eviction.PodTask(entry, method, ready=_pod_rules.is_ready(pod), pdbs=entry["pdb_keys"],
                                        labels=(pod.get("metadata") or {}).get("labels") or {}))
 
+    # Only a drain that cordoned the node (or found it cordoned and was asked to keep it so) guards it.
+    guard = RecordonGuard(raw, node, deadline, warn) if params["cordon"] and not no_changes else None
     if tasks:
         drainer = _eviction.Drainer(
             api, node, deadline, max_concurrency=params["max_concurrency"], grace_period=params["grace_period"],
-            dry_run=dry_run, skip_wait_for_delete_timeout=params["skip_wait_for_delete_timeout"], pdbs=pdbs)
+            dry_run=dry_run, skip_wait_for_delete_timeout=params["skip_wait_for_delete_timeout"], pdbs=pdbs,
+            on_uncordoned=guard)
         # One tier after another (the drain order), all within the one deadline.
         results.extend(_drain_order.run_tiers(drainer, tasks, tiers, dry_run))
         accepted = any(task.accepted_at is not None for task in tasks)
@@ -282,15 +334,31 @@ def drain(params, check_mode, started, connect, warn):
             e["plan"] in (_pods.PLAN_EVICT, _pods.PLAN_DELETE) for e in entries)
     else:
         result["changed"] = cordon_changed or accepted
+    if guard is not None:
+        result["recordoned"] = guard.count
+        if guard.count:
+            result["changed"] = True
     failed = [r for r in results if r["action"] == _eviction.ACTION_FAILED]
     if failed and not dry_run:
         stopped_by = stop_reason(time.monotonic() >= deadline, node_deleted, stopped)
         finish(results, stopped_by, node_deleted=node_deleted)
         raise ModuleFailure(failure_message(node, results, cordoned, stopped_by, params["timeout"], stopped,
                                             _drain_order.progress_text(tiers)), **result)
+    if guard is not None and guard.count and not node_deleted:
+        arrived = arrived_pods(api, node, params, set(e["uid"] for e in entries), deadline)
+        if arrived:
+            finish(results, STOPPED_UNCORDONED, arrived_while_uncordoned=arrived)
+            raise ModuleFailure(
+                "drain of node/%s: someone uncordoned the node during the drain (cordoned again %d time(s), see its "
+                "%s Events), and %d pod(s) were scheduled to it meanwhile that this drain did not move: %s. "
+                "node/%s stays cordoned; run the drain again to move them"
+                % (node, guard.count, RECORDON_EVENT_REASON, len(arrived), ", ".join(arrived[:MESSAGE_POD_LIMIT])
+                   + (" and %d more" % (len(arrived) - MESSAGE_POD_LIMIT) if len(arrived) > MESSAGE_POD_LIMIT else ""),
+                   node), **result)
     if params["wait_for_volume_detach"]:
         # After the pods: their volumes detached before the node goes down (check mode: one look).
-        moving = set(e["uid"] for e in entries if e["plan"] in (_pods.PLAN_EVICT, _pods.PLAN_DELETE, _pods.PLAN_WAIT))
+        moving = set(e["uid"] for e in entries if e["plan"] in (
+            _pods.PLAN_EVICT, _pods.PLAN_DELETE, _pods.PLAN_WAIT, _pods.PLAN_WAIT_COMPLETED))
         result["volumes"] = _volume_detach.wait_detached(raw, node, params["volume_detach_timeout"], moving,
                                                          once=no_changes)
         if not result["volumes"]["detached"] and not no_changes:

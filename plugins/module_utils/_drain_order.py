@@ -43,6 +43,7 @@ from ansible_collections.kubeops.node_maintenance.plugins.module_utils._pods imp
     PLAN_DELETE,
     PLAN_EVICT,
     PLAN_WAIT,
+    PLAN_WAIT_COMPLETED,
 )
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils._selectors import label_selector_matches
 
@@ -54,7 +55,8 @@ MODES = (MODE_PRIORITY, MODE_CRITICAL_LAST, MODE_NONE)
 CRITICAL_CLASSES = ("system-cluster-critical", "system-node-critical")
 SYSTEM_CRITICAL_PRIORITY = 2000000000
 ORDER_MIN, ORDER_MAX = -(2 ** 31), 2 ** 31 - 1   # int32, as MachineDrainRule's order
-TIERED_PLANS = (PLAN_EVICT, PLAN_DELETE, PLAN_WAIT)
+# a pod waited for (terminating, or labelled wait-completed) holds the later tiers as an evicted one does
+TIERED_PLANS = (PLAN_EVICT, PLAN_DELETE, PLAN_WAIT, PLAN_WAIT_COMPLETED)
 RULE_KEYS = ("selector", "namespace_selector", "order")
 SELECTOR_KEYS = ("matchLabels", "matchExpressions")
 OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
@@ -192,7 +194,7 @@ def list_namespace_labels(raw, deadline):
 
 
 def assign(entries, pods_by_key, rules=(), mode=MODE_PRIORITY, namespace_labels=None):
-    """Put every entry the drain moves (plan evict, delete or wait) in its tier: sets ``tier``
+    """Put every entry the drain moves (plan evict, delete, wait or wait_completed) in its tier: sets ``tier``
     (``index`` from 1, lowest first, and ``tier_fields``) and ``drain_rule`` (index of the rule that
     gave its order, or None) on each entry; None for the others. Returns the tiers, lowest first:
     ``{"index", "order", "critical", "priority", "pods"}`` (``pods``: how many)."""

@@ -18,6 +18,10 @@ ask before any pod moves:
 - unmanaged_pods: pods no controller re-creates.
 - pull_concentration: most evicted pods landing on one or two nodes, whose kubelet pulls images
   one after another by default.
+- opt_outs: pods that carry another tool's opt-out (Karpenter's do-not-disrupt, the cluster
+  autoscaler's safe-to-evict "false", Cluster API's drain label), with what the drain does about
+  it (``_pod_rules.opt_outs`` decides, as for the drain). Pods the drain skips or waits for by their
+  label need no room elsewhere.
 
 At the end, what ``k8s_node_preflight`` does with them: ``read_snapshot`` lists the cluster page by
 page (``iter_pages``), and ``preflight`` is the whole module run.
@@ -62,6 +66,7 @@ CHECKS = (
     "local_storage",
     "unmanaged_pods",
     "pull_concentration",
+    "opt_outs",
 )
 DEFAULT_FAIL_ON = ("capacity", "pdb")
 
@@ -89,6 +94,15 @@ _FIX = {
     "or run it under a Deployment/StatefulSet",
     "pull": "pre-pull the images on other nodes, uncordon or add nodes so pods spread, or raise the "
     "kubelet's maxParallelImagePulls (serializeImagePulls: false)",
+    "opt_out_block": "k8s_node_drain refuses to start while this pod is on the node: ask the workload's owner "
+    "whether it may move now, then remove the mark, or drain with ignore_opt_outs: [%s] (the role: "
+    "node_maintenance_drain_ignore_opt_outs)",
+    "opt_out_skip": "k8s_node_drain leaves this pod on the node, so the maintenance stops it with the node: make "
+    "sure it may be down for the action, or drain with ignore_opt_outs: [%s] to evict it",
+    "opt_out_wait_completed": "k8s_node_drain does not evict this pod and waits, within its timeout, until it "
+    "finishes: let it finish before the maintenance, raise the drain's timeout, or drain with "
+    "ignore_opt_outs: [%s] to evict it",
+    "opt_out_ignored": "nothing to do for the drain; correct or remove the mark if %s should read it",
 }
 
 
@@ -112,12 +126,12 @@ class NodeInfo:
 class PodInfo:
     __slots__ = (
         "namespace", "name", "node", "phase", "deleting", "labels", "ready", "owner", "mirror",
-        "daemonset", "requests", "constraints", "volumes", "images",
+        "daemonset", "requests", "constraints", "volumes", "images", "opt_outs",
     )
 
     def __init__(self, namespace, name, node=None, phase="Running", deleting=False, labels=None,
                  ready=True, owner=None, mirror=False, daemonset=False, requests=None,
-                 constraints=None, volumes=(), images=()):
+                 constraints=None, volumes=(), images=(), opt_outs=()):
         self.namespace = namespace
         self.name = name
         self.node = node
@@ -132,6 +146,7 @@ class PodInfo:
         self.constraints = constraints  # SchedulingConstraints or None (no constraint)
         self.volumes = tuple(volumes)  # (type, volume name, detail)
         self.images = tuple(images)
+        self.opt_outs = tuple(opt_outs)  # _pod_rules.pod_opt_outs, none disregarded
 
     @property
     def ref(self):
@@ -295,6 +310,7 @@ def pod_from_api(obj):
         constraints=_pod_constraints(spec),
         volumes=_pod_volumes(metadata.get("name"), spec),
         images=images,
+        opt_outs=_pod_rules.pod_opt_outs(obj),
     )
 
 
@@ -361,6 +377,8 @@ class Snapshot:
 
     def __init__(self, focus=None):
         self.focus = frozenset(focus) if focus is not None else None
+        # Opt-out vocabularies the drain will disregard (k8s_node_preflight's ignore_opt_outs).
+        self.ignore_opt_outs = ()
         self.nodes = {}
         self.pods = []
         self.pdbs = []
@@ -447,7 +465,7 @@ def placement_obstacle(constraints, node):
 # --------------------------------------------------------------------------------------------
 # Which pods a drain moves
 # --------------------------------------------------------------------------------------------
-def drain_skip_reason(pod):
+def drain_skip_reason(pod, ignore_opt_outs=()):
     """Why a drain leaves this pod alone (None: it is evicted and must run elsewhere).
 
     The flags come from ``_pod_rules`` (the drain's own rules); the preflight needs only
@@ -461,12 +479,15 @@ def drain_skip_reason(pod):
         return "finished"
     if pod.deleting:
         return "already terminating"
+    for opt_out in _pod_rules.disregarded(pod.opt_outs, ignore_opt_outs):
+        if opt_out["effect"] in (_pod_rules.SKIP, _pod_rules.WAIT_COMPLETED):
+            return opt_out["text"]
     return None
 
 
 def evicted_pods(snapshot, node_names):
     names = set(node_names)
-    return [p for p in snapshot.pods if p.node in names and drain_skip_reason(p) is None]
+    return [p for p in snapshot.pods if p.node in names and drain_skip_reason(p, snapshot.ignore_opt_outs) is None]
 
 
 def _consumes_room(pod):
@@ -828,12 +849,42 @@ def check_pull_concentration(snapshot, node_names, share=0.5, min_pods=10, secon
     return findings, summary
 
 
-def run_checks(snapshot, node_names, checks=CHECKS, fail_on=DEFAULT_FAIL_ON, pull_options=None):
+def check_opt_outs(snapshot, node_names):
+    """Pods on the nodes that carry an opt-out mark, with what the drain does about it."""
+    names = set(node_names)
+    findings = []
+    blocking = 0
+    for pod in snapshot.pods:
+        if pod.node not in names or not pod.opt_outs:
+            continue
+        for opt_out in _pod_rules.disregarded(pod.opt_outs, snapshot.ignore_opt_outs):
+            effect = opt_out["effect"]
+            blocking += effect == _pod_rules.BLOCK
+            what = {
+                _pod_rules.BLOCK: "protects the pod: the drain of %s refuses to start" % pod.node,
+                _pod_rules.SKIP: "the drain of %s leaves the pod on the node" % pod.node,
+                _pod_rules.WAIT_COMPLETED: "the drain of %s does not evict the pod and waits until it finishes"
+                % pod.node,
+                _pod_rules.IGNORED: "not honoured",
+            }[effect]
+            findings.append(_finding(
+                "Pod", pod.namespace, pod.name,
+                "%s (%s): %s%s" % (opt_out["text"], opt_out["vocabulary"], what,
+                                   "; " + opt_out["note"] if opt_out.get("note") else ""),
+                _FIX["opt_out_" + effect] % opt_out["vocabulary"], node=pod.node, vocabulary=opt_out["vocabulary"],
+                key=opt_out["key"], value=opt_out["value"], effect=effect,
+            ))
+    summary = "%d opt-out mark(s) on pods of the node(s), %d of them refusing the drain" % (len(findings), blocking)
+    return findings, summary
+
+
+def run_checks(snapshot, node_names, checks=CHECKS, fail_on=DEFAULT_FAIL_ON, pull_options=None, ignore_opt_outs=()):
     """Run the named checks; returns {check: {status, summary, findings}} and overall ok.
 
     status is ``pass`` (no findings), ``fail`` (findings and the check is in fail_on) or ``warn``.
     """
     node_names = list(node_names)
+    snapshot.ignore_opt_outs = tuple(ignore_opt_outs or ())
     if snapshot.focus is not None and not set(node_names) <= snapshot.focus:
         raise ValueError("the snapshot keeps full pod records only for %s" % ", ".join(sorted(snapshot.focus)))
     functions = {
@@ -843,6 +894,7 @@ def run_checks(snapshot, node_names, checks=CHECKS, fail_on=DEFAULT_FAIL_ON, pul
         "local_storage": check_local_storage,
         "unmanaged_pods": check_unmanaged_pods,
         "pull_concentration": lambda s, n: check_pull_concentration(s, n, **(pull_options or {})),
+        "opt_outs": check_opt_outs,
     }
     results = {}
     ok = True
@@ -1070,7 +1122,7 @@ def preflight(connect, names, params, warn, clock=time.monotonic):
             raise ModuleFailure("%s: not found; `kubectl get nodes` lists the names" % nodes_ref(missing),
                                 changed=False)
         ok, results = run_checks(snapshot, names, checks=checks, fail_on=fail_on,
-                                 pull_options=params["pull_estimate"])
+                                 pull_options=params["pull_estimate"], ignore_opt_outs=params.get("ignore_opt_outs"))
     finally:
         gc.enable()
     outcome = {

@@ -23,6 +23,22 @@ description:
     unless O(delete_emptydir_data=true). Running pods that declare no controller stop it unless
     O(force=true). Pods already terminating are waited for, not evicted again. Finished pods (phase
     C(Succeeded) or C(Failed)) are deleted.
+  - Opt-outs that other tools' users put on pods are honoured too, unless O(ignore_opt_outs) says
+    otherwise. A running pod annotated C(karpenter.sh/do-not-disrupt=true) (or with a Go duration
+    such as C(30m) that the pod has not yet run for, as Karpenter reads it; DaemonSet and mirror pods
+    included, as for Karpenter), or a running pod that is neither a DaemonSet nor a mirror pod annotated
+    C(cluster-autoscaler.kubernetes.io/safe-to-evict=false) (exactly), stops the drain before
+    anything moves, with the pod, the annotation and the override named. A pod labelled
+    C(cluster.x-k8s.io/drain=skip) (Cluster API; the value in any case) is left on the node, reported
+    V(skipped). A pod labelled C(cluster.x-k8s.io/drain=wait-completed) is not evicted; the drain waits,
+    within O(timeout), until it finishes (phase C(Succeeded) or C(Failed)) or is gone, and a timeout
+    names it. Values these tools ignore (an unknown label value, a do-not-disrupt grace period that is
+    over) are ignored here too, with a warning in the pod's RV(pods[].warnings).
+  - When someone uncordons the node while the drain runs, the drain cordons it again within a few
+    seconds (it reads the node every 5 seconds anyway, to notice a deleted node), warns, and writes a
+    C(Warning) Event C(MaintenanceRecordoned) on the node (RV(recordoned) counts them). Pods that
+    were scheduled to the node meanwhile are not part of the drain; when there are such pods the drain
+    fails with RV(stopped_by=uncordoned), naming them, and a second run moves them.
   - When any pod stops the drain, the module fails before evicting anything, names every such pod
     with the option that would let the drain take it, and leaves the node as it found it (a cordon
     made by this task is undone).
@@ -118,6 +134,20 @@ options:
     description:
       - Label selector (C(app=web,tier!=db)); only pods on the node that match it are drained.
     type: str
+  ignore_opt_outs:
+    description:
+      - The opt-out vocabularies this run disregards; the pods they mark are drained by the other
+        rules, each with a warning in RV(pods[].warnings) saying so.
+      - V(karpenter) (annotation C(karpenter.sh/do-not-disrupt)), V(cluster-autoscaler) (annotation
+        C(cluster-autoscaler.kubernetes.io/safe-to-evict)), V(cluster-api) (label C(cluster.x-k8s.io/drain)),
+        V(all).
+      - The default, an empty list, honours them all. For pods marked C(do-not-disrupt) or
+        C(safe-to-evict=false) that is a refusal, which this collection did not make before this option
+        came; set V([karpenter, cluster-autoscaler]) for the former behaviour.
+    type: list
+    elements: str
+    choices: [all, karpenter, cluster-autoscaler, cluster-api]
+    default: []
   max_concurrency:
     description:
       - Most eviction (or delete) requests in flight at once.
@@ -227,6 +257,8 @@ notes:
     name budgets in results) list PodDisruptionBudgets in all namespaces. With
     O(wait_for_volume_detach), also list C(volumeattachments.storage.k8s.io) and C(persistentvolumes).
   - A second run on a node that is already cordoned and has nothing left to move reports no change.
+  - The re-cordon guard needs RBAC to create Events in the C(default) namespace; without it the node
+    is still cordoned again, and a warning says the Event is missing.
 seealso:
   - module: kubeops.node_maintenance.k8s_node_cordon
   - module: kubernetes.core.k8s_drain
@@ -308,6 +340,13 @@ EXAMPLES = r"""
   ansible.builtin.debug:
     msg: "{{ planned.tiers | map(attribute='index') | zip(planned.tiers | map(attribute='pods')) | list }}"
 
+- name: Drain although Karpenter users marked pods do-not-disrupt (Cluster API's labels still honoured)
+  kubeops.node_maintenance.k8s_node_drain:
+    name: worker-3
+    ignore_daemonsets: true
+    ignore_opt_outs: [karpenter]
+  delegate_to: localhost
+
 - name: Drain a node that is down, not waiting for pods stuck terminating for more than a minute
   kubeops.node_maintenance.k8s_node_drain:
     name: worker-3
@@ -357,9 +396,20 @@ pods:
     plan:
       description:
         - What the drain decided for the pod. V(evict), V(delete) (finished pods, or with
-          O(disable_eviction)), V(wait) (already terminating), V(skip), V(refuse) (stops the drain).
+          O(disable_eviction)), V(wait) (already terminating), V(wait_completed) (labelled
+          C(cluster.x-k8s.io/drain=wait-completed), not evicted, waited for until it finishes), V(skip),
+          V(refuse) (stops the drain).
       type: str
       sample: evict
+    opt_outs:
+      description:
+        - The opt-out marks on the pod that speak about it, each with C(vocabulary) (V(karpenter),
+          V(cluster-autoscaler), V(cluster-api)), C(key), C(value), C(effect) (V(block), V(skip),
+          V(wait_completed) or V(ignored)) and, where there is more to say (why it is ignored, how long
+          a do-not-disrupt grace period still protects the pod), a C(note). Empty for most pods.
+      type: list
+      elements: dict
+      sample: [{"vocabulary": "karpenter", "key": "karpenter.sh/do-not-disrupt", "value": "true", "effect": "block"}]
     action:
       description:
         - What was done. V(evicted), V(deleted), V(waited) (it went away without our request, or was
@@ -399,11 +449,13 @@ pods:
       elements: str
     blockers:
       description:
-        - For V(refuse), each rule the pod breaks with the O(force), O(ignore_daemonsets) or
-          O(delete_emptydir_data) option that allows it. Empty otherwise.
+        - For V(refuse), each rule the pod breaks with the O(force), O(ignore_daemonsets),
+          O(delete_emptydir_data) or O(ignore_opt_outs) option that allows it (C(option)), and the
+          setting that does (C(override), such as C(force=true) or C(ignore_opt_outs=[karpenter])).
+          Empty otherwise.
       type: list
       elements: dict
-      sample: [{"reason": "declares no controller, so nothing recreates it", "option": "force"}]
+      sample: [{"reason": "declares no controller, so nothing recreates it", "option": "force", "override": "force: true"}]
     pdb:
       description:
         - The PodDisruptionBudgets covering the pod (when they could be listed), each with
@@ -443,6 +495,22 @@ node_deleted:
   returned: when the drain failed after it began evicting
   type: bool
   sample: false
+recordoned:
+  description:
+    - How many times the drain found the node schedulable again (uncordoned by someone else) and
+      cordoned it again, each with a warning and a C(Warning) Event C(MaintenanceRecordoned) on the node.
+      A re-cordon makes C(changed) true.
+  returned: with O(cordon=true) (the default), outside check mode and O(dry_run=server), once the pods were listed
+  type: int
+  sample: 0
+arrived_while_uncordoned:
+  description:
+    - With RV(stopped_by=uncordoned), the pods (C(namespace/name)) scheduled to the node while it was
+      uncordoned, which this drain did not move.
+  returned: with RV(stopped_by=uncordoned)
+  type: list
+  elements: str
+  sample: [shop/web-7d9f8-zzzzz]
 stopped_by:
   description:
     - Why the drain stopped before the node was drained, so a playbook can decide what to do next
@@ -461,11 +529,14 @@ stopped_by:
       an invalid request); RV(pods[].reason) says which.
     - V(volumes_attached) when the node was drained but, with O(wait_for_volume_detach), volumes were
       still attached to it at O(volume_detach_timeout) (RV(volumes.pending)).
+    - V(uncordoned) when someone uncordoned the node during the drain (cordoned again, RV(recordoned))
+      and pods were scheduled to it meanwhile (RV(arrived_while_uncordoned)); every pod the drain
+      listed was moved, and a second run moves the newcomers.
     - A failure to reach or read the node or its pods has no RV(stopped_by); its C(status) says what
       the API server answered.
   returned: when the node's pods were listed
   type: str
-  choices: [refused, timeout, node_deleted, access_lost, pod_errors, volumes_attached]
+  choices: [refused, timeout, node_deleted, access_lost, pod_errors, volumes_attached, uncordoned]
   sample: timeout
 api_requests:
   description: API requests the drain made, by kind (C(evict), C(list pods), C(list pdbs), ...).
@@ -537,6 +608,7 @@ phase_record:
 """
 
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils._drain import drain
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._pod_rules import VOCABULARIES
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_module import (
     NODE_NAME_SPEC,
     RECORD_SPEC,
@@ -559,6 +631,8 @@ def argument_spec():
         "timeout": timeout_spec(300),
         "skip_wait_for_delete_timeout": {"type": "int", "default": 0},
         "pod_selector": {"type": "str"},
+        "ignore_opt_outs": {"type": "list", "elements": "str", "default": [],
+                            "choices": ["all"] + list(VOCABULARIES)},
         "max_concurrency": {"type": "int", "default": 50},
         "dry_run": {"type": "str", "choices": ["none", "server"], "default": "none"},
         "exclude_from_load_balancers": {"type": "bool"},

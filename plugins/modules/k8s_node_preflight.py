@@ -33,8 +33,16 @@ description:
   - V(pull_concentration) estimates where the scheduler puts the evicted pods (least-allocated
     spreading) and warns when most of them would land on one or two nodes, whose kubelet pulls
     images one at a time by default; the finding carries an estimate of the delay.
+  - V(opt_outs) reports pods on the nodes that carry another tool's opt-out, and what
+    M(kubeops.node_maintenance.k8s_node_drain) does about it (the same rule decides for both);
+    C(karpenter.sh/do-not-disrupt) and C(cluster-autoscaler.kubernetes.io/safe-to-evict=false)
+    (effect V(block), the drain refuses to start), the label C(cluster.x-k8s.io/drain=skip) (V(skip),
+    the pod stays on the node) or C(=wait-completed) (V(wait_completed), not evicted, waited for until it
+    finishes), and marks that are not honoured (V(ignored), with the reason). Each finding has the
+    fix.
   - Pods the drain leaves alone are not counted, that is mirror (static) pods, DaemonSet pods, finished
-    pods and pods already terminating.
+    pods, pods already terminating, and pods labelled C(cluster.x-k8s.io/drain) V(skip) or
+    V(wait-completed) (unless O(ignore_opt_outs) disregards Cluster API).
   - Read-only; C(changed) is always V(false) and check mode runs the same checks.
 author:
   - kubeops maintainers (@kubeops)
@@ -63,7 +71,7 @@ options:
       - The checks to run. V(all) runs every check.
     type: list
     elements: str
-    choices: [all, capacity, pdb, single_node_workloads, local_storage, unmanaged_pods, pull_concentration]
+    choices: [all, capacity, pdb, single_node_workloads, local_storage, unmanaged_pods, pull_concentration, opt_outs]
     default: [all]
   fail_on:
     description:
@@ -72,8 +80,20 @@ options:
       - V(all) makes every check fail the task; an empty list only warns.
     type: list
     elements: str
-    choices: [all, capacity, pdb, single_node_workloads, local_storage, unmanaged_pods, pull_concentration]
+    choices: [all, capacity, pdb, single_node_workloads, local_storage, unmanaged_pods, pull_concentration, opt_outs]
     default: [capacity, pdb]
+  ignore_opt_outs:
+    description:
+      - The opt-out vocabularies the drain will disregard (its own O(kubeops.node_maintenance.k8s_node_drain#module:ignore_opt_outs)),
+        so the checks see the pods as the drain will treat them; their marks are reported with effect V(ignored).
+      - V(karpenter) (C(karpenter.sh/do-not-disrupt)), V(cluster-autoscaler)
+        (C(cluster-autoscaler.kubernetes.io/safe-to-evict)), V(cluster-api) (label C(cluster.x-k8s.io/drain)),
+        V(all).
+      - The default, an empty list, honours them all, as the drain does.
+    type: list
+    elements: str
+    choices: [all, karpenter, cluster-autoscaler, cluster-api]
+    default: []
   pull_estimate:
     description:
       - Thresholds and assumptions of the V(pull_concentration) check.
@@ -196,7 +216,8 @@ checks:
         - What the check found. Every finding has C(kind), C(namespace) (V(null) for nodes),
           C(name), C(reason) and C(fix); some add C(node), C(nodes), C(pods), C(requests),
           C(volumes), C(ready_pods), C(disruptions_allowed), C(images_to_pull) or
-          C(estimated_seconds).
+          C(estimated_seconds); those of V(opt_outs) add C(node), C(vocabulary), C(key), C(value) and
+          C(effect) (V(block), V(skip), V(wait_completed) or V(ignored)).
       type: list
       elements: dict
       sample:
@@ -250,7 +271,7 @@ phase_record:
   sample: {"rollout": "patch-2026-11", "phase": "preflight", "status": "in_progress", "message": "preflight started"}
 """
 
-from ansible_collections.kubeops.node_maintenance.plugins.module_utils import _preflight
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils import _pod_rules, _preflight
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_module import RECORD_SPEC, K8sModule, timeout_spec
 
 
@@ -266,6 +287,8 @@ def argument_spec():
             "seconds_per_image": {"type": "int", "default": 10},
         }},
         "page_size": {"type": "int", "default": 500},
+        "ignore_opt_outs": {"type": "list", "elements": "str", "default": [],
+                            "choices": ["all"] + list(_pod_rules.VOCABULARIES)},
         "record": RECORD_SPEC,
         "timeout": timeout_spec(120),
     }

@@ -639,3 +639,150 @@ def test_drain_order_evicts_a_tier_only_when_the_tiers_before_it_are_gone(cluste
         for name in names:
             release(cluster, namespace, name)
         cluster.kubectl("delete", "priorityclass", low, high, "--ignore-not-found", check=False)
+# --- opt-outs of other tools and the re-cordon guard (issue #20) ---------------------------------
+
+def marked_deployment(name, node_selector, annotations=None, labels=None):
+    body = deployment(name, 1, node_selector)
+    template = body["spec"]["template"]["metadata"]
+    template["labels"].update(labels or {})
+    template["annotations"] = annotations or {}
+    return body
+
+
+def test_opt_outs_refuse_skip_and_wait_for_completion(cluster, namespace, make_node, run_module):
+    group = {"drain-group": namespace}
+    node = make_node(labels=group)
+    spare = make_node(labels=group, unschedulable=True)
+    host = {"kubernetes.io/hostname": node}
+    ns = {"namespace": namespace}
+    apply(cluster,
+          dict(marked_deployment("guarded", host, {"karpenter.sh/do-not-disrupt": "true"}),
+               metadata=dict(ns, name="guarded")),
+          dict(marked_deployment("batch", host, {"cluster-autoscaler.kubernetes.io/safe-to-evict": "false"}),
+               metadata=dict(ns, name="batch")),
+          dict(marked_deployment("stay", host, labels={"cluster.x-k8s.io/drain": "skip"}),
+               metadata=dict(ns, name="stay")),
+          dict(bare_pod("job", node, labels={"cluster.x-k8s.io/drain": "wait-completed"}),
+               metadata=dict(ns, name="job", labels={"cluster.x-k8s.io/drain": "wait-completed"})),
+          dict(deployment("web", 1, group), metadata=dict(ns, name="web")))
+    before = wait_ready(cluster, namespace, 5, node)
+    set_unschedulable(cluster, spare, False)
+    stay_uid = [p.metadata.uid for p in before if p.metadata.name.startswith("stay-")]
+
+    # Check mode and a real run decide the same, and neither moves anything: nothing evicted, no cordon left.
+    for check in (True, False):
+        refused = run_module("k8s_node_drain", {"name": node, "force": True, "timeout": 30}, check=check)
+        assert refused["failed"] and refused["stopped_by"] == "refused" and refused["changed"] is False
+        msg = refused["msg"]
+        assert "2 pod(s) block it" in msg
+        assert ("pods with annotation karpenter.sh/do-not-disrupt (set ignore_opt_outs: [karpenter] to drain "
+                "them anyway): %s/guarded-" % namespace) in msg
+        assert ("pods with annotation cluster-autoscaler.kubernetes.io/safe-to-evict (set ignore_opt_outs: "
+                "[cluster-autoscaler] to drain them anyway): %s/batch-" % namespace) in msg
+        plans = dict((p["name"].split("-")[0], p["plan"]) for p in refused["pods"])
+        assert plans == {"guarded": "refuse", "batch": "refuse", "stay": "skip", "job": "wait_completed",
+                         "web": "evict"}
+        assert all(p["action"] in ("none", "skipped") for p in refused["pods"])
+        assert uids(pods_in(cluster, namespace, node)) == uids(before) and not unschedulable(cluster, node)
+
+    overrides = {"name": node, "force": True, "ignore_opt_outs": ["karpenter", "cluster-autoscaler"]}
+    # The wait-completed pod is not evicted: still running at the timeout, the drain names it.
+    timed_out = run_module("k8s_node_drain", dict(overrides, timeout=5))
+    assert timed_out["failed"] and timed_out["stopped_by"] == "timeout"
+    job = by_name(timed_out)["job"]
+    assert job["action"] == "failed" and job["attempts"] == 0
+    assert "%s/job: labelled cluster.x-k8s.io/drain=wait-completed: not evicted, and still running" % namespace \
+        in timed_out["msg"]
+    moved = dict((p["name"].split("-")[0], p) for p in timed_out["pods"])
+    assert moved["guarded"]["action"] == "evicted" and moved["batch"]["action"] == "evicted"
+    assert any("disregarded (ignore_opt_outs)" in w for w in moved["guarded"]["warnings"])
+    assert moved["stay"]["action"] == "skipped" and "cluster.x-k8s.io/drain=skip" in moved["stay"]["reason"]
+
+    # It finishes while the drain waits (its phase as the kubelet would write it): the drain ends. The
+    # eviction of a second pod tells the test that the drain has listed the node's pods.
+    apply(cluster, dict(bare_pod("signal", node), metadata={"name": "signal", "namespace": namespace}))
+    signal = wait_for("the signal pod", lambda: [p.metadata.uid for p in pods_in(cluster, namespace, node)
+                                                 if p.metadata.name == "signal" and is_ready(p)])[0]
+
+    def finish_job():
+        wait_for("the drain to evict the signal pod", lambda: signal not in uids(pods_in(cluster, namespace)))
+        cluster.core.patch_namespaced_pod_status("job", namespace, {"status": {"phase": "Succeeded"}})
+    finisher = threading.Thread(target=finish_job)
+    finisher.start()
+    done = run_module("k8s_node_drain", dict(overrides, timeout=60))
+    finisher.join()
+    assert not done["failed"], done["msg"]
+    assert by_name(done)["job"]["action"] == "waited" and by_name(done)["job"]["attempts"] == 0
+    assert "wait-completed" in by_name(done)["job"]["reason"]
+    left = dict((p.metadata.name.split("-")[0], p) for p in pods_in(cluster, namespace, node))
+    assert sorted(left) == ["job", "stay"] and left["job"].status.phase == "Succeeded"
+    assert [left["stay"].metadata.uid] == stay_uid, "the skipped pod was left alone"
+
+
+def recordon_events(cluster, node):
+    return [e for e in cluster.core.list_namespaced_event(
+        "default", field_selector="involvedObject.kind=Node,involvedObject.name=%s" % node).items
+        if e.reason == "MaintenanceRecordoned"]
+
+
+def uncordon_while_held(cluster, namespace, node, budget, signal, newcomer=None):
+    """A second writer: once the drain has listed the node's pods (it evicted the ``signal`` pod)
+    and a spent budget holds it, uncordon the node (and, with ``newcomer``, put a pod on it
+    meanwhile), wait for the guard to cordon it again, then give the budget room."""
+    seen = {}
+
+    def write():
+        wait_for("the drain to evict the signal pod", lambda: signal not in uids(pods_in(cluster, namespace)),
+                 timeout=30)
+        assert unschedulable(cluster, node), "the drain cordons before it lists the pods"
+        set_unschedulable(cluster, node, False)
+        seen["uncordoned_at"] = time.monotonic()
+        if newcomer:
+            apply(cluster, dict(bare_pod(newcomer, node), metadata={"name": newcomer, "namespace": namespace}))
+        wait_for("the guard to cordon it again", lambda: unschedulable(cluster, node), timeout=30, interval=0.1)
+        seen["recordoned_after"] = time.monotonic() - seen["uncordoned_at"]
+        cluster.policy.patch_namespaced_pod_disruption_budget(budget, namespace, {"spec": {"minAvailable": 0}})
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    return writer, seen
+
+
+def held_drain_setup(cluster, namespace, make_node):
+    group = {"drain-group": namespace}
+    node = make_node(labels=group)
+    spare = make_node(labels=group, unschedulable=True)
+    labels = {"app": "db"}
+    apply(cluster, dict(deployment("db", 1, group, labels), metadata={"name": "db", "namespace": namespace}),
+          dict(pdb("db", labels, min_available=1), metadata={"name": "db", "namespace": namespace}))
+    apply(cluster, dict(bare_pod("signal", node), metadata={"name": "signal", "namespace": namespace}))
+    signal = [p.metadata.uid for p in wait_ready(cluster, namespace, 2, node) if p.metadata.name == "signal"][0]
+    wait_pdb_settled(cluster, namespace, "db", 0)
+    set_unschedulable(cluster, spare, False)
+    return node, signal
+
+
+def test_an_uncordon_mid_drain_is_undone_warned_recorded_and_what_landed_meanwhile_named(
+        cluster, namespace, make_node, run_module):
+    # (the same guard without a pod landing meanwhile, which then succeeds: test__drain.py)
+    node, signal = held_drain_setup(cluster, namespace, make_node)
+    writer, seen = uncordon_while_held(cluster, namespace, node, "db", signal, newcomer="late")
+    result = run_module("k8s_node_drain", {"name": node, "force": True, "timeout": 90})
+    writer.join()
+    # Cordoned again within the drain's node check (every 5 s), from the read it makes anyway.
+    assert seen["recordoned_after"] < 8
+    assert result["failed"] and result["stopped_by"] == "uncordoned" and result["recordoned"] == 1
+    assert result["changed"] is True and unschedulable(cluster, node)
+    warnings = [str(w) for w in result.get("warnings") or ()]
+    assert any("node/%s was found schedulable during its drain" % node in w for w in warnings), warnings
+    (event,) = recordon_events(cluster, node)
+    assert event.type == "Warning" and "cordoned it again" in event.message
+    # Every pod it listed was moved; the one the second writer put there meanwhile is named.
+    assert [p["action"] for p in result["pods"]] == ["evicted", "evicted"]
+    assert result["arrived_while_uncordoned"] == ["%s/late" % namespace]
+    assert "scheduled to it meanwhile that this drain did not move: %s/late" % namespace in result["msg"]
+
+    again = run_module("k8s_node_drain", {"name": node, "force": True, "timeout": 60})
+    assert not again["failed"], again["msg"]
+    assert [p["name"] for p in again["pods"]] == ["late"] and again["recordoned"] == 0
+    assert pods_in(cluster, namespace, node) == []

@@ -153,6 +153,7 @@ def test_rollout_keeps_workloads_within_their_pdbs_and_a_second_run_does_nothing
         assert node_record(cluster, name)["status"] == "done" and node_record(cluster, name)["labels_added"] == []
     events = cluster.core.list_namespaced_event("default", field_selector="involvedObject.name=%s" % rollout.nodes[0])
     assert {"MaintenanceDrain", "MaintenanceDone"} <= {e.reason for e in events.items}
+    assert "MaintenanceUncordonedDuringAction" not in {e.reason for e in events.items}, "nobody uncordoned it"
     lease = cluster.coordination.read_namespaced_lease("kubeops-node-maintenance", namespace)
     assert lease.spec.holder_identity is None, "the lock is released after the last node"
 
@@ -315,3 +316,25 @@ def test_two_clusters_in_one_inventory_go_cluster_by_cluster(cluster, namespace,
                 assert not client_cluster.core.read_node(name).spec.unschedulable
             lease = client_cluster.coordination.read_namespaced_lease("lock-" + namespace, "default")
             assert lease.spec.holder_identity is None, "each cluster's lock is released"
+
+
+def test_a_node_uncordoned_during_the_action_is_reported_on_return(cluster, namespace, rollout, tmp_path):
+    # One node: the second writer is a hook after the drain that uncordons it, as an operator's
+    # script or another tool would while the node is maintained.
+    rollout.inventory.write_text("[k8s_nodes]\n%s ansible_host=127.0.0.1 ansible_port=1\n" % rollout.nodes[0])
+    hook = tmp_path / "uncordon.yml"
+    hook.write_text(
+        "- name: Someone else uncordons the node\n"
+        "  kubeops.node_maintenance.k8s_node_cordon:\n"
+        "    name: \"{{ node_maintenance_node_name }}\"\n"
+        "    state: uncordoned\n"
+        "  delegate_to: localhost\n")
+    res = rollout("uncordoned-mid-action", node_maintenance_hook_after_drain=str(hook))
+    assert res.returncode == 0, res.stdout[-6000:]
+    assert "was found schedulable after the action none: someone uncordoned it after the drain" in res.stdout
+    events = cluster.core.list_namespaced_event("default", field_selector="involvedObject.name=%s" % rollout.nodes[0])
+    warned = [e for e in events.items if e.reason == "MaintenanceUncordonedDuringAction"]
+    assert len(warned) == 1 and warned[0].type == "Warning"
+    assert "uncordoned by someone else after the drain" in warned[0].message
+    assert node_record(cluster, rollout.nodes[0])["status"] == "done"
+    # (a rollout where nobody touches the cordon writes no such Event: test_rollout_keeps_workloads_...)

@@ -5,6 +5,7 @@ tests/integration/test_k8s_node_drain.py and test_faults_drain.py."""
 from __future__ import annotations
 
 import copy
+import threading
 import time
 
 import pytest
@@ -79,6 +80,7 @@ class Cluster:
         self.node_gone = False
         self.pod_lists = 0
         self.namespaces = namespaces or {}
+        self.events = []
 
     def __call__(self, request):
         method, path = request["method"], request["path"]
@@ -118,6 +120,9 @@ class Cluster:
         if path.startswith("/apis/apps/v1/namespaces/"):
             name = path.rsplit("/", 1)[-1]
             return (200, {"kind": "DaemonSet"}) if name in self.daemonsets else not_found("daemonsets.apps", name)
+        if path == "/api/v1/namespaces/default/events" and method == "POST":
+            self.events.append(request["body"])
+            return 201, request["body"]
         parts = path.split("/")  # /api/v1/namespaces/<ns>/pods/<name>[/eviction]
         name = parts[6]
         if name not in self.pods:
@@ -554,7 +559,8 @@ def test_stop_reason_puts_lost_access_first_then_the_deleted_node_then_the_timeo
     assert _drain.stop_reason(True, True) == _drain.STOPPED_NODE_DELETED
     assert _drain.stop_reason(True) == _drain.STOPPED_TIMEOUT
     assert _drain.stop_reason(False) == _drain.STOPPED_POD_ERRORS
-    assert set(_drain.STOPPED_BY) == {"refused", "timeout", "node_deleted", "access_lost", "pod_errors", "volumes_attached"}
+    assert set(_drain.STOPPED_BY) == {"refused", "timeout", "node_deleted", "access_lost", "pod_errors", "volumes_attached",
+                                      "uncordoned"}
 
 
 def failed_pods(count):
@@ -584,3 +590,79 @@ def test_results_follow_the_pod_list_and_untouched_pods_cost_nothing():
     out = _drain.static_result(entries[0], "skipped")
     assert out == {"namespace": "a", "name": "x", "reason": "r", "action": "skipped", "attempts": 0, "seconds": 0.0}
     assert _drain.static_result(entries[0], "none", "why")["reason"] == "why" and "action" not in entries[0]
+
+
+# --- opt-outs and the re-cordon guard (issue #20) -------------------------------------------------
+
+def test_a_pod_protected_by_an_opt_out_refuses_the_drain_and_the_cordon_is_undone(k8s_server):
+    protected = pod("db-0", owner="StatefulSet")
+    protected["metadata"]["annotations"] = {"karpenter.sh/do-not-disrupt": "true"}
+    cluster = Cluster([pod("a"), protected])
+    server = k8s_server(cluster)
+    refused = failure(server)
+    assert refused.fields["stopped_by"] == "refused" and refused.fields["cordoned"] is False
+    assert ("pods with annotation karpenter.sh/do-not-disrupt (set ignore_opt_outs: [karpenter] to drain them "
+            "anyway): shop/db-0") in refused.msg
+    assert cluster.node["spec"]["unschedulable"] is False and sorted(cluster.pods) == ["a", "db-0"]
+    result = drain(k8s_server(Cluster([pod("a"), protected])), ignore_opt_outs=["karpenter"])
+    assert [p["action"] for p in result["pods"]] == ["evicted", "evicted"]
+
+
+def test_check_mode_reports_skip_and_wait_completed_and_writes_nothing(k8s_server):
+    skipped, waited = pod("agent-x"), pod("job-1", owner="Job")
+    skipped["metadata"]["labels"]["cluster.x-k8s.io/drain"] = "skip"
+    waited["metadata"]["labels"]["cluster.x-k8s.io/drain"] = "wait-completed"
+    cluster = Cluster([pod("a"), skipped, waited])
+    server = k8s_server(cluster)
+    result = drain(server, check_mode=True)
+    assert [(p["name"], p["plan"], p["action"]) for p in result["pods"]] == [
+        ("a", "evict", "none"), ("agent-x", "skip", "skipped"), ("job-1", "wait_completed", "none")]
+    assert "recordoned" not in result and all(m == "GET" for m, _p in server.calls())
+
+
+def uncordon_mid_drain(cluster, newcomer=None):
+    """A second writer: uncordons the node while a spent budget holds the drain (and, with
+    ``newcomer``, the scheduler puts a pod on it meanwhile), then the budget gets room."""
+    def uncordon():
+        cluster.node["spec"]["unschedulable"] = False
+        if newcomer:
+            cluster.pods[newcomer["metadata"]["name"]] = newcomer
+
+    def relax():
+        cluster.pdbs = [pdb("web", 1)]
+    threading.Timer(0.3, uncordon).start()
+    threading.Timer(1.0, relax).start()
+
+
+def test_an_uncordon_mid_drain_is_undone_warned_and_recorded_as_an_event(k8s_server, monkeypatch):
+    monkeypatch.setattr(_eviction, "NODE_CHECK_SECONDS", 0.1)
+    cluster = Cluster([pod("a")], pdbs=[pdb("web", 0)])
+    server = k8s_server(cluster)
+    uncordon_mid_drain(cluster)
+    warned = []
+    result = drain(server, warned=warned)
+    assert result["stopped_by"] is None and result["recordoned"] == 1 and result["changed"] is True
+    assert cluster.node["spec"]["unschedulable"] is True and cluster.pods == {}
+    assert [w for w in warned if "was found schedulable during its drain" in w] == warned and len(warned) == 1
+    (event,) = cluster.events
+    assert event["reason"] == "MaintenanceRecordoned" and event["type"] == "Warning"
+    assert event["involvedObject"]["name"] == "n1" and "cordoned it again" in event["message"]
+    patches = [r["body"] for r in server.requests if r["method"] == "PATCH"]
+    assert patches == [{"spec": {"unschedulable": True}}] * 2
+    assert result["api_requests"]["create event"] == 1
+
+
+def test_pods_that_landed_while_uncordoned_fail_the_drain_as_uncordoned(k8s_server, monkeypatch):
+    monkeypatch.setattr(_eviction, "NODE_CHECK_SECONDS", 0.1)
+    cluster = Cluster([pod("a")], pdbs=[pdb("web", 0)])
+    server = k8s_server(cluster)
+    uncordon_mid_drain(cluster, newcomer=pod("late", labels={"app": "other"}))
+    failed = failure(server, warned=[])
+    assert failed.fields["stopped_by"] == "uncordoned" and failed.fields["recordoned"] == 1
+    assert failed.fields["arrived_while_uncordoned"] == ["shop/late"]
+    assert [p["action"] for p in failed.fields["pods"]] == ["evicted"]
+    assert "1 pod(s) were scheduled to it meanwhile that this drain did not move: shop/late" in failed.msg
+    assert "run the drain again" in failed.msg and cluster.node["spec"]["unschedulable"] is True
+    # A second run drains the newcomer.
+    again = drain(server)
+    assert [p["name"] for p in again["pods"]] == ["late"] and again["recordoned"] == 0 and cluster.pods == {}

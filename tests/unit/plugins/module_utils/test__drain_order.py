@@ -154,6 +154,16 @@ def test_a_flat_node_is_one_tier_as_before():
     assert [(t["index"], t["pods"]) for t in tiers] == [(1, 300)]
 
 
+def test_a_pod_waited_for_to_complete_holds_its_tier_as_an_evicted_one():
+    """Cluster API's wait-completed pod is not evicted but waited for: it sits in its priority's
+    tier, so the later tiers (here the critical one) start only once it has finished."""
+    waiting = pod("job-0", labels={"cluster.x-k8s.io/drain": "wait-completed"})
+    entries, tiers = planned([waiting, pod("dns", class_name="system-cluster-critical")])
+    assert [e["plan"] for e in entries] == [_pods.PLAN_WAIT_COMPLETED, _pods.PLAN_EVICT]
+    assert [(t["index"], t["critical"], t["pods"]) for t in tiers] == [(1, False, 1), (2, True, 1)]
+    assert [e["tier"]["index"] for e in entries] == [1, 2]
+
+
 PRIORITIES = st.sampled_from([None, -100, 0, 0, 1000, 1000000000, 2000000000, 2000001000])
 CLASSES = st.sampled_from([None, None, "system-cluster-critical", "system-node-critical", "batch"])
 OWNERS = st.sampled_from(["ReplicaSet", "ReplicaSet", "StatefulSet", "DaemonSet", None])

@@ -868,3 +868,58 @@ def test_a_bad_page_size_fails_before_any_connection():
         pf.preflight(lambda: connected.append(1), ["n1"], preflight_params(page_size=0), [].append)
     assert caught.value.msg == "page_size must be at least 1, got 0" and caught.value.fields == {}
     assert connected == [] and gc.isenabled()
+
+
+# ------------------------------------------------------------------------------------------------
+# opt_outs (issue #20): the drain's rule (_pod_rules.opt_outs), reported before the drain
+# ------------------------------------------------------------------------------------------------
+def opt_out_snapshot():
+    return snap(nodes=[node("a"), node("b", cpu="2")], pods=[
+        pod("db-0", "a", cpu="1", owner=("StatefulSet", "db"), annotations={"karpenter.sh/do-not-disrupt": "true"}),
+        pod("batch", "a", cpu="1", owner=("ReplicaSet", "r"),
+            annotations={"cluster-autoscaler.kubernetes.io/safe-to-evict": "false"}),
+        pod("stay", "a", cpu="4", owner=("ReplicaSet", "r"), labels={"cluster.x-k8s.io/drain": "skip"}),
+        pod("job", "a", cpu="4", owner=("Job", "j"), labels={"cluster.x-k8s.io/drain": "WaitCompleted"}),
+        pod("odd", "a", owner=("ReplicaSet", "r"), labels={"cluster.x-k8s.io/drain": "later"}),
+        pod("elsewhere", "b", annotations={"karpenter.sh/do-not-disrupt": "true"}),
+        pod("plain", "a", owner=("ReplicaSet", "r")),
+    ], focus=["a"])
+
+
+def test_opt_outs_names_each_marked_pod_with_what_the_drain_does_and_the_fix():
+    findings, summary = pf.check_opt_outs(opt_out_snapshot(), ["a"])
+    by_name = dict((f["name"], f) for f in findings)
+    assert sorted(by_name) == ["batch", "db-0", "job", "odd", "stay"]
+    assert [by_name[n]["effect"] for n in ("db-0", "batch", "stay", "job", "odd")] == [
+        "block", "block", "skip", "wait_completed", "ignored"]
+    assert by_name["db-0"]["reason"].startswith(
+        "annotation karpenter.sh/do-not-disrupt=true (karpenter): protects the pod: the drain of a refuses to start")
+    assert "ignore_opt_outs: [karpenter]" in by_name["db-0"]["fix"]
+    assert "node_maintenance_drain_ignore_opt_outs" in by_name["db-0"]["fix"]
+    assert "ignore_opt_outs: [cluster-autoscaler]" in by_name["batch"]["fix"]
+    assert "leaves the pod on the node" in by_name["stay"]["reason"] and "down for the action" in by_name["stay"]["fix"]
+    assert "waits until it finishes" in by_name["job"]["reason"] and "timeout" in by_name["job"]["fix"]
+    assert "unknown value" in by_name["odd"]["reason"]
+    assert by_name["db-0"]["vocabulary"] == "karpenter" and by_name["db-0"]["node"] == "a"
+    assert summary == "5 opt-out mark(s) on pods of the node(s), 2 of them refusing the drain"
+
+
+def test_pods_the_drain_skips_or_waits_for_by_label_need_no_room_elsewhere():
+    s = opt_out_snapshot()
+    assert sorted(p.name for p in pf.evicted_pods(s, ["a"])) == ["batch", "db-0", "odd", "plain"]
+    # Node b's 2 cpu hold the evicted pods, not the 4-cpu ones that stay or finish on node a.
+    assert pf.check_capacity(s, ["a"])[0] == []
+    ok, results = pf.run_checks(s, ["a"], fail_on=("opt_outs",))
+    assert not ok and results["opt_outs"]["status"] == "fail"
+
+
+def test_ignore_opt_outs_shows_the_pods_as_the_drain_will_treat_them():
+    s = opt_out_snapshot()
+    _ok, results = pf.run_checks(s, ["a"], checks=("opt_outs", "capacity"), ignore_opt_outs=["cluster-api"])
+    effects = dict((f["name"], f["effect"]) for f in results["opt_outs"]["findings"])
+    assert effects == {"db-0": "block", "batch": "block", "stay": "ignored", "job": "ignored", "odd": "ignored"}
+    # Now evicted, the two 4-cpu pods need room, and node b (1 cpu) has none.
+    assert sorted(f["name"] for f in results["capacity"]["findings"]) == ["job", "stay"]
+    _ok, results = pf.run_checks(s, ["a"], checks=("opt_outs",), ignore_opt_outs=["all"])
+    assert set(f["effect"] for f in results["opt_outs"]["findings"]) == {"ignored"}
+    assert results["opt_outs"]["summary"].endswith("0 of them refusing the drain")
