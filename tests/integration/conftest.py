@@ -182,22 +182,29 @@ def _unique(prefix):
     return "%s-%s" % (prefix, uuid.uuid4().hex[:6])
 
 
-@pytest.fixture
-def namespace(cluster, request):
+def create_namespace(cluster, prefix):
+    """A new namespace named after ``prefix`` (made unique), once pods can be created in it."""
     from kubernetes import client
 
-    name = _unique("t-" + request.node.name.lower().replace("_", "-")[:40].strip("-[]"))
+    name = _unique(prefix.lower().replace("_", "-")[:40].strip("-[]"))
     name = "".join(ch if ch.isalnum() or ch == "-" else "-" for ch in name)[:60].strip("-")
     cluster.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
     deadline = time.monotonic() + 60
     while True:  # pods cannot be created before the controller-manager made the default ServiceAccount
         try:
             cluster.core.read_namespaced_service_account("default", name)
-            break
+            return name
         except client.ApiException:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
+
+
+@pytest.fixture
+def namespace(cluster, request):
+    from kubernetes import client
+
+    name = create_namespace(cluster, "t-" + request.node.name)
     yield name
     try:
         cluster.core.delete_namespace(name, grace_period_seconds=0)
