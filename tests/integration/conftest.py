@@ -364,6 +364,28 @@ def _localhost_inventory(tmp_path):
     return path
 
 
+def run_tasks(workdir, name, tasks, env, args=(), callback="ansible.posix.json", vars_file=None):
+    """One play on localhost with ``tasks`` (one Ansible start for all of them, where ``run_module``
+    starts Ansible per module run); returns (CompletedProcess, {task name: result})."""
+    path = os.path.join(workdir, "%s.yml" % name)
+    with open(path, "w") as handle:
+        json.dump([{"name": name, "hosts": "localhost", "gather_facts": False, "tasks": tasks}], handle)
+    cmd = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", _localhost_inventory(workdir),
+           path] + (["-e", "@" + vars_file] if vars_file else []) + list(args)
+    run_env = dict(env, ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK=callback)
+    res = subprocess.run(cmd, capture_output=True, text=True, env=run_env, timeout=900, check=False)
+    assert_no_secret("the output of playbook %s" % name, res.stdout, res.stderr)
+    results = {}
+    if callback == "ansible.posix.json":
+        try:
+            for task in json.loads(res.stdout)["plays"][0]["tasks"]:
+                results[task["task"]["name"]] = task["hosts"]["localhost"]
+        except (ValueError, KeyError, IndexError):
+            raise AssertionError("playbook %s: no JSON results (rc %d)\n%s\n%s"
+                                 % (name, res.returncode, res.stdout[-3000:], res.stderr[-3000:]))
+    return res, results
+
+
 @pytest.fixture
 def run_module(cluster, tmp_path):
     """Run one module of the collection through ansible-core and return its result dict."""

@@ -32,7 +32,14 @@ import uuid
 import pytest
 
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils import _pods
-from tests.integration.conftest import create_namespace, node_manifest, wait_for, wait_node_ready
+from tests.integration.conftest import (
+    _ansible_env,
+    create_namespace,
+    node_manifest,
+    run_tasks,
+    wait_for,
+    wait_node_ready,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -71,7 +78,7 @@ DIFFERENCES = (TERMINATING_WAITED, EVERY_RULE_NAMED, FINISHED_DELETED)
 EVICT, SKIP = "evict", "skip"
 
 
-class Pod(object):
+class Pod:
     """One pod of the zoo: the rules kubectl applies to it, in its filter order (each lifted by
     the option of its module blocker), what kubectl does once they are lifted, and its state."""
 
@@ -203,7 +210,7 @@ def state_of(pods):
                        bool(p["metadata"].get("deletionTimestamp")))) for key, p in pods.items())
 
 
-class Zoo(object):
+class Zoo:
     def __init__(self, cluster, node, namespace):
         self.cluster, self.node, self.namespace = cluster, node, namespace
         self.built = None
@@ -358,10 +365,26 @@ def kubectl_drain(zoo, options):
     return {"refused": bool(refusal), "blocked": blocked, "evicted": evicted, "output": out}
 
 
-def module_drain(zoo, run_module, options):
+@pytest.fixture(scope="module")
+def module_runs(zoo, cluster, tmp_path_factory):
+    """k8s_node_drain in check mode with each combination of options, as one task each of one
+    ansible-playbook run (one Ansible start, not 8): ``{combination_id: result}``."""
+    tasks = [{"name": combination_id(options), "check_mode": True, "ignore_errors": True,
+              "kubeops.node_maintenance.k8s_node_drain": dict(options, name=zoo.node, timeout=60)}
+             for options in COMBINATIONS]
+    res, results = run_tasks(str(tmp_path_factory.mktemp("drain-parity")), "drain-parity", tasks,
+                             _ansible_env(cluster))
+    assert sorted(results) == sorted(t["name"] for t in tasks), res.stdout[-3000:] + res.stderr[-3000:]
+    # Check mode changes nothing either.
+    assert not cluster.core.read_node(zoo.node).spec.unschedulable
+    assert state_of(zoo.pods()) == zoo.built
+    return results
+
+
+def module_drain(zoo, module_runs, options):
     """k8s_node_drain's check-mode decisions: ``{"refused", "plans": {key: plan}, "blockers": {key: [rule]}}``."""
-    args = dict(options, name=zoo.node, timeout=60)
-    result = run_module("k8s_node_drain", args, check=True)
+    result = dict(module_runs[combination_id(options)])
+    result.setdefault("failed", False)
     refused = result.get("stopped_by") == "refused"
     assert result["failed"] == refused and result.get("stopped_by") in (None, "refused"), result.get("msg")
     plans, blockers = {}, {}
@@ -412,7 +435,7 @@ def test_kubectl_is_of_the_api_servers_version(cluster):
 
 
 @pytest.mark.parametrize("options", COMBINATIONS, ids=combination_id)
-def test_module_decides_as_kubectl_drain(zoo, run_module, options):
+def test_module_decides_as_kubectl_drain(zoo, module_runs, options):
     kubectl = kubectl_drain(zoo, options)
     # kubectl's server dry run changes nothing: the node stays schedulable, every pod as built.
     assert not zoo.cluster.core.read_node(zoo.node).spec.unschedulable
@@ -427,8 +450,7 @@ def test_module_decides_as_kubectl_drain(zoo, run_module, options):
     assert kubectl["evicted"] == (set() if blocking else set(k for k, d in model.items() if d == EVICT)), \
         kubectl["output"]
 
-    module = module_drain(zoo, run_module, options)
-    assert not zoo.cluster.core.read_node(zoo.node).spec.unschedulable
+    module = module_drain(zoo, module_runs, options)
     assert module["refused"] == kubectl["refused"], (module["msg"], kubectl["output"])
     assert sorted(module["plans"]) == sorted(ZOO)
     differences = set()
