@@ -389,8 +389,8 @@ def module_drain(zoo, module_runs, options):
     assert result["failed"] == refused and result.get("stopped_by") in (None, "refused"), result.get("msg")
     plans, blockers = {}, {}
     for pod in result["pods"]:
-        assert pod["namespace"] == zoo.namespace, "the module drains %s/%s, not of the zoo" % (pod["namespace"],
-                                                                                           pod["name"])
+        ref = "%s/%s" % (pod["namespace"], pod["name"])
+        assert pod["namespace"] == zoo.namespace, "the module drains %s, not of the zoo" % ref
         key = zoo.names[pod["name"]]
         plans[key] = pod["plan"]
         blockers[key] = [(b["reason"], b["option"]) for b in pod["blockers"]]
