@@ -9,13 +9,18 @@ client library and the tests can write pods as literals.
 What a pod is (mirror, DaemonSet, finished, terminating, its controller) comes from ``_pod_rules``
 and ``_api_objects``; this module decides the drain's plan from those facts.
 
-The rules follow ``kubectl drain`` (k8s.io/kubectl/pkg/drain/filters.go) with two deliberate
-differences, both about telling the user more:
+The rules follow ``kubectl drain`` (k8s.io/kubectl/pkg/drain/filters.go) with three deliberate
+differences (k8s_node_drain's notes; tests/integration/test_drain_parity_kubectl.py proves the
+rest equal to kubectl's own decisions):
 
 - every rule a pod breaks is reported, each with the option that would allow it, where kubectl
   stops at the first one (a pod with an emptyDir and no controller needs both
   ``delete_emptydir_data`` and ``force``, and the user learns that in one run);
-- a pod that is already terminating is waited for, not evicted a second time.
+- a pod that is already terminating is waited for, not evicted a second time, and never blocks
+  the drain (kubectl refuses one with no controller without ``--force``, or with emptyDir
+  without ``--delete-emptydir-data``, though it is going anyway);
+- a finished pod is deleted, where kubectl evicts it (the eviction API deletes it the same way,
+  without consulting budgets).
 
 Plans, in the order the rules are tried:
 

@@ -259,6 +259,22 @@ notes:
   - A second run on a node that is already cordoned and has nothing left to move reports no change.
   - The re-cordon guard needs RBAC to create Events in the C(default) namespace; without it the node
     is still cordoned again, and a warning says the Event is missing.
+  - The decisions are those of C(kubectl drain) of the same Kubernetes version, proven against
+    C(kubectl drain --dry-run=server) for every combination of O(ignore_daemonsets),
+    O(delete_emptydir_data) and O(force) (refused or not, which pods stop the drain and by which rule,
+    which pods are evicted, deleted or left alone), with three deliberate differences, and apart from
+    the other tools' opt-outs (O(ignore_opt_outs=[all]) disregards them) and the order of the evictions
+    (O(drain_order)), which C(kubectl drain) does not have.
+  - The first difference. A pod already terminating (it has a C(deletionTimestamp)) is waited for and
+    never stops the drain. C(kubectl drain) evicts it again, and refuses the drain for it when it declares no
+    controller (without C(--force)) or has C(emptyDir) volumes (without C(--delete-emptydir-data)),
+    although the pod and its data are going whatever the drain does.
+  - The second difference. Every rule a pod breaks is named with the option that allows it (a pod with
+    C(emptyDir) volumes and no controller needs O(delete_emptydir_data) and O(force)); C(kubectl drain)
+    names the first one only.
+  - The third difference. A finished pod (phase C(Succeeded) or C(Failed)) is deleted; C(kubectl drain)
+    sends it an eviction, which the API server turns into the same deletion without consulting any
+    budget.
 seealso:
   - module: kubeops.node_maintenance.k8s_node_cordon
   - module: kubernetes.core.k8s_drain
