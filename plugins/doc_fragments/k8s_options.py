@@ -140,3 +140,24 @@ options:
             choices: [Normal, Warning]
             default: Normal
 """
+
+    # kubeops.node_maintenance.k8s_options.records: the record option's fields, one record per node
+    RECORDS = r"""
+options:
+  records:
+    description:
+      - For a task about several nodes at once (the pre-drain checks of a batch), the maintenance
+        record of each of them, as O(record) writes one node's. Before the task's work, each node's
+        phase is recorded in its annotation C(maintenance.kubeops.io/state) and, with an C(event),
+        an Event about it is posted, in the order given; one module run for the whole batch.
+      - Nothing is written in check mode. A node that does not exist fails the task before its work.
+      - The records after the task are returned as RV(phase_records).
+      - Mutually exclusive with O(record).
+    type: list
+    elements: dict
+    suboptions:
+      node:
+        description: The node whose record it is.
+        type: str
+        required: true
+""" + RECORD[RECORD.index("      rollout:\n"):]

@@ -15,7 +15,6 @@ __metaclass__ = type
 
 import json
 import math
-import re
 import time
 
 from ansible.module_utils.urls import open_url
@@ -33,14 +32,13 @@ from ansible_collections.kubeops.node_maintenance.plugins.module_utils._nodes im
     is_unschedulable,
     node_is_ready,
     node_ready_status,
+    parse_node_count,
 )
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils._pod_rules import is_serving
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils._retry import poll_until
 
 CONTROL_PLANE_LABELS = ("node-role.kubernetes.io/control-plane",)
 PASS, FAIL, SKIP = "pass", "fail", "skip"
-
-_MIN_READY = re.compile(r"^\s*(\d+)\s*(%?)\s*$")
 
 
 def guard_result(guard, status, reason, **details):
@@ -115,18 +113,7 @@ def control_plane_guard(nodes, name, labels=CONTROL_PLANE_LABELS):
 
 def parse_min_ready(value):
     """``(number, is_percent)`` from ``3``, ``"3"`` or ``"50%"``; ValueError for anything else."""
-    if isinstance(value, bool):
-        raise ValueError("min_ready_nodes must be a number or a percentage such as 50%%, not %r" % value)
-    if isinstance(value, int):
-        number, percent = value, False
-    else:
-        match = _MIN_READY.match(str(value if value is not None else ""))
-        if not match:
-            raise ValueError("min_ready_nodes must be a number or a percentage such as 50%%, not %r" % (value,))
-        number, percent = int(match.group(1)), bool(match.group(2))
-    if number < 0 or (percent and number > 100):
-        raise ValueError("min_ready_nodes out of range: %r" % (value,))
-    return number, percent
+    return parse_node_count(value, "min_ready_nodes")
 
 
 def required_ready(value, total):
