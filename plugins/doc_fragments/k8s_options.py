@@ -141,7 +141,7 @@ options:
             default: Normal
 """
 
-    # kubeops.node_maintenance.k8s_options.records: the record option's fields, one record per node
+    # kubeops.node_maintenance.k8s_options.records: the record option's fields (keep the two alike), one per node
     RECORDS = r"""
 options:
   records:
@@ -160,4 +160,88 @@ options:
         description: The node whose record it is.
         type: str
         required: true
-""" + RECORD[RECORD.index("      rollout:\n"):]
+      rollout:
+        description: The rollout the record belongs to (its id).
+        type: str
+        required: true
+      phase:
+        description: The phase the node enters.
+        type: str
+        required: true
+      status:
+        description: The node's status in the rollout.
+        type: str
+        choices: [in_progress, done, failed]
+        default: in_progress
+      msg:
+        description: A line about the phase, kept in the record.
+        type: str
+      cordoned_before:
+        description: Whether the node was cordoned before the rollout came (restored on return).
+        type: bool
+      taints_added:
+        description: The taints the rollout added (and will remove on return).
+        type: list
+        elements: dict
+        suboptions:
+          key:
+            description: Taint key.
+            type: str
+            required: true
+          value:
+            description: Taint value.
+            type: str
+          effect:
+            description: Taint effect.
+            type: str
+            required: true
+            choices: [NoSchedule, PreferNoSchedule, NoExecute]
+      moved_workloads:
+        description: The controllers whose pods the drain moved (what the health gate waits for).
+        type: list
+        elements: dict
+        suboptions:
+          namespace:
+            description: Namespace of the controller.
+            type: str
+            required: true
+          owner_kind:
+            description: Kind of the controller.
+            type: str
+          owner_name:
+            description: Name of the controller.
+            type: str
+      static_pods:
+        description:
+          - The node's static pods before the maintenance, by their mirror pods (what the health gate
+            waits for after a re-run that resumes past the drain). Replaces the recorded list; not
+            given, the recorded list is kept.
+        type: list
+        elements: dict
+        suboptions:
+          namespace:
+            description: Namespace of the mirror pod.
+            type: str
+            required: true
+          name:
+            description: Name of the mirror pod.
+            type: str
+            required: true
+      event:
+        description: An Event about the node, posted with the record.
+        type: dict
+        suboptions:
+          reason:
+            description: The Event's reason, such as V(MaintenanceDrain).
+            type: str
+            required: true
+          msg:
+            description: The Event's message.
+            type: str
+            required: true
+          type:
+            description: The Event's type.
+            type: str
+            choices: [Normal, Warning]
+            default: Normal
+"""

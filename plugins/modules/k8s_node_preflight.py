@@ -40,7 +40,7 @@ description:
     against its allowed disruptions, and V(single_node_workloads) reports workloads whose ready pods
     all run on them.
   - With O(max_unavailable), the nodes out of service once these go (the nodes NotReady or cordoned
-    already, and these) must stay within the limit; over it the task fails (RV(checks.max_unavailable)).
+    already, and these) must stay within the limit; over it the task fails (C(checks.max_unavailable) in RV(checks)).
   - Read-only; C(changed) is always V(false) and check mode runs the same checks.
 author:
   - kubeops maintainers (@kubeops)

@@ -147,8 +147,8 @@ def test_records_in_check_mode_write_nothing_and_a_missing_node_stops_before_the
     missing, _imported = run_module("k8s_node_preflight", dict(server.params, name=["n1", "n2"],
                                                                records=batch_records("n1", "n2")), tmp_path)
     assert missing["failed"] is True and missing["status"] == 404 and "node/n2: not found" in missing["msg"]
-    assert [p for _m, p in server.calls()[before:]] == ["/api/v1/nodes/n1", "/api/v1/nodes/n1",
-                                                       "/api/v1/namespaces/default/events", "/api/v1/nodes/n2"]
-    both, _imported = run_module("k8s_node_preflight", dict(server.params, name=["n1"], records=batch_records("n1"),
-                                                            record=batch_records("n1")[0]), tmp_path)
+    written_first = ["/api/v1/nodes/n1", "/api/v1/nodes/n1", "/api/v1/namespaces/default/events", "/api/v1/nodes/n2"]
+    assert [p for _m, p in server.calls()[before:]] == written_first
+    args = dict(server.params, name=["n1"], records=batch_records("n1"), record=batch_records("n1")[0])
+    both, _imported = run_module("k8s_node_preflight", args, tmp_path)
     assert both["failed"] is True and "mutually exclusive" in both["msg"]
