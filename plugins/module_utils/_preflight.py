@@ -22,6 +22,10 @@ ask before any pod moves:
   autoscaler's safe-to-evict "false", Cluster API's drain label), with what the drain does about
   it (``_pod_rules.opt_outs`` decides, as for the drain). Pods the drain skips or waits for by their
   label need no room elsewhere.
+- max_unavailable (only when a limit is given, and always refusing): the nodes out of service once
+  these go (those NotReady or cordoned already, and these) within the limit.
+
+Nodes named together are judged as drained together: every check removes all of them at once.
 
 At the end, what ``k8s_node_preflight`` does with them: ``read_snapshot`` lists the cluster page by
 page (``iter_pages``), and ``preflight`` is the whole module run.
@@ -46,7 +50,7 @@ from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_clie
     retry_transient,
 )
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_module import ModuleFailure
-from ansible_collections.kubeops.node_maintenance.plugins.module_utils._nodes import node_is_ready
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._nodes import node_is_ready, parse_node_count
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils._quantity import (
     QuantityError,
     format_amount,
@@ -92,6 +96,8 @@ _FIX = {
     "on this node, emptyDir data is deleted with the pod",
     "unmanaged": "save the manifest (kubectl get pod -o yaml) and re-create the pod after the drain, "
     "or run it under a Deployment/StatefulSet",
+    "max_unavailable": "wait until the nodes already out of service are back (Ready and uncordoned), or "
+    "take fewer nodes at once (node_maintenance_serial), or raise max_unavailable",
     "pull": "pre-pull the images on other nodes, uncordon or add nodes so pods spread, or raise the "
     "kubelet's maxParallelImagePulls (serializeImagePulls: false)",
     "opt_out_block": "k8s_node_drain refuses to start while this pod is on the node: ask the workload's owner "
@@ -878,6 +884,41 @@ def check_opt_outs(snapshot, node_names):
     return findings, summary
 
 
+def allowed_unavailable(value, ready_nodes):
+    """Nodes that may be out of service at once under ``max_unavailable`` (``3`` or ``"10%"`` of
+    the ``ready_nodes``, rounded down but never below 1); ValueError for a value that is not one."""
+    number, percent = parse_node_count(value, "max_unavailable")
+    if number == 0:
+        raise ValueError("max_unavailable must be at least 1 (or a percentage above 0%%), not %r; leave it "
+                         "unset for no limit" % (value,))
+    if percent:
+        return max(1, ready_nodes * number // 100)
+    return number
+
+
+def check_max_unavailable(snapshot, node_names, max_unavailable):
+    """``(findings, summary)``: whether the nodes out of service once ``node_names`` go (those
+    NotReady or cordoned already, counted whether or not they are named, and the named ones) stay
+    within ``max_unavailable`` (a percentage is of the nodes Ready now)."""
+    named = set(node_names)
+    ready_nodes = sum(1 for node in snapshot.nodes.values() if node.ready)
+    allowed = allowed_unavailable(max_unavailable, ready_nodes)
+    already = [(name, "NotReady" if not node.ready else "cordoned")
+               for name, node in sorted(snapshot.nodes.items())
+               if name not in named and (not node.ready or node.unschedulable)]
+    out = len(already) + len(named)
+    summary = "%d node(s) out of service with these, at most %d allowed (max_unavailable %s of %d Ready nodes)" % (
+        out, allowed, max_unavailable, ready_nodes)
+    if out <= allowed:
+        return [], summary
+    shown = ", ".join("%s (%s)" % item for item in already[:10]) + (" ..." if len(already) > 10 else "")
+    reason = ("taking %s out makes %d node(s) unavailable, more than max_unavailable %s allows (%d of %d Ready "
+              "nodes); already out of service: %s" % (nodes_ref(node_names), out, max_unavailable, allowed,
+                                                      ready_nodes, shown or "none"))
+    return [_finding("Node", None, None, reason, _FIX["max_unavailable"], nodes=list(node_names),
+                     unavailable=[name for name, _why in already], allowed=allowed, ready_nodes=ready_nodes)], summary
+
+
 def run_checks(snapshot, node_names, checks=CHECKS, fail_on=DEFAULT_FAIL_ON, pull_options=None, ignore_opt_outs=()):
     """Run the named checks; returns {check: {status, summary, findings}} and overall ok.
 
@@ -1089,6 +1130,9 @@ def _failure_message(names, results):
         if result["status"] == "fail":
             findings = result["findings"]
             first = findings[0]
+            if first["name"] is None:  # about the nodes themselves (max_unavailable)
+                parts.append("%s: %s" % (check, first["reason"]))
+                continue
             ref = "/".join(x for x in (first["kind"].lower(), first["namespace"], first["name"]) if x)
             parts.append("%s: %d finding(s), e.g. %s %s" % (check, len(findings), ref, first["reason"]))
     return "preflight refuses to drain %s: %s" % (nodes_ref(names), "; ".join(parts))
@@ -1105,6 +1149,12 @@ def preflight(connect, names, params, warn, clock=time.monotonic):
     fail_on = CHECKS if "all" in params["fail_on"] else params["fail_on"]
     if params["page_size"] < 1:
         raise ModuleFailure("page_size must be at least 1, got %d" % params["page_size"])
+    max_unavailable = params.get("max_unavailable")
+    if max_unavailable is not None:
+        try:
+            allowed_unavailable(max_unavailable, 0)
+        except ValueError as exc:
+            raise ModuleFailure(str(exc), changed=False)
 
     started = clock()
     # Decoding tens of thousands of pods creates millions of dicts that refcounting frees; the
@@ -1121,8 +1171,15 @@ def preflight(connect, names, params, warn, clock=time.monotonic):
         if missing:
             raise ModuleFailure("%s: not found; `kubectl get nodes` lists the names" % nodes_ref(missing),
                                 changed=False)
-        ok, results = run_checks(snapshot, names, checks=checks, fail_on=fail_on,
+        results = {}
+        if max_unavailable is not None:
+            findings, summary = check_max_unavailable(snapshot, names, max_unavailable)
+            results["max_unavailable"] = {"status": "fail" if findings else "pass", "summary": summary,
+                                          "findings": findings}
+        ok, checked = run_checks(snapshot, names, checks=checks, fail_on=fail_on,
                                  pull_options=params["pull_estimate"], ignore_opt_outs=params.get("ignore_opt_outs"))
+        results.update(checked)
+        ok = ok and not results.get("max_unavailable", {}).get("findings")
     finally:
         gc.enable()
     outcome = {

@@ -923,3 +923,88 @@ def test_ignore_opt_outs_shows_the_pods_as_the_drain_will_treat_them():
     _ok, results = pf.run_checks(s, ["a"], checks=("opt_outs",), ignore_opt_outs=["all"])
     assert set(f["effect"] for f in results["opt_outs"]["findings"]) == {"ignored"}
     assert results["opt_outs"]["summary"].endswith("0 of them refusing the drain")
+# A batch judged as a whole (the nodes of one batch of a rolling maintenance)
+# ------------------------------------------------------------------------------------------------
+BATCH = ["a", "b", "c"]
+
+
+def test_a_batch_that_each_node_alone_passes_fails_together():
+    # each batch node is full but for one core: its 3-core pod fits on the spare (4 cores) while the
+    # others stay; four replicas of web, one per batch node and one on the spare, under a PDB that
+    # allows two disruptions; a Deployment whose two ready pods sit on a and b
+    s = snap(nodes=[node(n) for n in BATCH] + [node("spare")],
+             pods=[pod("big-" + n, n, cpu="3") for n in BATCH]
+             + [pod("web-" + n, n, labels={"app": "web"}, owner=("ReplicaSet", "web-1")) for n in BATCH]
+             + [pod("api-a", "a", owner=("ReplicaSet", "api-1")), pod("api-b", "b", owner=("ReplicaSet", "api-1"))]
+             + [pod("web-spare", "spare", labels={"app": "web"}, owner=("ReplicaSet", "web-1"))],
+             replicasets=[replicaset("web-1", "web"), replicaset("api-1", "api")],
+             pdbs=[pdb("web", {"matchLabels": {"app": "web"}}, 2)])
+    checks = ["capacity", "pdb", "single_node_workloads"]
+    for name in BATCH:
+        ok, results = pf.run_checks(s, [name], checks=checks, fail_on=checks)
+        assert ok, (name, results)
+    ok, results = pf.run_checks(s, BATCH, checks=checks, fail_on=checks)
+    assert not ok
+    # capacity with all three removed: the spare takes one 3-core pod, two stay Pending
+    assert len(results["capacity"]["findings"]) == 2
+    assert results["capacity"]["summary"] == "6 of 8 evicted pods fit on 1 Ready schedulable nodes"
+    # the budget counted over the batch: 3 pods on it, 2 disruptions allowed
+    (short,) = results["pdb"]["findings"]
+    assert (short["name"], short["pods"], short["disruptions_allowed"]) == ("web", 3, 2)
+    # api's ready pods all sit on the batch (a and b)
+    api = [f for f in results["single_node_workloads"]["findings"] if f["name"] == "api"]
+    assert api and api[0]["nodes"] == ["a", "b"]
+
+
+def test_max_unavailable_counts_the_nodes_already_out_of_service():
+    s = snap(nodes=[node("a"), node("b"), node("c"), node("d", unschedulable=True), node("e", ready=False),
+                    node("f")])
+    # 5 Ready nodes (d is Ready, cordoned); out: d, e and the batch
+    assert pf.check_max_unavailable(s, ["a", "b"], 4) == (
+        [], "4 node(s) out of service with these, at most 4 allowed (max_unavailable 4 of 5 Ready nodes)")
+    findings, _summary = pf.check_max_unavailable(s, ["a", "b"], 3)
+    (finding,) = findings
+    assert finding["reason"] == (
+        "taking node/a, node/b out makes 4 node(s) unavailable, more than max_unavailable 3 allows (3 of 5 "
+        "Ready nodes); already out of service: d (cordoned), e (NotReady)")
+    assert finding["unavailable"] == ["d", "e"] and finding["nodes"] == ["a", "b"] and finding["allowed"] == 3
+    # a node of the batch that is cordoned already (it resumes) is counted once
+    assert pf.check_max_unavailable(s, ["a", "d"], "60%")[0] == []  # 60% of 5 = 3: a, d, e
+    assert pf.check_max_unavailable(s, ["a", "b", "d"], "60%")[0] != []
+
+
+@given(st.integers(min_value=0, max_value=2000), st.integers(min_value=1, max_value=100))
+def test_a_percentage_of_ready_nodes_rounds_down_and_allows_at_least_one(ready, percent):
+    allowed = pf.allowed_unavailable("%d%%" % percent, ready)
+    assert allowed == max(1, ready * percent // 100)
+    assert allowed >= 1 and (allowed <= ready or allowed == 1)
+
+
+@pytest.mark.parametrize("value", [0, "0", "0%", "-1", "x", "101%", True, None, "1.5"])
+def test_max_unavailable_refuses_what_is_not_a_limit(value):
+    with pytest.raises(ValueError, match="max_unavailable"):
+        pf.allowed_unavailable(value, 10)
+
+
+def test_max_unavailable_in_the_module_run_fails_first_and_whatever_fail_on_says(k8s_server):
+    nodes = Pager("NodeList", [api_node("n1"), api_node("n2"), dict(api_node("n3"), spec={"unschedulable": True})])
+    server = k8s_server(by_path(cluster(**{NODES: nodes})))
+    with pytest.raises(ModuleFailure) as caught:
+        run_preflight(server, ["n1", "n2"], max_unavailable=2, fail_on=[])
+    assert caught.value.msg.startswith(
+        "preflight refuses to drain node/n1, node/n2: max_unavailable: taking node/n1, node/n2 out makes 3 node(s) "
+        "unavailable, more than max_unavailable 2 allows (2 of 3 Ready nodes); already out of service: n3 (cordoned)")
+    results = caught.value.fields["checks"]
+    assert list(results)[0] == "max_unavailable" and results["max_unavailable"]["status"] == "fail"
+    result, _warnings = run_preflight(server, ["n1"], max_unavailable="100%", fail_on=[])
+    assert result["ok"] is True and result["checks"]["max_unavailable"]["status"] == "pass"
+    # not given: no such check
+    assert "max_unavailable" not in run_preflight(server, ["n1"], fail_on=[])[0]["checks"]
+
+
+def test_a_bad_max_unavailable_fails_before_any_connection():
+    connected = []
+    with pytest.raises(ModuleFailure) as caught:
+        pf.preflight(lambda: connected.append(1), ["n1"], preflight_params(max_unavailable="ten"), [].append)
+    assert caught.value.msg == "max_unavailable must be a number or a percentage such as 50%, not 'ten'"
+    assert connected == []
