@@ -559,6 +559,8 @@ def test_volumes_are_waited_for_until_detached_and_a_timeout_names_them(cluster,
         assert result["api_requests"]["list volumeattachments"] == result["volumes"]["polls"]
     finally:
         storage.cleanup()
+
+
 def test_drain_order_evicts_a_tier_only_when_the_tiers_before_it_are_gone(cluster, namespace, make_node,
                                                                           run_module):
     """Real PriorityClasses (the Priority admission plugin writes spec.priority), the built-in
@@ -639,6 +641,8 @@ def test_drain_order_evicts_a_tier_only_when_the_tiers_before_it_are_gone(cluste
         for name in names:
             release(cluster, namespace, name)
         cluster.kubectl("delete", "priorityclass", low, high, "--ignore-not-found", check=False)
+
+
 # --- opt-outs of other tools and the re-cordon guard (issue #20) ---------------------------------
 
 def marked_deployment(name, node_selector, annotations=None, labels=None):

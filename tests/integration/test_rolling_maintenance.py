@@ -344,6 +344,8 @@ def test_a_node_uncordoned_during_the_action_is_reported_on_return(cluster, name
     assert "uncordoned by someone else after the drain" in warned[0].message
     assert node_record(cluster, rollout.nodes[0])["status"] == "done"
     # (a rollout where nobody touches the cordon writes no such Event: test_rollout_keeps_workloads_...)
+
+
 # ------------------------------------------------------------------------------------------------
 # Batches (node_maintenance_serial above 1) judged as a whole, max_unavailable, max_nodes
 # ------------------------------------------------------------------------------------------------

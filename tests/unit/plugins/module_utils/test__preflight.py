@@ -923,6 +923,8 @@ def test_ignore_opt_outs_shows_the_pods_as_the_drain_will_treat_them():
     _ok, results = pf.run_checks(s, ["a"], checks=("opt_outs",), ignore_opt_outs=["all"])
     assert set(f["effect"] for f in results["opt_outs"]["findings"]) == {"ignored"}
     assert results["opt_outs"]["summary"].endswith("0 of them refusing the drain")
+
+
 # A batch judged as a whole (the nodes of one batch of a rolling maintenance)
 # ------------------------------------------------------------------------------------------------
 BATCH = ["a", "b", "c"]
