@@ -99,6 +99,26 @@ def _scope_of(nodeid):
     return path if chain is None else HOST_UNIT_PREFIX + str(chain[0] + 1)
 
 
+_reniced = []
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    """On a parallel worker whose first test is not on QEMU hosts: lower this worker's CPU priority
+    by KUBEOPS_CLUSTER_NICE (tests/run.sh sets it) before any fixture starts its control plane, so
+    the control plane and every process the tests start inherit it. The host chain is the
+    suite's critical path and its guests, under software emulation, burn more CPU for the same
+    work when they wait for a core; the cluster workers wait on their control plane most of the
+    time and soak up what the guests leave. A host chain's worker keeps its priority (it gets no
+    other work until its chain is done)."""
+    if _reniced or not hasattr(item.config, "workerinput"):
+        return
+    _reniced.append(True)
+    step = int(os.environ.get("KUBEOPS_CLUSTER_NICE", "0") or 0)
+    if step and _host_chain(_module_name(item)) is None:
+        os.nice(step)
+
+
 @pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node, error):  # pylint: disable=unused-argument
     """A worker is out of work (xdist shuts a worker down once nothing is queued for it): a core is

@@ -61,12 +61,16 @@ rm -rf "$out"
 # other in the background of pytest, on control planes of their own (the host chain, not the
 # cluster, is pytest's critical path). KUBEOPS_MATRIX=0 leaves it out (said in the summary); its
 # result is judged by tests/matrix/report.py after pytest: every session nox selected must succeed.
+# pytest's cluster workers (and the control planes they start) at a lower CPU priority than the
+# host chain's worker (tests/conftest.py): the QEMU guests are the critical path and burn more CPU
+# for the same work when they wait for a core. Default 5; 0 keeps them all equal.
+export KUBEOPS_CLUSTER_NICE="${KUBEOPS_CLUSTER_NICE:-5}"
 matrix_pid="" matrix_dir="" matrix_start=0
 if [[ ${KUBEOPS_MATRIX:-1} != 0 ]]; then
   matrix_dir=$(mktemp -d -t kubeops-matrix.XXXXXX)
   matrix_start=$(date +%s)
   say "version matrix started in the background (log: $matrix_dir/nox.log)"
-  # KUBEOPS_MATRIX_NICE=N: the matrix at a lower CPU priority than pytest's host chain (default 0).
+  # KUBEOPS_MATRIX_NICE=N: the matrix's CPU priority; default that of pytest's cluster workers.
   # KUBEOPS_MATRIX_START=free-core: the matrix waits until pytest's first worker is out of work
   # (tests/conftest.py touches KUBEOPS_MATRIX_GO) or pytest ends; default "now", beside all of pytest.
   case ${KUBEOPS_MATRIX_START:-now} in
@@ -74,7 +78,7 @@ if [[ ${KUBEOPS_MATRIX:-1} != 0 ]]; then
     free-core) export KUBEOPS_MATRIX_GO="$matrix_dir/go" ;;
     *) echo "KUBEOPS_MATRIX_START: now or free-core, not ${KUBEOPS_MATRIX_START}" >&2; exit 2 ;;
   esac
-  setsid nice -n "${KUBEOPS_MATRIX_NICE:-0}" bash tests/matrix/ci.sh "$matrix_dir" &  # own process group: stop_matrix
+  setsid nice -n "${KUBEOPS_MATRIX_NICE:-$KUBEOPS_CLUSTER_NICE}" bash tests/matrix/ci.sh "$matrix_dir" &  # own process group: stop_matrix
   matrix_pid=$!
 else
   stages+=("$(printf '%-45s %s' "  version matrix" "OFF (KUBEOPS_MATRIX=0)")")

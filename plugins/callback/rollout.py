@@ -30,7 +30,8 @@ description:
     reached.
   - The lines come from the node's maintenance record, read as data (the results of
     M(kubeops.node_maintenance.k8s_node_maintenance_state) and the C(phase_record) a module with the
-    C(record) option returns after writing the phase, so they say what the cluster records, not what a
+    C(record) option returns after writing the phase (C(phase_records), one per node, of the pre-drain
+    checks of a batch), so they say what the cluster records, not what a
     task is named).
   - Enable it with C(ANSIBLE_STDOUT_CALLBACK=kubeops.node_maintenance.rollout) or
     C(stdout_callback = kubeops.node_maintenance.rollout) in C(ansible.cfg). Any other playbook
@@ -153,6 +154,12 @@ class CallbackModule(DefaultCallback):
             self._node_of_host[host] = node
             lines = self._progress.feed(node, record, done_in_rollout=bool(data.get("done_in_rollout")),
                                         resume_phase=data.get("resume_phase"), changed=bool(data.get("changed")))
+        elif isinstance(data.get("phase_records"), dict):
+            # the pre-drain checks of a batch, run once, wrote each node's phase record (`records`)
+            lines = []
+            for node, record in data["phase_records"].items():
+                if isinstance(record, dict) and record:
+                    lines.extend(self._progress.feed(node, record))
         else:
             # a phase's first module wrote the phase record itself (its `record` option); the node is
             # the one this host's record was read for (the role reads it before any phase)

@@ -122,6 +122,144 @@ options:
             description: Name of the mirror pod.
             type: str
             required: true
+      labels_added:
+        description:
+          - Keys of the node labels the rollout added (and will remove on return), such as
+            C(node.kubernetes.io/exclude-from-external-load-balancers); a label that was on the node
+            before the rollout is never among them. Replaces the recorded list; not given, the
+            recorded list is kept.
+        type: list
+        elements: str
+      event:
+        description: An Event about the node, posted with the record.
+        type: dict
+        suboptions:
+          reason:
+            description: The Event's reason, such as V(MaintenanceDrain).
+            type: str
+            required: true
+          msg:
+            description: The Event's message.
+            type: str
+            required: true
+          type:
+            description: The Event's type.
+            type: str
+            choices: [Normal, Warning]
+            default: Normal
+"""
+
+    # kubeops.node_maintenance.k8s_options.exclude_from_load_balancers
+    EXCLUDE_FROM_LOAD_BALANCERS = r"""
+options:
+  exclude_from_load_balancers:
+    description:
+      - V(true) labels the node C(node.kubernetes.io/exclude-from-external-load-balancers=true) in the
+        write the task makes anyway (no extra request), so the service controller and the cloud
+        providers' load balancer controllers take it out of the external load balancers' backends
+        and connections drain before its pods go, as Karpenter and aws-node-termination-handler do
+        while they drain a node. A label already on the node is left as it is, whatever its value.
+      - V(false) removes the label; a rollout passes it on return only for a label it added itself
+        (RV(labels_added), kept in the node's record as O(record.labels_added)).
+      - Not given, the label is not looked at.
+      - The task is changed when the label changes.
+    type: bool
+"""
+
+    # kubeops.node_maintenance.k8s_options.records: the record option's fields (keep the two alike), one per node
+    RECORDS = r"""
+options:
+  records:
+    description:
+      - For a task about several nodes at once (the pre-drain checks of a batch), the maintenance
+        record of each of them, as O(record) writes one node's. Before the task's work, each node's
+        phase is recorded in its annotation C(maintenance.kubeops.io/state) and, with an C(event),
+        an Event about it is posted, in the order given; one module run for the whole batch.
+      - Nothing is written in check mode. A node that does not exist fails the task before its work.
+      - The records after the task are returned as RV(phase_records).
+      - Mutually exclusive with O(record).
+    type: list
+    elements: dict
+    suboptions:
+      node:
+        description: The node whose record it is.
+        type: str
+        required: true
+      rollout:
+        description: The rollout the record belongs to (its id).
+        type: str
+        required: true
+      phase:
+        description: The phase the node enters.
+        type: str
+        required: true
+      status:
+        description: The node's status in the rollout.
+        type: str
+        choices: [in_progress, done, failed]
+        default: in_progress
+      msg:
+        description: A line about the phase, kept in the record.
+        type: str
+      cordoned_before:
+        description: Whether the node was cordoned before the rollout came (restored on return).
+        type: bool
+      taints_added:
+        description: The taints the rollout added (and will remove on return).
+        type: list
+        elements: dict
+        suboptions:
+          key:
+            description: Taint key.
+            type: str
+            required: true
+          value:
+            description: Taint value.
+            type: str
+          effect:
+            description: Taint effect.
+            type: str
+            required: true
+            choices: [NoSchedule, PreferNoSchedule, NoExecute]
+      moved_workloads:
+        description: The controllers whose pods the drain moved (what the health gate waits for).
+        type: list
+        elements: dict
+        suboptions:
+          namespace:
+            description: Namespace of the controller.
+            type: str
+            required: true
+          owner_kind:
+            description: Kind of the controller.
+            type: str
+          owner_name:
+            description: Name of the controller.
+            type: str
+      static_pods:
+        description:
+          - The node's static pods before the maintenance, by their mirror pods (what the health gate
+            waits for after a re-run that resumes past the drain). Replaces the recorded list; not
+            given, the recorded list is kept.
+        type: list
+        elements: dict
+        suboptions:
+          namespace:
+            description: Namespace of the mirror pod.
+            type: str
+            required: true
+          name:
+            description: Name of the mirror pod.
+            type: str
+            required: true
+      labels_added:
+        description:
+          - Keys of the node labels the rollout added (and will remove on return), such as
+            C(node.kubernetes.io/exclude-from-external-load-balancers); a label that was on the node
+            before the rollout is never among them. Replaces the recorded list; not given, the
+            recorded list is kept.
+        type: list
+        elements: str
       event:
         description: An Event about the node, posted with the record.
         type: dict

@@ -15,7 +15,6 @@ __metaclass__ = type
 
 import json
 import math
-import re
 import time
 
 from ansible.module_utils.urls import open_url
@@ -33,14 +32,13 @@ from ansible_collections.kubeops.node_maintenance.plugins.module_utils._nodes im
     is_unschedulable,
     node_is_ready,
     node_ready_status,
+    parse_node_count,
 )
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils._pod_rules import is_serving
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils._retry import poll_until
 
 CONTROL_PLANE_LABELS = ("node-role.kubernetes.io/control-plane",)
 PASS, FAIL, SKIP = "pass", "fail", "skip"
-
-_MIN_READY = re.compile(r"^\s*(\d+)\s*(%?)\s*$")
 
 
 def guard_result(guard, status, reason, **details):
@@ -73,6 +71,14 @@ def unavailable_reason(node):
     return None
 
 
+def _taking(name, with_nodes):
+    """``node/a`` or ``node/a (with node/b, node/c of its batch)``: what a refusal says is taken out."""
+    others = [n for n in with_nodes if n != name]
+    if not others:
+        return "node/%s" % name
+    return "node/%s (with %s of its batch)" % (name, ", ".join("node/%s" % n for n in others))
+
+
 def _describe(nodes, limit=10):
     items = ["%s (%s)" % (node_name(n), unavailable_reason(n) or "Ready") for n in nodes[:limit]]
     if len(nodes) > limit:
@@ -88,22 +94,27 @@ def is_control_plane(node, labels=CONTROL_PLANE_LABELS):
     return any(label in _labels(node) for label in labels)
 
 
-def control_plane_guard(nodes, name, labels=CONTROL_PLANE_LABELS):
-    """Refuse to take the last Ready control-plane node (the apiserver and etcd on it go with it)."""
+def control_plane_guard(nodes, name, labels=CONTROL_PLANE_LABELS, with_nodes=()):
+    """Refuse to take the last Ready control-plane node (the apiserver and etcd on it go with it);
+    ``with_nodes``: the other nodes of its batch, out at the same time."""
     target = find_node(nodes, name)
     if target is None:
         return guard_result("control_plane", FAIL, "node/%s not found" % name)
     if not is_control_plane(target, labels):
         return guard_result("control_plane", PASS, "not a control-plane node", control_plane_nodes=[])
     planes = [n for n in nodes if is_control_plane(n, labels)]
-    others = [n for n in planes if node_name(n) != name and node_is_ready(n)]
+    going = {name} | set(with_nodes)
+    others = [n for n in planes if node_name(n) not in going and node_is_ready(n)]
     details = {"control_plane_nodes": sorted(node_name(n) for n in planes),
                "other_ready": sorted(node_name(n) for n in others)}
     if not others:
         return guard_result(
             "control_plane", FAIL,
-            "node/%s is the last Ready control-plane node (control-plane nodes: %s); taking it out takes the "
-            "API server with it. Bring another control-plane node back first." % (name, _describe(planes)),
+            "%s (control-plane nodes: %s); taking it out takes the API server with it. Bring another "
+            "control-plane node back first%s."
+            % ("node/%s is the last Ready control-plane node" % name if going == {name}
+               else "taking %s out leaves no Ready control-plane node" % _taking(name, with_nodes),
+               _describe(planes), "" if going == {name} else ", or take fewer nodes at once"),
             **details)
     return guard_result("control_plane", PASS, "%d other Ready control-plane node(s): %s"
                         % (len(others), ", ".join(details["other_ready"])), **details)
@@ -115,18 +126,7 @@ def control_plane_guard(nodes, name, labels=CONTROL_PLANE_LABELS):
 
 def parse_min_ready(value):
     """``(number, is_percent)`` from ``3``, ``"3"`` or ``"50%"``; ValueError for anything else."""
-    if isinstance(value, bool):
-        raise ValueError("min_ready_nodes must be a number or a percentage such as 50%%, not %r" % value)
-    if isinstance(value, int):
-        number, percent = value, False
-    else:
-        match = _MIN_READY.match(str(value if value is not None else ""))
-        if not match:
-            raise ValueError("min_ready_nodes must be a number or a percentage such as 50%%, not %r" % (value,))
-        number, percent = int(match.group(1)), bool(match.group(2))
-    if number < 0 or (percent and number > 100):
-        raise ValueError("min_ready_nodes out of range: %r" % (value,))
-    return number, percent
+    return parse_node_count(value, "min_ready_nodes")
 
 
 def required_ready(value, total):
@@ -137,23 +137,25 @@ def required_ready(value, total):
     return number
 
 
-def min_ready_guard(nodes, name, min_ready):
-    """``nodes``: the pool that counts (all nodes, or those matching the node selector)."""
+def min_ready_guard(nodes, name, min_ready, with_nodes=()):
+    """``nodes``: the pool that counts (all nodes, or those matching the node selector);
+    ``with_nodes``: the other nodes of its batch, out at the same time."""
     total = len(nodes)
     needed = required_ready(min_ready, total)
     if needed == 0:
         return guard_result("min_ready_nodes", SKIP, "no minimum set", required=0, total=total)
+    going = {name} | set(with_nodes)
     available_now = [n for n in nodes if unavailable_reason(n) is None]
-    after = [n for n in available_now if node_name(n) != name]
+    after = [n for n in available_now if node_name(n) not in going]
     details = {"required": needed, "total": total, "available_now": len(available_now),
                "available_after": len(after)}
     if len(after) < needed:
-        unavailable = [n for n in nodes if unavailable_reason(n) is not None and node_name(n) != name]
+        unavailable = [n for n in nodes if unavailable_reason(n) is not None and node_name(n) not in going]
         return guard_result(
             "min_ready_nodes", FAIL,
-            "taking node/%s out leaves %d of %d nodes Ready and schedulable, fewer than the %d required "
+            "taking %s out leaves %d of %d nodes Ready and schedulable, fewer than the %d required "
             "(min_ready_nodes %s); not available now: %s"
-            % (name, len(after), total, needed, min_ready, _describe(unavailable)),
+            % (_taking(name, with_nodes), len(after), total, needed, min_ready, _describe(unavailable)),
             **details)
     return guard_result("min_ready_nodes", PASS, "%d of %d nodes stay Ready and schedulable (%d required)"
                         % (len(after), total, needed), **details)
@@ -194,8 +196,9 @@ def quorum(size):
     return size // 2 + 1
 
 
-def etcd_quorum_guard(members, name):
-    """Refuse when the members left healthy without this node's would be fewer than a quorum."""
+def etcd_quorum_guard(members, name, with_nodes=()):
+    """Refuse when the members left healthy without this node's (and those of ``with_nodes``, the
+    other nodes of its batch) would be fewer than a quorum."""
     if not members:
         return guard_result("etcd_quorum", SKIP, "no etcd members found (not a stacked etcd, or none listed)",
                             members=[])
@@ -203,7 +206,8 @@ def etcd_quorum_guard(members, name):
     size = len(members)
     needed = quorum(size)
     healthy = [m for m in members if m.get("healthy")]
-    after = [m for m in healthy if m.get("node") != name]
+    going = {name} | set(with_nodes)
+    after = [m for m in healthy if m.get("node") not in going]
     details = {"members": members, "quorum": needed, "healthy": len(healthy), "healthy_after": len(after)}
     if not mine:
         return guard_result("etcd_quorum", PASS, "no etcd member on node/%s" % name, **details)
@@ -212,8 +216,8 @@ def etcd_quorum_guard(members, name):
                      for m in members if not m.get("healthy")]
         return guard_result(
             "etcd_quorum", FAIL,
-            "etcd has %d members (quorum %d), %d healthy; taking node/%s out leaves %d healthy, so etcd would "
-            "lose quorum%s" % (size, needed, len(healthy), name, len(after),
+            "etcd has %d members (quorum %d), %d healthy; taking %s out leaves %d healthy, so etcd would "
+            "lose quorum%s" % (size, needed, len(healthy), _taking(name, with_nodes), len(after),
                                ("; unhealthy: " + ", ".join(unhealthy)) if unhealthy else ""),
             **details)
     return guard_result("etcd_quorum", PASS, "%d of %d etcd members stay healthy (quorum %d)"
@@ -276,21 +280,22 @@ class GuardReader:
 def check_guards(reader, params, deadline):
     """One check of every enabled guard: a list of guard results."""
     name = params["name"]
+    with_nodes = [n for n in params.get("with_nodes") or () if n != name]
     results = []
     nodes = reader.nodes(deadline)
     if find_node(nodes, name) is None:
         return [guard_result("node", FAIL, "node/%s not found; `kubectl get nodes` lists the names" % name)]
     if params["control_plane"]:
-        results.append(control_plane_guard(nodes, name, params["control_plane_labels"]))
+        results.append(control_plane_guard(nodes, name, params["control_plane_labels"], with_nodes))
     if parse_min_ready(params["min_ready_nodes"])[0] > 0:
         pool = reader.nodes(deadline, params["node_selector"]) if params["node_selector"] else nodes
-        results.append(min_ready_guard(pool, name, params["min_ready_nodes"]))
+        results.append(min_ready_guard(pool, name, params["min_ready_nodes"], with_nodes))
     if params["etcd_quorum"]:
         if params["etcd_endpoints"]:
             members = reader.etcd_endpoint_members()
         else:
             members = etcd_members_from_pods(reader.etcd_pods(deadline))
-        results.append(etcd_quorum_guard(members, name))
+        results.append(etcd_quorum_guard(members, name, with_nodes))
     return results
 
 

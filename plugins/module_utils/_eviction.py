@@ -23,7 +23,12 @@ What it does, compared with ``kubectl drain`` (k8s.io/kubectl/pkg/drain/drain.go
   ``spec.nodeName``, metadata only), where kubectl GETs every pod every second; a pod is gone
   when its UID is no longer listed on the node;
 - every pod ends with a result: action, reason, attempts, seconds, and for pods a budget held up,
-  the PDB with ``disruptionsAllowed`` and healthy/desired counts.
+  the PDB with ``disruptionsAllowed`` and healthy/desired counts;
+- a pod labelled ``cluster.x-k8s.io/drain: wait-completed`` (method ``wait_completed``) is never
+  evicted: it is done when it finishes (phase Succeeded or Failed) or is gone, which the poll sees
+  in a second metadata list of the node's unfinished pods, made only while such pods wait;
+- the node read every few seconds (deleted mid-drain?) also tells whether someone uncordoned it;
+  ``on_uncordoned(node)`` is then called (the drain cordons it again), no extra request.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_clie
     pods_on_node,
     request_timeout,
 )
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._pod_rules import CAPI_DRAIN
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils._selectors import label_selector_matches
 
 # Outcome kinds of one eviction or delete request.
@@ -78,6 +84,7 @@ TRANSIENT_BACKOFF_MAX = 5.0
 # Answers to the pod poll that end the drain at once: credentials no longer accepted (a bound
 # token expired), or the right to list pods taken away. Anything else is retried until the deadline.
 STOP_STATUSES = (401, 403)
+UNFINISHED = "status.phase!=Succeeded,status.phase!=Failed"
 
 
 class Outcome:
@@ -220,7 +227,7 @@ class PodTask:
 
     def __init__(self, entry, method, ready=True, pdbs=(), labels=None):
         self.entry = entry              # describe_pod() fields + plan/reason/warnings
-        self.method = method            # "evict", "delete" or "wait"
+        self.method = method            # "evict", "delete", "wait" or "wait_completed"
         self.ready = ready
         self.pdbs = list(pdbs)          # keys of the PDBs that cover it
         # The pod's labels, to find the budgets that cover it again when budgets are re-listed
@@ -266,7 +273,7 @@ class Drainer:
 
     def __init__(self, api, node, deadline, max_concurrency=20, grace_period=-1, dry_run=False,
                  skip_wait_for_delete_timeout=0, retry_delay=DEFAULT_RETRY_DELAY, pdbs=None,
-                 clock=time.monotonic, wall_clock=time.time):
+                 clock=time.monotonic, wall_clock=time.time, on_uncordoned=None):
         self.api = api
         self.node = node
         self.deadline = deadline
@@ -286,6 +293,9 @@ class Drainer:
         self.polls = 0
         self.node_deleted = False
         self.next_node_check = None
+        # Called with the node read when it is found schedulable (someone uncordoned it mid-drain);
+        # None: the drain did not cordon it, so whether it is schedulable is not its business.
+        self.on_uncordoned = on_uncordoned
         # Why the drain stopped before its deadline (the API server no longer accepts our
         # credentials or rights for the node's pods), or None.
         self.stopped = None
@@ -326,13 +336,27 @@ class Drainer:
             if task.labels is not None and task.state != PodTask.DONE:
                 task.pdbs = pdbs_covering({"metadata": {"namespace": task.key[0], "labels": task.labels}}, pdbs)
 
+    def refresh_pdbs(self, tasks):
+        """List the budgets again before ``tasks`` start (a later tier of the drain: the tier before
+        used up or freed disruptions, and budgets may have come or gone)."""
+        self._refresh_pdbs(tasks)
+
     def _node_is_gone(self):
         """True only when the API server says the node is not found; any other answer or
-        error keeps the drain going (it has its own retries and deadline)."""
+        error keeps the drain going (it has its own retries and deadline). The same read tells
+        whether the node is still cordoned (``on_uncordoned``)."""
         try:
-            return self.api.node_exists(self.node) is False
+            node = self.api.get_node(self.node)
         except Exception:  # noqa: BLE001 - unknown is not gone
             return False
+        if node is None:
+            return True
+        if self.on_uncordoned is not None and not (node.get("spec") or {}).get("unschedulable"):
+            try:
+                self.on_uncordoned(node)
+            except Exception:  # noqa: BLE001 - the next check tries again; the drain goes on
+                pass
+        return False
 
     # one request, run in a worker thread -----------------------------------------------------
     def _attempt(self, task, method):
@@ -354,7 +378,7 @@ class Drainer:
         task.detail.update(detail)
 
     def _done_action(self, task):
-        if task.method == "wait":
+        if task.method in ("wait", "wait_completed"):
             return ACTION_WAITED
         return ACTION_DELETED if task.method == "delete" else ACTION_EVICTED
 
@@ -429,7 +453,10 @@ class Drainer:
         progressed = False
         if waiting:
             try:
-                listed = self.api.list_node_pod_metadata(self.node)
+                unfinished = (self.api.list_node_pod_metadata(self.node, unfinished=True)
+                              if any(t.method == "wait_completed" for t in waiting) else None)
+                listed = (self.api.list_node_pod_metadata(self.node)
+                          if any(t.method != "wait_completed" for t in waiting) else [])
             except Exception as exc:  # noqa: BLE001 - classified: stop, or try again at the next poll
                 listed = None
                 self.poll_failures += 1
@@ -445,9 +472,10 @@ class Drainer:
                 present = {}
                 for meta in listed:
                     present[(meta.get("namespace"), meta.get("name"))] = meta
+                running = dict(((meta.get("namespace"), meta.get("name")), meta) for meta in unfinished or ())
                 wall = self.wall_clock()
                 for task in waiting:
-                    meta = present.get(task.key)
+                    meta = (running if task.method == "wait_completed" else present).get(task.key)
                     if meta is None or meta.get("uid") != task.uid:
                         self._finish(task, self._done_action(task), task.reason or self._gone_reason(task), now)
                         progressed = True
@@ -469,6 +497,8 @@ class Drainer:
     def _gone_reason(self, task):
         if task.method == "wait":
             return "was already terminating; gone now"
+        if task.method == "wait_completed":
+            return "finished or gone, as its label %s=wait-completed asks (not evicted)" % CAPI_DRAIN
         return "%s and gone from the node" % ("deleted" if task.method == "delete" else "evicted")
 
     # the loop --------------------------------------------------------------------------------
@@ -496,7 +526,7 @@ class Drainer:
         start = self.clock()
         for task in tasks:
             task.started = start
-            if task.method == "wait":
+            if task.method in ("wait", "wait_completed"):
                 task.state = PodTask.WAITING
                 self._want_poll(start)
         inflight = {}
@@ -570,6 +600,10 @@ class Drainer:
             if task.state == PodTask.WAITING:
                 if task.method == "wait":
                     reason = "was already terminating; still on the node at the timeout"
+                elif task.method == "wait_completed":
+                    reason = ("labelled %s=wait-completed: not evicted, and still running at the timeout; let it "
+                              "finish (or raise timeout), or set ignore_opt_outs: [cluster-api] to evict it"
+                              % CAPI_DRAIN)
                 else:
                     reason = "%s %ds before the timeout but still on the node (terminating)" % (
                         "deleted" if task.method == "delete" else "evicted",
@@ -624,16 +658,25 @@ class DrainApi:
     def list_node_pods(self, node, label_selector=None):
         return pods_on_node(self.raw, node, timeout=self._timeout(), label_selector=label_selector)
 
-    def list_node_pod_metadata(self, node):
-        items = pods_on_node(self.raw, node, timeout=self._timeout(), metadata_only=True)
+    def list_node_pod_metadata(self, node, unfinished=False):
+        """Names and UIDs of the node's pods (``unfinished``: only those not Succeeded or Failed)."""
+        items = pods_on_node(self.raw, node, timeout=self._timeout(), metadata_only=True,
+                             field_selector=UNFINISHED if unfinished else None)
         return [item.get("metadata") or {} for item in items]
 
     def list_pdbs(self):
         return self.raw.list_all("/apis/policy/v1/poddisruptionbudgets", timeout=self._timeout(),
                                  count_as="list pdbs")
 
-    def node_exists(self, name):
-        return self._get(api_path("/api/v1/nodes", name), "get node")
+    def get_node(self, name):
+        """The Node, or None when it is not found."""
+        status, body, headers = self.raw.request("GET", api_path("/api/v1/nodes", name), timeout=self._timeout(),
+                                                 count_as="get node")
+        if status == 404:
+            return None
+        if not 200 <= status < 300:
+            raise api_exception(status, body, headers)
+        return body if isinstance(body, dict) else {}
 
     def daemonset_exists(self, namespace, name):
         return self._get(api_path("/apis/apps/v1/namespaces", namespace, "daemonsets", name), "get daemonset")

@@ -405,11 +405,11 @@ class RawApi:
                 return items
 
 
-def pods_on_node(raw, node, timeout=None, label_selector=None, metadata_only=False):
-    """Every pod bound to ``node`` (field selector ``spec.nodeName``, plus ``label_selector`` when
-    given), paged by ``raw.list_all``; ``metadata_only``: each item's metadata alone, for polls that
-    only look for names and UIDs. One list, no retries: callers wrap it their own way."""
-    query = [("fieldSelector", "spec.nodeName=%s" % node)]
+def pods_on_node(raw, node, timeout=None, label_selector=None, metadata_only=False, field_selector=None):
+    """Every pod bound to ``node`` (field selector ``spec.nodeName``, plus ``label_selector`` and
+    ``field_selector`` when given), paged by ``raw.list_all``; ``metadata_only``: each item's metadata
+    alone, for polls that only look for names and UIDs. One list, no retries: callers wrap it their own way."""
+    query = [("fieldSelector", "spec.nodeName=%s" % node + ("," + field_selector if field_selector else ""))]
     if label_selector:
         query.append(("labelSelector", label_selector))
     return raw.list_all("/api/v1/pods", query, accept=METADATA_ONLY if metadata_only else JSON,

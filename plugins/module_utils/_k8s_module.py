@@ -30,7 +30,9 @@ A module that can begin a maintenance phase has the ``record`` option (``RECORD_
 ``kubeops.node_maintenance.k8s_options.record``) and names its node in ``run(work, record_for=name)``:
 the phase record and its Event are written before the work, in the same process, and returned as
 ``phase_record``; ``record_after(result)`` may give record fields that only the work's result knows
-(the taints it added), written after it.
+(the taints it added), written after it. A module that works on several nodes at once may have the
+``records`` option instead (``RECORDS_SPEC``, one record per node, each naming its node): each is
+written before the work, and the result gets ``phase_records`` (node -> record).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -78,8 +80,9 @@ _EVENT_SPEC = {"type": "dict", "options": {
 }}
 # The option ``record`` (doc fragment kubeops.node_maintenance.k8s_options.record), and the fields
 # k8s_node_maintenance_state sets with the same names.
+_LABEL_KEYS_SPEC = {"type": "list", "elements": "str"}
 RECORD_FIELD_SPECS = {"taints_added": _TAINT_SPEC, "moved_workloads": _WORKLOADS_SPEC, "static_pods": _STATIC_PODS_SPEC,
-                      "event": _EVENT_SPEC}
+                      "labels_added": _LABEL_KEYS_SPEC, "event": _EVENT_SPEC}
 RECORD_SPEC = {"type": "dict", "options": {
     "node": {"type": "str"},
     "rollout": {"type": "str", "required": True},
@@ -90,8 +93,22 @@ RECORD_SPEC = {"type": "dict", "options": {
     "taints_added": _TAINT_SPEC,
     "moved_workloads": _WORKLOADS_SPEC,
     "static_pods": _STATIC_PODS_SPEC,
+    "labels_added": _LABEL_KEYS_SPEC,
     "event": _EVENT_SPEC,
 }}
+# The option ``records`` (doc fragment kubeops.node_maintenance.k8s_options.records): the phase records
+# of several nodes, for a module that works on several nodes at once (the pre-drain checks of a batch).
+RECORDS_SPEC = {"type": "list", "elements": "dict",
+                "options": dict(RECORD_SPEC["options"], node={"type": "str", "required": True})}
+
+
+def labels_added(record, result):
+    """``record_after`` fields of a module whose result has ``labels_added`` (the load-balancer
+    label it added): they join the keys the ``record`` option kept, so the rollout's return removes
+    exactly them; None when it added none."""
+    if not result.get("labels_added"):
+        return None
+    return {"labels_added": (record.get("labels_added") or []) + result["labels_added"]}
 
 
 def timeout_spec(default):
@@ -183,13 +200,14 @@ class K8sModule:
             result.setdefault(key, value)
         self.ansible.exit_json(**result)
 
-    def _record(self, node, write):
+    def _record(self, node, write, record=None):
         """``write(raw, node, record option, check_mode, deadline, warn)`` of ``_maintenance_state``,
-        within the module's ``timeout`` (60 s without one); the record after it."""
+        within the module's ``timeout`` (60 s without one); the record after it. ``record``: one of
+        the ``records`` option's, else the ``record`` option."""
         # imported here: _maintenance_state imports this file (ModuleFailure)
         from ansible_collections.kubeops.node_maintenance.plugins.module_utils import _maintenance_state
 
-        record = self.params["record"]
+        record = record or self.params["record"]
         node = record.get("node") or node
         if not node:
             raise ModuleFailure("record.node is required: this task names no single node whose record it is")
@@ -205,14 +223,22 @@ class K8sModule:
 
         With the ``record`` option given, the phase record of node ``record_for`` (or ``record.node``)
         is written first, and ``record_after(result)`` (fields such as ``taints_added``, or None) after
-        the work; the result gets ``phase_record``.
+        the work; the result gets ``phase_record``. With the ``records`` option, each node's record is
+        written first (in the order given) and the result gets ``phase_records``.
         """
         try:
             recording = bool(self.params.get("record"))
+
+            def begin(record=None):
+                return self._record(record_for, lambda ms, raw, node, record, deadline: ms.record_phase(
+                    raw, node, record, self.check_mode, deadline, self.warn), record)
+
             if recording:
-                phase_record = self._record(record_for, lambda ms, raw, node, record, deadline: ms.record_phase(
-                    raw, node, record, self.check_mode, deadline, self.warn))
+                phase_record = begin()
+            phase_records = {record["node"]: begin(record) for record in self.params.get("records") or ()}
             result = work()
+            if phase_records:
+                result["phase_records"] = phase_records
             if recording:
                 fields = record_after(result) if record_after else None
                 if fields:

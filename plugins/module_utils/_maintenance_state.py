@@ -47,7 +47,7 @@ TERMINAL = (DONE, FAILED)
 
 # The fields a task may set (module options of the same names, but ``message`` is the option ``msg``).
 UPDATABLE = ("rollout", "phase", "status", "message", "cordoned_before", "taints_added", "moved_workloads",
-             "static_pods")
+             "static_pods", "labels_added")
 
 MESSAGE_LIMIT = 4096
 EVENT_NAMESPACE = "default"  # where the kubelet writes events about nodes
@@ -151,6 +151,9 @@ def validate_updates(updates):
     for index, taint in enumerate(updates.get("taints_added") or ()):
         if not isinstance(taint, dict) or not taint.get("key") or not taint.get("effect"):
             errors.append("taints_added[%d] needs a key and an effect" % index)
+    for index, key in enumerate(updates.get("labels_added") or ()):
+        if not isinstance(key, str) or not key.strip():
+            errors.append("labels_added[%d] must be a label key" % index)
     return errors
 
 
@@ -191,6 +194,16 @@ def normalize_static_pods(pods):
         identity = {"namespace": item.get("namespace") or "", "name": item.get("name") or ""}
         if identity["namespace"] and identity["name"] and identity not in out:
             out.append(identity)
+    return out
+
+
+def normalize_label_keys(keys):
+    """The label keys the rollout added (``labels_added``), each once, in the order given: what the
+    return removes again (a label that was on the node before the rollout is never among them)."""
+    out = []
+    for key in keys or ():
+        if key and key not in out:
+            out.append(key)
     return out
 
 
@@ -294,6 +307,8 @@ def merge_record(current, updates, now):
         record["moved_workloads"] = normalize_workloads(updates["moved_workloads"])
     if updates.get("static_pods") is not None:
         record["static_pods"] = normalize_static_pods(updates["static_pods"])
+    if updates.get("labels_added") is not None:
+        record["labels_added"] = normalize_label_keys(updates["labels_added"])
     if not isinstance(record.get("version"), int) or record["version"] < SCHEMA_VERSION:
         record["version"] = SCHEMA_VERSION
 

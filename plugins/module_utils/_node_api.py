@@ -6,7 +6,8 @@
 - cordon (k8s_node_cordon, and the drain's cordon): ``set_unschedulable``, ``patch_unschedulable``,
   ``cordon_result``;
 - taints (k8s_node_taint): ``taint_node``, over ``converge_taints`` (read, merge, write guarded by
-  resourceVersion, redo on a conflict) and ``NodeTaints``.
+  resourceVersion, redo on a conflict) and ``NodeTaints``;
+- both take the option ``exclude_from_load_balancers`` (``_lb_exclusion``) into the same write.
 
 What to write is decided by the pure functions of ``_nodes``.
 """
@@ -15,11 +16,11 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import copy
 import datetime
 import random
 import time
 
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils import _lb_exclusion
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_client import (
     JSON_PATCH,
     STRATEGIC_MERGE_PATCH,
@@ -70,24 +71,31 @@ def patch_node(raw, name, patch, content_type, deadline):
                     timeout=request_timeout(deadline), count_as="patch node")
 
 
-def patch_unschedulable(raw, name, unschedulable, deadline):
-    """One strategic-merge patch of ``spec.unschedulable`` (nobody else's data is in it, so no
+def patch_unschedulable(raw, name, unschedulable, deadline, label=None):
+    """One strategic-merge patch of ``spec.unschedulable`` (unless None) and the load-balancer
+    label change ``label`` (``_lb_exclusion.label_change``; nobody else's data is in it, so no
     resourceVersion guard); returns the node after it."""
-    return patch_node(raw, name, cordon_patch(unschedulable), STRATEGIC_MERGE_PATCH, deadline)
+    patch = cordon_patch(unschedulable) if unschedulable is not None else {}
+    patch.update(_lb_exclusion.merge_patch(label))
+    return patch_node(raw, name, patch, STRATEGIC_MERGE_PATCH, deadline)
 
 
-def set_unschedulable(raw, name, unschedulable, check_mode, deadline):
+def set_unschedulable(raw, name, unschedulable, check_mode, deadline, exclude_from_load_balancers=None):
     """Read the node and patch ``spec.unschedulable`` when it differs, as ``kubectl cordon`` and
-    ``uncordon`` do; returns (changed, node before, node after). Check mode writes nothing and
-    returns the node as it would be."""
+    ``uncordon`` do (None: left as it is), with the load-balancer label of
+    ``exclude_from_load_balancers`` (``_lb_exclusion``) in the same patch; returns (changed, node
+    before, node after). Check mode writes nothing and returns the node as it would be."""
     before = read_node(raw, name, deadline)
-    if is_unschedulable(before) == unschedulable:
+    cordon = None if unschedulable is None or is_unschedulable(before) == unschedulable else unschedulable
+    label = _lb_exclusion.label_change(before, exclude_from_load_balancers)
+    if cordon is None and label is None:
         return False, before, before
     if check_mode:
-        after = copy.deepcopy(before)
-        after.setdefault("spec", {})["unschedulable"] = unschedulable
+        after = _lb_exclusion.apply(before, label)
+        if cordon is not None:
+            after.setdefault("spec", {})["unschedulable"] = cordon
         return True, before, after
-    after = retry_transient(lambda: patch_unschedulable(raw, name, unschedulable, deadline),
+    after = retry_transient(lambda: patch_unschedulable(raw, name, cordon, deadline, label),
                             deadline=deadline, describe="node/%s" % name)
     return True, before, after
 
@@ -101,7 +109,9 @@ def cordon_result(name, changed, before, after, diff):
         "unschedulable": summary["unschedulable"],
         "resource_version": summary["resource_version"],
         "taints": summary["taints"],
+        "excluded_from_load_balancers": _lb_exclusion.excluded(after),
     }
+    result.update(_lb_exclusion.label_diff(before, after))
     if diff:
         header = "node/%s" % name
         result["diff"] = {
@@ -110,7 +120,16 @@ def cordon_result(name, changed, before, after, diff):
             "before": {"spec": {"unschedulable": is_unschedulable(before)}},
             "after": {"spec": {"unschedulable": summary["unschedulable"]}},
         }
+        _label_diff(result["diff"], before, after)
     return result
+
+
+def _label_diff(diff, before, after):
+    """The load-balancer label in a diff, when the task changed it."""
+    if _lb_exclusion.excluded(before) != _lb_exclusion.excluded(after):
+        for side, node in (("before", before), ("after", after)):
+            value = _lb_exclusion.node_labels(node).get(_lb_exclusion.LABEL)
+            diff[side]["metadata"] = {"labels": {_lb_exclusion.LABEL: value}}
 
 
 def check_taint_request(name, taints, state, replace):
@@ -148,11 +167,13 @@ class NodeTaints:
     def read(self):
         return read_node(self.raw, self.name, self.deadline)
 
-    def write(self, resource_version, taints, unschedulable=None):
-        """The taint list (and ``spec.unschedulable`` unless None) in one write guarded by ``resource_version``."""
+    def write(self, resource_version, taints, unschedulable=None, label_ops=()):
+        """The taint list (and ``spec.unschedulable`` unless None, and the load-balancer label's
+        ``label_ops``) in one write guarded by ``resource_version``."""
         patch = taints_json_patch(resource_version, taints)
         if unschedulable is not None:
             patch.append({"op": "add", "path": "/spec/unschedulable", "value": bool(unschedulable)})
+        patch.extend(label_ops)
         return retry_transient(
             lambda: patch_node(self.raw, self.name, patch, JSON_PATCH, self.deadline),
             deadline=self.deadline, describe=self.ref)
@@ -164,9 +185,10 @@ class NodeTaints:
 
 
 def converge_taints(nodes, requested, state, replace, check_mode, deadline, clock=time.monotonic,
-                    sleep=time.sleep, unschedulable=None):
+                    sleep=time.sleep, unschedulable=None, exclude_from_load_balancers=None):
     """Read, merge, write guarded by resourceVersion; on a conflict read again and redo.
-    ``unschedulable`` (unless None) is set in the same write (a cordon or uncordon with the taints).
+    ``unschedulable`` (unless None) is set in the same write (a cordon or uncordon with the taints),
+    and so is the load-balancer label of ``exclude_from_load_balancers`` (``_lb_exclusion``).
 
     Returns (before_node, after_node, change, conflict_retries). ``before_node`` is the read the
     final decision was based on; ``change["changed"]`` also counts a change of ``spec.unschedulable``.
@@ -193,18 +215,19 @@ def converge_taints(nodes, requested, state, replace, check_mode, deadline, cloc
         now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         change = merge_taints(current, requested, state, replace, now=now)
         cordon = None if unschedulable is None or is_unschedulable(node) == unschedulable else unschedulable
-        if cordon is not None:
+        label = _lb_exclusion.label_change(node, exclude_from_load_balancers)
+        if cordon is not None or label is not None:
             change = dict(change, changed=True)
         if not change["changed"]:
             return node, node, change, conflicts
         if check_mode:
-            after = copy.deepcopy(node)
+            after = _lb_exclusion.apply(node, label)
             after.setdefault("spec", {})["taints"] = change["taints"]
             if cordon is not None:
                 after["spec"]["unschedulable"] = cordon
             return node, after, change, conflicts
         try:
-            after = nodes.write(version, change["taints"], cordon)
+            after = nodes.write(version, change["taints"], cordon, _lb_exclusion.json_patch_ops(node, label))
             return node, after, change, conflicts
         except ApiException as exc:
             if getattr(exc, "status", None) not in (409, 422):
@@ -212,10 +235,12 @@ def converge_taints(nodes, requested, state, replace, check_mode, deadline, cloc
             refused = (version, exc)
 
 
-def taint_node(raw, name, taints, state, replace, check_mode, deadline, diff, warn, unschedulable=None):
+def taint_node(raw, name, taints, state, replace, check_mode, deadline, diff, warn, unschedulable=None,
+               exclude_from_load_balancers=None):
     """What k8s_node_taint does once its options are checked (``check_taint_request``): converge
-    the node's taints (and ``spec.unschedulable`` unless None, in the same write) and return the
-    module's result; ``warn(msg)`` gets the warning about pods an added NoExecute taint deletes."""
+    the node's taints (and ``spec.unschedulable`` unless None, and the load-balancer label, in the
+    same write) and return the module's result; ``warn(msg)`` gets the warning about pods an added
+    NoExecute taint deletes."""
     nodes = NodeTaints(raw, name, deadline)
     # The pods must be listed before the write: the taint eviction controller deletes the
     # intolerant ones within moments of it.
@@ -223,7 +248,8 @@ def taint_node(raw, name, taints, state, replace, check_mode, deadline, diff, wa
     if state == "present" and any(t.get("effect") == "NoExecute" for t in taints):
         pods = nodes.pods()
     before, after, change, conflicts = converge_taints(nodes, taints, state, replace, check_mode, deadline,
-                                                       unschedulable=unschedulable)
+                                                       unschedulable=unschedulable,
+                                                       exclude_from_load_balancers=exclude_from_load_balancers)
     evictions = noexecute_evictions(pods, change["added"])
     if evictions:
         warn(noexecute_warning(name, change["added"], evictions, check_mode))
@@ -240,7 +266,9 @@ def taint_node(raw, name, taints, state, replace, check_mode, deadline, diff, wa
         "conflict_retries": conflicts,
         "noexecute_evictions": evictions,
         "unschedulable": is_unschedulable(after),
+        "excluded_from_load_balancers": _lb_exclusion.excluded(after),
     }
+    result.update(_lb_exclusion.label_diff(before, after))
     if diff:
         header = "node/%s" % name
         result["diff"] = {
@@ -252,4 +280,5 @@ def taint_node(raw, name, taints, state, replace, check_mode, deadline, diff, wa
         if unschedulable is not None:
             result["diff"]["before"]["spec"]["unschedulable"] = is_unschedulable(before)
             result["diff"]["after"]["spec"]["unschedulable"] = is_unschedulable(after)
+        _label_diff(result["diff"], before, after)
     return result

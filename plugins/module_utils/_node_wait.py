@@ -25,7 +25,7 @@ from ansible_collections.kubeops.node_maintenance.plugins.module_utils._api_obje
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_module import ModuleFailure
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils._lease import parse_time
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils._node_api import read_node
-from ansible_collections.kubeops.node_maintenance.plugins.module_utils._nodes import node_ready_status
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._nodes import is_unschedulable, node_ready_status
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils._retry import poll_until
 
 CONDITION_STATUSES = ("True", "False", "Unknown")
@@ -228,6 +228,7 @@ def result_fields(state):
         "seen_not_ready": state.seen_not_ready or state.transition_proven,
         "transitions": list(state.transitions),
         "polls": state.polls,
+        "unschedulable": is_unschedulable(node) if node is not None else None,
     }
 
 

@@ -11,6 +11,7 @@ Nothing here talks to the API: callers read a node, hand the dict in, and write 
   ``validate_taints``, ``merge_taints``, ``taints_json_patch``
 - NoExecute fallout: ``noexecute_evictions``, ``noexecute_warning`` (toleration matching:
   ``_tolerations``)
+- node counts given as ``3`` or ``"50%"`` (min_ready_nodes, max_unavailable): ``parse_node_count``
 """
 
 from __future__ import absolute_import, division, print_function
@@ -39,6 +40,28 @@ SYSTEM_TAINT_PREFIXES = (
 _NAME_RE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)$")
 _DNS_SUBDOMAIN_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _LABEL_VALUE_RE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+_NODE_COUNT_RE = re.compile(r"^\s*(\d+)\s*(%?)\s*$")
+
+
+# ------------------------------------------------------------------------------------------------
+# Node counts
+# ------------------------------------------------------------------------------------------------
+
+def parse_node_count(value, option):
+    """``(number, is_percent)`` from ``3``, ``"3"`` or ``"50%"``; ValueError naming ``option`` for
+    anything else (a negative number, a percentage above 100, a bool)."""
+    if isinstance(value, bool):
+        raise ValueError("%s must be a number or a percentage such as 50%%, not %r" % (option, value))
+    if isinstance(value, int):
+        number, percent = value, False
+    else:
+        match = _NODE_COUNT_RE.match(str(value if value is not None else ""))
+        if not match:
+            raise ValueError("%s must be a number or a percentage such as 50%%, not %r" % (option, value))
+        number, percent = int(match.group(1)), bool(match.group(2))
+    if number < 0 or (percent and number > 100):
+        raise ValueError("%s out of range: %r" % (option, value))
+    return number, percent
 
 
 # ------------------------------------------------------------------------------------------------

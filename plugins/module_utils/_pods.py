@@ -9,13 +9,18 @@ client library and the tests can write pods as literals.
 What a pod is (mirror, DaemonSet, finished, terminating, its controller) comes from ``_pod_rules``
 and ``_api_objects``; this module decides the drain's plan from those facts.
 
-The rules follow ``kubectl drain`` (k8s.io/kubectl/pkg/drain/filters.go) with two deliberate
-differences, both about telling the user more:
+The rules follow ``kubectl drain`` (k8s.io/kubectl/pkg/drain/filters.go) with three deliberate
+differences (k8s_node_drain's notes; tests/integration/test_drain_parity_kubectl.py proves the
+rest equal to kubectl's own decisions):
 
 - every rule a pod breaks is reported, each with the option that would allow it, where kubectl
   stops at the first one (a pod with an emptyDir and no controller needs both
   ``delete_emptydir_data`` and ``force``, and the user learns that in one run);
-- a pod that is already terminating is waited for, not evicted a second time.
+- a pod that is already terminating is waited for, not evicted a second time, and never blocks
+  the drain (kubectl refuses one with no controller without ``--force``, or with emptyDir
+  without ``--delete-emptydir-data``, though it is going anyway);
+- a finished pod is deleted, where kubectl evicts it (the eviction API deletes it the same way,
+  without consulting budgets).
 
 Plans, in the order the rules are tried:
 
@@ -27,8 +32,17 @@ Plans, in the order the rules are tried:
             pod with no controller without ``force``
 ``wait``    already terminating (has a ``deletionTimestamp``)
 ``delete``  finished (phase Succeeded or Failed): nothing runs, no budget applies
+``wait_completed``  labelled ``cluster.x-k8s.io/drain: wait-completed``: not evicted, waited for
+            until it finishes or is gone
 ``evict``   everything else, through the eviction API so PodDisruptionBudgets are honoured
 ==========  =====================================================================================
+
+Opt-outs of other tools (``_pod_rules.opt_outs``) come first: a pod that Karpenter's
+``do-not-disrupt`` or the cluster autoscaler's ``safe-to-evict: "false"`` protects is ``refuse``
+(with every other rule it breaks), whatever the rules below say of it; Cluster API's
+``cluster.x-k8s.io/drain: skip`` is ``skip`` right after the mirror and deleted-long-ago rules, and
+``wait-completed`` is ``wait_completed`` right after the finished rule. ``ignore_opt_outs`` names the
+vocabularies a run disregards.
 """
 
 from __future__ import annotations
@@ -39,10 +53,16 @@ import time
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils._api_objects import controller_of
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils._lease import parse_time
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils._pod_rules import (
+    BLOCK,
+    CAPI_DRAIN,
+    IGNORED,
+    SKIP,
+    WAIT_COMPLETED,
     is_daemonset_pod,
     is_finished,
     is_mirror_pod,
     is_terminating,
+    pod_opt_outs,
 )
 
 PLAN_EVICT = "evict"
@@ -50,7 +70,8 @@ PLAN_DELETE = "delete"
 PLAN_SKIP = "skip"
 PLAN_WAIT = "wait"
 PLAN_REFUSE = "refuse"
-PLANS = (PLAN_EVICT, PLAN_DELETE, PLAN_SKIP, PLAN_WAIT, PLAN_REFUSE)
+PLAN_WAIT_COMPLETED = "wait_completed"
+PLANS = (PLAN_EVICT, PLAN_DELETE, PLAN_SKIP, PLAN_WAIT, PLAN_REFUSE, PLAN_WAIT_COMPLETED)
 
 # Why a pod blocks the drain (for the pod, then for a group of pods in the failure message), and
 # the module option that lets the drain take it anyway.
@@ -62,6 +83,14 @@ BLOCK_EMPTYDIR = ("uses emptyDir volumes, whose data is lost on eviction", "dele
                   "pods with emptyDir data")
 BLOCK_UNMANAGED = ("declares no controller, so nothing recreates it", "force",
                    "pods that declare no controller")
+
+
+def opt_out_blocker(opt_out):
+    """The blocker of a pod that an opt-out protects: the mark, and the override that lets the drain take it."""
+    where = "label" if opt_out["key"] == CAPI_DRAIN else "annotation"
+    note = ": " + opt_out["note"] if opt_out.get("note") else ""
+    return ("%s protects it (%s)%s" % (opt_out["text"], opt_out["vocabulary"], note), "ignore_opt_outs",
+            "pods with %s %s" % (where, opt_out["key"]), "ignore_opt_outs: [%s]" % opt_out["vocabulary"])
 
 
 def pod_key(pod):
@@ -106,29 +135,54 @@ def _decision(plan, reason, blockers=(), warnings=()):
     return {
         "plan": plan,
         "reason": reason,
-        "blockers": [{"reason": why, "option": option, "kind": kind} for why, option, kind in blockers],
+        "blockers": [{"reason": blocker[0], "option": blocker[1], "kind": blocker[2],
+                      "override": blocker[3] if len(blocker) > 3 else "%s: true" % blocker[1]}
+                     for blocker in blockers],
         "warnings": list(warnings),
     }
 
 
 def classify_pod(pod, ignore_daemonsets=False, delete_emptydir_data=False, force=False,
-                 skip_wait_for_delete_timeout=0, now=None, missing_daemonsets=frozenset()):
+                 skip_wait_for_delete_timeout=0, now=None, missing_daemonsets=frozenset(), ignore_opt_outs=()):
     """Decide what the drain does with one pod.
 
     ``missing_daemonsets`` holds ``(namespace, name)`` of DaemonSets known not to exist (the caller
     looks up each DaemonSet named by a pod once); a DaemonSet pod whose owner is missing is an
-    orphan, which kubectl deletes only with ``--force``.
+    orphan, which kubectl deletes only with ``--force``. ``ignore_opt_outs``: the opt-out
+    vocabularies (``_pod_rules.VOCABULARIES``, or ``all``) this run disregards.
 
-    Returns ``{"plan", "reason", "blockers": [{"reason", "option"}], "warnings": [...]}`` where
-    ``plan`` is one of ``PLANS`` and ``blockers`` is non-empty exactly when the plan is ``refuse``.
+    Returns ``{"plan", "reason", "blockers": [{"reason", "option", "kind", "override"}], "warnings",
+    "opt_outs"}`` where ``plan`` is one of ``PLANS``, ``blockers`` is non-empty exactly when the plan
+    is ``refuse``, and ``opt_outs`` lists the opt-out marks that speak about the pod.
     """
     now = time.time() if now is None else now
+    found = pod_opt_outs(pod, now, ignore_opt_outs)
+    effects = set(opt_out["effect"] for opt_out in found)
+    decision = _classify(pod, ignore_daemonsets, delete_emptydir_data, force, skip_wait_for_delete_timeout, now,
+                         missing_daemonsets, effects)
+    decision["warnings"].extend("%s: %s" % (opt_out["text"], opt_out["note"]) for opt_out in found
+                                if opt_out["effect"] == IGNORED)
+    blocking = [opt_out_blocker(opt_out) for opt_out in found if opt_out["effect"] == BLOCK]
+    if blocking:
+        others = [(b["reason"], b["option"], b["kind"], b["override"]) for b in decision["blockers"]]
+        refused = _decision(PLAN_REFUSE, "; ".join(blocker[0] for blocker in blocking + others), blocking + others,
+                            decision["warnings"])
+        decision = refused
+    decision["opt_outs"] = [dict((k, v) for k, v in opt_out.items() if k != "text") for opt_out in found]
+    return decision
+
+
+def _classify(pod, ignore_daemonsets, delete_emptydir_data, force, skip_wait_for_delete_timeout, now,
+              missing_daemonsets, opt_out_effects):
+    """kubectl's rules, with Cluster API's skip and wait-completed (``opt_out_effects``) in their places."""
     namespace = pod_key(pod)[0]
     if is_mirror_pod(pod):
         return _decision(PLAN_SKIP, "mirror pod of a static pod; the kubelet owns it")
     if past_skip_wait(pod, skip_wait_for_delete_timeout, now):
         return _decision(PLAN_SKIP, "terminating for more than skip_wait_for_delete_timeout (%ds)"
                          % skip_wait_for_delete_timeout)
+    if SKIP in opt_out_effects:
+        return _decision(PLAN_SKIP, "labelled %s=skip (Cluster API): left on the node" % CAPI_DRAIN)
     finished = is_finished(pod)
     warnings = []
     if is_daemonset_pod(pod) and not finished:
@@ -146,6 +200,9 @@ def classify_pod(pod, ignore_daemonsets=False, delete_emptydir_data=False, force
     if finished:
         return _decision(PLAN_DELETE, "finished (phase %s); deleting it frees the node"
                          % pod["status"]["phase"], warnings=warnings)
+    if WAIT_COMPLETED in opt_out_effects:
+        return _decision(PLAN_WAIT_COMPLETED, "labelled %s=wait-completed (Cluster API): not evicted; waiting "
+                         "until it finishes" % CAPI_DRAIN, warnings=warnings)
     blockers = []
     if has_emptydir(pod):
         if delete_emptydir_data:
@@ -193,12 +250,12 @@ def refusal_message(node, entries):
     groups = {}
     for entry in entries:
         for blocker in entry.get("blockers") or ():
-            groups.setdefault((blocker["kind"], blocker["option"]), []).append(
+            groups.setdefault((blocker["kind"], blocker["override"]), []).append(
                 "%s/%s" % (entry["namespace"], entry["name"]))
     if not groups:
         return None
-    parts = ["%s (set %s: true to drain them anyway): %s" % (kind, option, ", ".join(names))
-             for (kind, option), names in sorted(groups.items())]
+    parts = ["%s (set %s to drain them anyway): %s" % (kind, override, ", ".join(names))
+             for (kind, override), names in sorted(groups.items())]
     blocked = sum(1 for entry in entries if entry.get("blockers"))
     return ("cannot drain node/%s, nothing was evicted: %d pod(s) block it. %s"
             % (node, blocked, "; ".join(parts)))

@@ -18,6 +18,14 @@ ask before any pod moves:
 - unmanaged_pods: pods no controller re-creates.
 - pull_concentration: most evicted pods landing on one or two nodes, whose kubelet pulls images
   one after another by default.
+- opt_outs: pods that carry another tool's opt-out (Karpenter's do-not-disrupt, the cluster
+  autoscaler's safe-to-evict "false", Cluster API's drain label), with what the drain does about
+  it (``_pod_rules.opt_outs`` decides, as for the drain). Pods the drain skips or waits for by their
+  label need no room elsewhere.
+- max_unavailable (only when a limit is given, and always refusing): the nodes out of service once
+  these go (those NotReady or cordoned already, and these) within the limit.
+
+Nodes named together are judged as drained together: every check removes all of them at once.
 
 At the end, what ``k8s_node_preflight`` does with them: ``read_snapshot`` lists the cluster page by
 page (``iter_pages``), and ``preflight`` is the whole module run.
@@ -42,7 +50,7 @@ from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_clie
     retry_transient,
 )
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_module import ModuleFailure
-from ansible_collections.kubeops.node_maintenance.plugins.module_utils._nodes import node_is_ready
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._nodes import node_is_ready, parse_node_count
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils._quantity import (
     QuantityError,
     format_amount,
@@ -62,6 +70,7 @@ CHECKS = (
     "local_storage",
     "unmanaged_pods",
     "pull_concentration",
+    "opt_outs",
 )
 DEFAULT_FAIL_ON = ("capacity", "pdb")
 
@@ -87,8 +96,19 @@ _FIX = {
     "on this node, emptyDir data is deleted with the pod",
     "unmanaged": "save the manifest (kubectl get pod -o yaml) and re-create the pod after the drain, "
     "or run it under a Deployment/StatefulSet",
+    "max_unavailable": "wait until the nodes already out of service are back (Ready and uncordoned), or "
+    "take fewer nodes at once (node_maintenance_serial), or raise max_unavailable",
     "pull": "pre-pull the images on other nodes, uncordon or add nodes so pods spread, or raise the "
     "kubelet's maxParallelImagePulls (serializeImagePulls: false)",
+    "opt_out_block": "k8s_node_drain refuses to start while this pod is on the node: ask the workload's owner "
+    "whether it may move now, then remove the mark, or drain with ignore_opt_outs: [%s] (the role: "
+    "node_maintenance_drain_ignore_opt_outs)",
+    "opt_out_skip": "k8s_node_drain leaves this pod on the node, so the maintenance stops it with the node: make "
+    "sure it may be down for the action, or drain with ignore_opt_outs: [%s] to evict it",
+    "opt_out_wait_completed": "k8s_node_drain does not evict this pod and waits, within its timeout, until it "
+    "finishes: let it finish before the maintenance, raise the drain's timeout, or drain with "
+    "ignore_opt_outs: [%s] to evict it",
+    "opt_out_ignored": "nothing to do for the drain; correct or remove the mark if %s should read it",
 }
 
 
@@ -112,12 +132,12 @@ class NodeInfo:
 class PodInfo:
     __slots__ = (
         "namespace", "name", "node", "phase", "deleting", "labels", "ready", "owner", "mirror",
-        "daemonset", "requests", "constraints", "volumes", "images",
+        "daemonset", "requests", "constraints", "volumes", "images", "opt_outs",
     )
 
     def __init__(self, namespace, name, node=None, phase="Running", deleting=False, labels=None,
                  ready=True, owner=None, mirror=False, daemonset=False, requests=None,
-                 constraints=None, volumes=(), images=()):
+                 constraints=None, volumes=(), images=(), opt_outs=()):
         self.namespace = namespace
         self.name = name
         self.node = node
@@ -132,6 +152,7 @@ class PodInfo:
         self.constraints = constraints  # SchedulingConstraints or None (no constraint)
         self.volumes = tuple(volumes)  # (type, volume name, detail)
         self.images = tuple(images)
+        self.opt_outs = tuple(opt_outs)  # _pod_rules.pod_opt_outs, none disregarded
 
     @property
     def ref(self):
@@ -295,6 +316,7 @@ def pod_from_api(obj):
         constraints=_pod_constraints(spec),
         volumes=_pod_volumes(metadata.get("name"), spec),
         images=images,
+        opt_outs=_pod_rules.pod_opt_outs(obj),
     )
 
 
@@ -361,6 +383,8 @@ class Snapshot:
 
     def __init__(self, focus=None):
         self.focus = frozenset(focus) if focus is not None else None
+        # Opt-out vocabularies the drain will disregard (k8s_node_preflight's ignore_opt_outs).
+        self.ignore_opt_outs = ()
         self.nodes = {}
         self.pods = []
         self.pdbs = []
@@ -447,7 +471,7 @@ def placement_obstacle(constraints, node):
 # --------------------------------------------------------------------------------------------
 # Which pods a drain moves
 # --------------------------------------------------------------------------------------------
-def drain_skip_reason(pod):
+def drain_skip_reason(pod, ignore_opt_outs=()):
     """Why a drain leaves this pod alone (None: it is evicted and must run elsewhere).
 
     The flags come from ``_pod_rules`` (the drain's own rules); the preflight needs only
@@ -461,12 +485,15 @@ def drain_skip_reason(pod):
         return "finished"
     if pod.deleting:
         return "already terminating"
+    for opt_out in _pod_rules.disregarded(pod.opt_outs, ignore_opt_outs):
+        if opt_out["effect"] in (_pod_rules.SKIP, _pod_rules.WAIT_COMPLETED):
+            return opt_out["text"]
     return None
 
 
 def evicted_pods(snapshot, node_names):
     names = set(node_names)
-    return [p for p in snapshot.pods if p.node in names and drain_skip_reason(p) is None]
+    return [p for p in snapshot.pods if p.node in names and drain_skip_reason(p, snapshot.ignore_opt_outs) is None]
 
 
 def _consumes_room(pod):
@@ -828,12 +855,77 @@ def check_pull_concentration(snapshot, node_names, share=0.5, min_pods=10, secon
     return findings, summary
 
 
-def run_checks(snapshot, node_names, checks=CHECKS, fail_on=DEFAULT_FAIL_ON, pull_options=None):
+def check_opt_outs(snapshot, node_names):
+    """Pods on the nodes that carry an opt-out mark, with what the drain does about it."""
+    names = set(node_names)
+    findings = []
+    blocking = 0
+    for pod in snapshot.pods:
+        if pod.node not in names or not pod.opt_outs:
+            continue
+        for opt_out in _pod_rules.disregarded(pod.opt_outs, snapshot.ignore_opt_outs):
+            effect = opt_out["effect"]
+            blocking += effect == _pod_rules.BLOCK
+            what = {
+                _pod_rules.BLOCK: "protects the pod: the drain of %s refuses to start" % pod.node,
+                _pod_rules.SKIP: "the drain of %s leaves the pod on the node" % pod.node,
+                _pod_rules.WAIT_COMPLETED: "the drain of %s does not evict the pod and waits until it finishes"
+                % pod.node,
+                _pod_rules.IGNORED: "not honoured",
+            }[effect]
+            findings.append(_finding(
+                "Pod", pod.namespace, pod.name,
+                "%s (%s): %s%s" % (opt_out["text"], opt_out["vocabulary"], what,
+                                   "; " + opt_out["note"] if opt_out.get("note") else ""),
+                _FIX["opt_out_" + effect] % opt_out["vocabulary"], node=pod.node, vocabulary=opt_out["vocabulary"],
+                key=opt_out["key"], value=opt_out["value"], effect=effect,
+            ))
+    summary = "%d opt-out mark(s) on pods of the node(s), %d of them refusing the drain" % (len(findings), blocking)
+    return findings, summary
+
+
+def allowed_unavailable(value, ready_nodes):
+    """Nodes that may be out of service at once under ``max_unavailable`` (``3`` or ``"10%"`` of
+    the ``ready_nodes``, rounded down but never below 1); ValueError for a value that is not one."""
+    number, percent = parse_node_count(value, "max_unavailable")
+    if number == 0:
+        raise ValueError("max_unavailable must be at least 1 (or a percentage above 0%%), not %r; leave it "
+                         "unset for no limit" % (value,))
+    if percent:
+        return max(1, ready_nodes * number // 100)
+    return number
+
+
+def check_max_unavailable(snapshot, node_names, max_unavailable):
+    """``(findings, summary)``: whether the nodes out of service once ``node_names`` go (those
+    NotReady or cordoned already, counted whether or not they are named, and the named ones) stay
+    within ``max_unavailable`` (a percentage is of the nodes Ready now)."""
+    named = set(node_names)
+    ready_nodes = sum(1 for node in snapshot.nodes.values() if node.ready)
+    allowed = allowed_unavailable(max_unavailable, ready_nodes)
+    already = [(name, "NotReady" if not node.ready else "cordoned")
+               for name, node in sorted(snapshot.nodes.items())
+               if name not in named and (not node.ready or node.unschedulable)]
+    out = len(already) + len(named)
+    summary = "%d node(s) out of service with these, at most %d allowed (max_unavailable %s of %d Ready nodes)" % (
+        out, allowed, max_unavailable, ready_nodes)
+    if out <= allowed:
+        return [], summary
+    shown = ", ".join("%s (%s)" % item for item in already[:10]) + (" ..." if len(already) > 10 else "")
+    reason = ("taking %s out makes %d node(s) unavailable, more than max_unavailable %s allows (%d of %d Ready "
+              "nodes); already out of service: %s" % (nodes_ref(node_names), out, max_unavailable, allowed,
+                                                      ready_nodes, shown or "none"))
+    return [_finding("Node", None, None, reason, _FIX["max_unavailable"], nodes=list(node_names),
+                     unavailable=[name for name, _why in already], allowed=allowed, ready_nodes=ready_nodes)], summary
+
+
+def run_checks(snapshot, node_names, checks=CHECKS, fail_on=DEFAULT_FAIL_ON, pull_options=None, ignore_opt_outs=()):
     """Run the named checks; returns {check: {status, summary, findings}} and overall ok.
 
     status is ``pass`` (no findings), ``fail`` (findings and the check is in fail_on) or ``warn``.
     """
     node_names = list(node_names)
+    snapshot.ignore_opt_outs = tuple(ignore_opt_outs or ())
     if snapshot.focus is not None and not set(node_names) <= snapshot.focus:
         raise ValueError("the snapshot keeps full pod records only for %s" % ", ".join(sorted(snapshot.focus)))
     functions = {
@@ -843,6 +935,7 @@ def run_checks(snapshot, node_names, checks=CHECKS, fail_on=DEFAULT_FAIL_ON, pul
         "local_storage": check_local_storage,
         "unmanaged_pods": check_unmanaged_pods,
         "pull_concentration": lambda s, n: check_pull_concentration(s, n, **(pull_options or {})),
+        "opt_outs": check_opt_outs,
     }
     results = {}
     ok = True
@@ -1037,6 +1130,9 @@ def _failure_message(names, results):
         if result["status"] == "fail":
             findings = result["findings"]
             first = findings[0]
+            if first["name"] is None:  # about the nodes themselves (max_unavailable)
+                parts.append("%s: %s" % (check, first["reason"]))
+                continue
             ref = "/".join(x for x in (first["kind"].lower(), first["namespace"], first["name"]) if x)
             parts.append("%s: %d finding(s), e.g. %s %s" % (check, len(findings), ref, first["reason"]))
     return "preflight refuses to drain %s: %s" % (nodes_ref(names), "; ".join(parts))
@@ -1053,6 +1149,12 @@ def preflight(connect, names, params, warn, clock=time.monotonic):
     fail_on = CHECKS if "all" in params["fail_on"] else params["fail_on"]
     if params["page_size"] < 1:
         raise ModuleFailure("page_size must be at least 1, got %d" % params["page_size"])
+    max_unavailable = params.get("max_unavailable")
+    if max_unavailable is not None:
+        try:
+            allowed_unavailable(max_unavailable, 0)
+        except ValueError as exc:
+            raise ModuleFailure(str(exc), changed=False)
 
     started = clock()
     # Decoding tens of thousands of pods creates millions of dicts that refcounting frees; the
@@ -1069,8 +1171,15 @@ def preflight(connect, names, params, warn, clock=time.monotonic):
         if missing:
             raise ModuleFailure("%s: not found; `kubectl get nodes` lists the names" % nodes_ref(missing),
                                 changed=False)
-        ok, results = run_checks(snapshot, names, checks=checks, fail_on=fail_on,
-                                 pull_options=params["pull_estimate"])
+        results = {}
+        if max_unavailable is not None:
+            findings, summary = check_max_unavailable(snapshot, names, max_unavailable)
+            results["max_unavailable"] = {"status": "fail" if findings else "pass", "summary": summary,
+                                          "findings": findings}
+        ok, checked = run_checks(snapshot, names, checks=checks, fail_on=fail_on,
+                                 pull_options=params["pull_estimate"], ignore_opt_outs=params.get("ignore_opt_outs"))
+        results.update(checked)
+        ok = ok and not results.get("max_unavailable", {}).get("findings")
     finally:
         gc.enable()
     outcome = {

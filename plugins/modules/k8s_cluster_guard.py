@@ -41,6 +41,14 @@ options:
     type: list
     elements: str
     default: [node-role.kubernetes.io/control-plane]
+  with_nodes:
+    description:
+      - The other nodes taken out of service together with this one (the rest of its batch in a
+        rolling maintenance). Every guard then counts them as gone too, for example O(min_ready_nodes)
+        counts the Ready nodes left without all of them.
+    type: list
+    elements: str
+    default: []
   min_ready_nodes:
     description:
       - How many nodes must stay Ready and schedulable (not cordoned) while this node is out, a number
@@ -209,6 +217,7 @@ def argument_spec():
         "name": NODE_NAME_SPEC,
         "control_plane": {"type": "bool", "default": True},
         "control_plane_labels": {"type": "list", "elements": "str", "default": list(guard.CONTROL_PLANE_LABELS)},
+        "with_nodes": {"type": "list", "elements": "str", "default": []},
         "min_ready_nodes": {"type": "raw", "default": 0},
         "node_selector": {"type": "str", "default": ""},
         "etcd_quorum": {"type": "bool", "default": True},

@@ -15,7 +15,8 @@ author:
   - kubeops maintainers (@kubeops)
 description:
   - Sets C(spec.unschedulable) of a node, as C(kubectl cordon) and C(kubectl uncordon) do.
-  - Only that field is patched; labels, taints and annotations that others manage are left alone.
+  - Only that field (and, with O(exclude_from_load_balancers), the load-balancer label) is patched;
+    labels, taints and annotations that others manage are left alone.
   - Reads the node first, so a node already in the wanted state is not written and the task reports
     no change.
   - Cordoning does not move running pods; use M(kubeops.node_maintenance.k8s_node_drain) for that.
@@ -24,6 +25,7 @@ extends_documentation_fragment:
   - kubeops.node_maintenance.k8s_options.node_name
   - kubeops.node_maintenance.k8s_options.timeout
   - kubeops.node_maintenance.k8s_options.record
+  - kubeops.node_maintenance.k8s_options.exclude_from_load_balancers
 options:
   state:
     description:
@@ -40,7 +42,7 @@ attributes:
     description: Reads the node and reports what would change; writes nothing.
   diff_mode:
     support: full
-    description: Shows C(spec.unschedulable) before and after.
+    description: Shows C(spec.unschedulable) before and after, and the load-balancer label when the task changes it.
 notes:
   - Needs C(get) and C(patch) on C(nodes).
   - For a cordoned node the node lifecycle controller adds the taint C(node.kubernetes.io/unschedulable:NoSchedule)
@@ -101,6 +103,28 @@ taints:
   type: list
   elements: dict
   sample: [{"key": "dedicated", "value": "db", "effect": "NoSchedule"}]
+excluded_from_load_balancers:
+  description:
+    - Whether the node has the label C(node.kubernetes.io/exclude-from-external-load-balancers) after
+      the task (in check mode, as it would be).
+  returned: success
+  type: bool
+  sample: true
+labels_added:
+  description:
+    - Keys of the labels the task added (the load-balancer label with O(exclude_from_load_balancers=true)
+      on a node that did not have it); empty when none. With O(record), recorded in the node's record
+      (C(phase_record.labels_added)).
+  returned: success
+  type: list
+  elements: str
+  sample: ["node.kubernetes.io/exclude-from-external-load-balancers"]
+labels_removed:
+  description: Keys of the labels the task removed (O(exclude_from_load_balancers=false)); empty when none.
+  returned: success
+  type: list
+  elements: str
+  sample: []
 phase_record:
   description:
     - With O(record), the node's maintenance record after the task wrote its phase (in check mode,
@@ -114,6 +138,7 @@ from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_modu
     NODE_NAME_SPEC,
     RECORD_SPEC,
     K8sModule,
+    labels_added,
     timeout_spec,
 )
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils._node_api import (
@@ -126,6 +151,7 @@ def argument_spec():
     return {
         "name": NODE_NAME_SPEC,
         "state": {"type": "str", "choices": ["cordoned", "uncordoned"], "default": "cordoned"},
+        "exclude_from_load_balancers": {"type": "bool"},
         "record": RECORD_SPEC,
         "timeout": timeout_spec(60),
     }
@@ -139,10 +165,11 @@ def main():
     def cordon():
         changed, before, after = set_unschedulable(
             module.raw, name, module.params["state"] == "cordoned", module.check_mode,
-            module.deadline(module.params["timeout"], minimum=1))
+            module.deadline(module.params["timeout"], minimum=1),
+            exclude_from_load_balancers=module.params["exclude_from_load_balancers"])
         return cordon_result(name, changed, before, after, module.diff)
 
-    module.run(cordon, record_for=name)
+    module.run(cordon, record_for=name, record_after=lambda result: labels_added(module.params["record"], result))
 
 
 if __name__ == "__main__":

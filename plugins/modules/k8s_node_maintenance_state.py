@@ -40,6 +40,8 @@ description:
   - "C(static_pods): the node's static pods before the maintenance, by their mirror pods,
     C([{namespace, name}]), for the same reason (the health gate waits for them to be back). Present
     once given."
+  - "C(labels_added): keys of the node labels the rollout added, to be removed on return (the
+    load-balancer exclusion label when the node did not have it before). Present once given."
   - "C(started), C(updated): RFC 3339 UTC times, milliseconds, of the record's creation and of the
     last change. C(updated) moves only when something else in the record changed."
   - "C(phases): one entry per phase, in the order they were entered:
@@ -61,8 +63,8 @@ options:
       - V(query) reads the record and changes nothing. A node that does not exist is not an error
         (RV(node_exists=false)), so a rollout can ask about a node that was deleted for a reimage.
       - V(present) merges the given O(rollout), O(phase), O(status), O(msg), O(cordoned_before),
-        O(taints_added), O(moved_workloads) and O(static_pods) into the record (creating it) and writes it when
-        it differs. Fails if the node does not exist.
+        O(taints_added), O(moved_workloads), O(static_pods) and O(labels_added) into the record
+        (creating it) and writes it when it differs. Fails if the node does not exist.
       - V(absent) removes the annotation. A node that does not exist has none, so that is no change.
     type: str
     choices: [query, present, absent]
@@ -145,6 +147,12 @@ options:
         description: Name of the mirror pod.
         type: str
         required: true
+  labels_added:
+    description:
+      - Keys of the node labels the rollout added (RV(kubeops.node_maintenance.k8s_node_taint#module:labels_added)),
+        removed again on return. Replaces the recorded list; each key is kept once.
+    type: list
+    elements: str
   event:
     description:
       - Write a core/v1 Event about the node, every time the task runs (in check mode it is only
@@ -416,6 +424,7 @@ def argument_spec():
         "taints_added": RECORD_FIELD_SPECS["taints_added"],
         "moved_workloads": RECORD_FIELD_SPECS["moved_workloads"],
         "static_pods": RECORD_FIELD_SPECS["static_pods"],
+        "labels_added": RECORD_FIELD_SPECS["labels_added"],
         "event": RECORD_FIELD_SPECS["event"],
         "renew_lock": RENEW_LOCK_SPEC,
         "timeout": timeout_spec(60),

@@ -33,8 +33,22 @@ description:
   - V(pull_concentration) estimates where the scheduler puts the evicted pods (least-allocated
     spreading) and warns when most of them would land on one or two nodes, whose kubelet pulls
     images one at a time by default; the finding carries an estimate of the delay.
+  - V(opt_outs) reports pods on the nodes that carry another tool's opt-out, and what
+    M(kubeops.node_maintenance.k8s_node_drain) does about it (the same rule decides for both);
+    C(karpenter.sh/do-not-disrupt) and C(cluster-autoscaler.kubernetes.io/safe-to-evict=false)
+    (effect V(block), the drain refuses to start), the label C(cluster.x-k8s.io/drain=skip) (V(skip),
+    the pod stays on the node) or C(=wait-completed) (V(wait_completed), not evicted, waited for until it
+    finishes), and marks that are not honoured (V(ignored), with the reason). Each finding has the
+    fix.
   - Pods the drain leaves alone are not counted, that is mirror (static) pods, DaemonSet pods, finished
-    pods and pods already terminating.
+    pods, pods already terminating, and pods labelled C(cluster.x-k8s.io/drain) V(skip) or
+    V(wait-completed) (unless O(ignore_opt_outs) disregards Cluster API).
+  - Several nodes in O(name) are judged as drained together (a batch of a rolling maintenance) and not
+    one by one. V(capacity) removes all of them at once, V(pdb) counts a budget's pods on all of them
+    against its allowed disruptions, and V(single_node_workloads) reports workloads whose ready pods
+    all run on them.
+  - With O(max_unavailable), the nodes out of service once these go (the nodes NotReady or cordoned
+    already, and these) must stay within the limit; over it the task fails (C(checks.max_unavailable) in RV(checks)).
   - Read-only; C(changed) is always V(false) and check mode runs the same checks.
 author:
   - kubeops maintainers (@kubeops)
@@ -42,6 +56,7 @@ extends_documentation_fragment:
   - kubeops.node_maintenance.k8s_auth
   - kubeops.node_maintenance.k8s_options.timeout
   - kubeops.node_maintenance.k8s_options.record
+  - kubeops.node_maintenance.k8s_options.records
 attributes:
   check_mode:
     support: full
@@ -63,7 +78,7 @@ options:
       - The checks to run. V(all) runs every check.
     type: list
     elements: str
-    choices: [all, capacity, pdb, single_node_workloads, local_storage, unmanaged_pods, pull_concentration]
+    choices: [all, capacity, pdb, single_node_workloads, local_storage, unmanaged_pods, pull_concentration, opt_outs]
     default: [all]
   fail_on:
     description:
@@ -72,8 +87,20 @@ options:
       - V(all) makes every check fail the task; an empty list only warns.
     type: list
     elements: str
-    choices: [all, capacity, pdb, single_node_workloads, local_storage, unmanaged_pods, pull_concentration]
+    choices: [all, capacity, pdb, single_node_workloads, local_storage, unmanaged_pods, pull_concentration, opt_outs]
     default: [capacity, pdb]
+  ignore_opt_outs:
+    description:
+      - The opt-out vocabularies the drain will disregard (its own O(kubeops.node_maintenance.k8s_node_drain#module:ignore_opt_outs)),
+        so the checks see the pods as the drain will treat them; their marks are reported with effect V(ignored).
+      - V(karpenter) (C(karpenter.sh/do-not-disrupt)), V(cluster-autoscaler)
+        (C(cluster-autoscaler.kubernetes.io/safe-to-evict)), V(cluster-api) (label C(cluster.x-k8s.io/drain)),
+        V(all).
+      - The default, an empty list, honours them all, as the drain does.
+    type: list
+    elements: str
+    choices: [all, karpenter, cluster-autoscaler, cluster-api]
+    default: []
   pull_estimate:
     description:
       - Thresholds and assumptions of the V(pull_concentration) check.
@@ -96,6 +123,15 @@ options:
           - Assumed time to pull one image, for the delay estimate in the finding.
         type: int
         default: 10
+  max_unavailable:
+    description:
+      - At most this many nodes out of service at once, a number or a percentage of the nodes Ready
+        now (rounded down, never below 1), such as V(10%).
+      - Out of service are the nodes that are NotReady or cordoned (counted whether the task names them
+        or not) and the nodes in O(name). More than that fails the task, whatever O(fail_on) says,
+        naming the nodes already out.
+      - Not given, there is no limit.
+    type: raw
   page_size:
     description:
       - Objects per list call (the C(limit) parameter); large lists are read page by page with
@@ -154,6 +190,12 @@ EXAMPLES = r"""
     fail_on: [capacity, pdb, single_node_workloads, local_storage, unmanaged_pods]
   delegate_to: localhost
 
+- name: A batch of three nodes, judged as drained together, with at most 10% of the nodes out at once
+  kubeops.node_maintenance.k8s_node_preflight:
+    name: [worker-3, worker-4, worker-5]
+    max_unavailable: 10%
+  delegate_to: localhost
+
 - name: Only the PDB and storage checks, with a slower registry
   kubeops.node_maintenance.k8s_node_preflight:
     name: worker-3
@@ -177,7 +219,8 @@ nodes:
   sample: [worker-3]
 checks:
   description:
-    - One entry per check that ran, keyed by the check's name.
+    - One entry per check that ran, keyed by the check's name; with O(max_unavailable), also
+      C(max_unavailable) (its one finding names the nodes already out in C(unavailable)).
   returned: always
   type: dict
   contains:
@@ -196,7 +239,8 @@ checks:
         - What the check found. Every finding has C(kind), C(namespace) (V(null) for nodes),
           C(name), C(reason) and C(fix); some add C(node), C(nodes), C(pods), C(requests),
           C(volumes), C(ready_pods), C(disruptions_allowed), C(images_to_pull) or
-          C(estimated_seconds).
+          C(estimated_seconds); those of V(opt_outs) add C(node), C(vocabulary), C(key), C(value) and
+          C(effect) (V(block), V(skip), V(wait_completed) or V(ignored)).
       type: list
       elements: dict
       sample:
@@ -248,10 +292,21 @@ phase_record:
   returned: with O(record), on success
   type: dict
   sample: {"rollout": "patch-2026-11", "phase": "preflight", "status": "in_progress", "message": "preflight started"}
+phase_records:
+  description:
+    - With O(records), each node's maintenance record after the task wrote its phase, by node name.
+  returned: with O(records), on success
+  type: dict
+  sample: {"worker-3": {"rollout": "patch-2026-11", "phase": "preflight", "status": "in_progress"}}
 """
 
-from ansible_collections.kubeops.node_maintenance.plugins.module_utils import _preflight
-from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_module import RECORD_SPEC, K8sModule, timeout_spec
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils import _pod_rules, _preflight
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_module import (
+    RECORD_SPEC,
+    RECORDS_SPEC,
+    K8sModule,
+    timeout_spec,
+)
 
 
 def argument_spec():
@@ -265,14 +320,18 @@ def argument_spec():
             "min_pods": {"type": "int", "default": 10},
             "seconds_per_image": {"type": "int", "default": 10},
         }},
+        "max_unavailable": {"type": "raw"},
         "page_size": {"type": "int", "default": 500},
+        "ignore_opt_outs": {"type": "list", "elements": "str", "default": [],
+                            "choices": ["all"] + list(_pod_rules.VOCABULARIES)},
         "record": RECORD_SPEC,
+        "records": RECORDS_SPEC,
         "timeout": timeout_spec(120),
     }
 
 
 def main():
-    module = K8sModule("k8s_node_preflight", argument_spec())
+    module = K8sModule("k8s_node_preflight", argument_spec(), mutually_exclusive=[("record", "records")])
     nodes = _preflight.node_names(module.params["name"])
     module.about(_preflight.nodes_ref(nodes), nodes=nodes)
     module.run(lambda: _preflight.preflight(lambda: module.raw, nodes, module.params, module.warn),

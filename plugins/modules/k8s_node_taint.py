@@ -33,6 +33,7 @@ extends_documentation_fragment:
   - kubeops.node_maintenance.k8s_options.node_name
   - kubeops.node_maintenance.k8s_options.timeout
   - kubeops.node_maintenance.k8s_options.record
+  - kubeops.node_maintenance.k8s_options.exclude_from_load_balancers
 options:
   unschedulable:
     description:
@@ -95,7 +96,7 @@ attributes:
     description: Reads the node (and, for a new C(NoExecute) taint, its pods) and reports what would change.
   diff_mode:
     support: full
-    description: Shows C(spec.taints) before and after.
+    description: Shows C(spec.taints) before and after, and the load-balancer label when the task changes it.
 notes:
   - Needs C(get) and C(patch) on C(nodes); with a C(NoExecute) taint in O(taints) and O(state=present),
     also C(list) on C(pods) in all namespaces, to report the pods the taint deletes.
@@ -199,6 +200,28 @@ unschedulable:
   returned: success
   type: bool
   sample: false
+excluded_from_load_balancers:
+  description:
+    - Whether the node has the label C(node.kubernetes.io/exclude-from-external-load-balancers) after
+      the task (in check mode, as it would be).
+  returned: success
+  type: bool
+  sample: true
+labels_added:
+  description:
+    - Keys of the labels the task added (the load-balancer label with O(exclude_from_load_balancers=true)
+      on a node that did not have it); empty when none. With O(record), recorded in the node's record
+      (C(phase_record.labels_added)).
+  returned: success
+  type: list
+  elements: str
+  sample: ["node.kubernetes.io/exclude-from-external-load-balancers"]
+labels_removed:
+  description: Keys of the labels the task removed (O(exclude_from_load_balancers=false)); empty when none.
+  returned: success
+  type: list
+  elements: str
+  sample: []
 phase_record:
   description:
     - With O(record), the node's maintenance record after the task (in check mode, as it would be),
@@ -241,6 +264,7 @@ from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_modu
     NODE_NAME_SPEC,
     RECORD_SPEC,
     K8sModule,
+    labels_added,
     timeout_spec,
 )
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils._node_api import (
@@ -260,6 +284,7 @@ def argument_spec():
         "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
         "replace": {"type": "bool", "default": False},
         "unschedulable": {"type": "bool"},
+        "exclude_from_load_balancers": {"type": "bool"},
         "record": RECORD_SPEC,
         "timeout": timeout_spec(60),
     }
@@ -275,11 +300,15 @@ def main():
         check_taint_request(name, params["taints"], params["state"], params["replace"])
         return taint_node(module.raw, name, params["taints"], params["state"], params["replace"], module.check_mode,
                           module.deadline(params["timeout"], minimum=1), module.diff, module.warn,
-                          unschedulable=params["unschedulable"])
+                          unschedulable=params["unschedulable"],
+                          exclude_from_load_balancers=params["exclude_from_load_balancers"])
 
     def taints_added(result):
-        # the taints this task added join those the record kept: the rollout removes exactly them later
-        return {"taints_added": (params["record"].get("taints_added") or []) + result["added"]} if result["added"] else None
+        # the taints (and labels) this task added join those the record kept: the rollout removes exactly them later
+        fields = labels_added(params["record"], result) or {}
+        if result["added"]:
+            fields["taints_added"] = (params["record"].get("taints_added") or []) + result["added"]
+        return fields or None
 
     module.run(taint, record_for=name, record_after=taints_added)
 

@@ -227,6 +227,13 @@ polls:
   returned: always
   type: int
   sample: 20
+unschedulable:
+  description:
+    - C(spec.unschedulable) of the node on the last poll where it existed (V(null) when it never did),
+      so a caller that cordoned the node learns, without another read, whether someone uncordoned it.
+  returned: always
+  type: bool
+  sample: true
 phase_record:
   description:
     - With O(record), the node's maintenance record after the task wrote its phase (in check mode,

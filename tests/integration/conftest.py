@@ -182,22 +182,29 @@ def _unique(prefix):
     return "%s-%s" % (prefix, uuid.uuid4().hex[:6])
 
 
-@pytest.fixture
-def namespace(cluster, request):
+def create_namespace(cluster, prefix):
+    """A new namespace named after ``prefix`` (made unique), once pods can be created in it."""
     from kubernetes import client
 
-    name = _unique("t-" + request.node.name.lower().replace("_", "-")[:40].strip("-[]"))
+    name = _unique(prefix.lower().replace("_", "-")[:40].strip("-[]"))
     name = "".join(ch if ch.isalnum() or ch == "-" else "-" for ch in name)[:60].strip("-")
     cluster.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
     deadline = time.monotonic() + 60
     while True:  # pods cannot be created before the controller-manager made the default ServiceAccount
         try:
             cluster.core.read_namespaced_service_account("default", name)
-            break
+            return name
         except client.ApiException:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
+
+
+@pytest.fixture
+def namespace(cluster, request):
+    from kubernetes import client
+
+    name = create_namespace(cluster, "t-" + request.node.name)
     yield name
     try:
         cluster.core.delete_namespace(name, grace_period_seconds=0)
@@ -355,6 +362,28 @@ def _localhost_inventory(tmp_path):
     with open(path, "w") as handle:
         handle.write("localhost ansible_connection=local ansible_python_interpreter=%s\n" % sys.executable)
     return path
+
+
+def run_tasks(workdir, name, tasks, env, args=(), callback="ansible.posix.json", vars_file=None):
+    """One play on localhost with ``tasks`` (one Ansible start for all of them, where ``run_module``
+    starts Ansible per module run); returns (CompletedProcess, {task name: result})."""
+    path = os.path.join(workdir, "%s.yml" % name)
+    with open(path, "w") as handle:
+        json.dump([{"name": name, "hosts": "localhost", "gather_facts": False, "tasks": tasks}], handle)
+    cmd = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", _localhost_inventory(workdir),
+           path] + (["-e", "@" + vars_file] if vars_file else []) + list(args)
+    run_env = dict(env, ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK=callback)
+    res = subprocess.run(cmd, capture_output=True, text=True, env=run_env, timeout=900, check=False)
+    assert_no_secret("the output of playbook %s" % name, res.stdout, res.stderr)
+    results = {}
+    if callback == "ansible.posix.json":
+        try:
+            for task in json.loads(res.stdout)["plays"][0]["tasks"]:
+                results[task["task"]["name"]] = task["hosts"]["localhost"]
+        except (ValueError, KeyError, IndexError):
+            raise AssertionError("playbook %s: no JSON results (rc %d)\n%s\n%s"
+                                 % (name, res.returncode, res.stdout[-3000:], res.stderr[-3000:]))
+    return res, results
 
 
 @pytest.fixture

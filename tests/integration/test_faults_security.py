@@ -31,11 +31,11 @@ import yaml
 from tests.conftest import REPO_ROOT
 from tests.integration.conftest import (
     _ansible_env,
-    assert_no_secret,
     leaked_secrets,
     node_manifest,
     own_cluster,
     register_secret,
+    run_tasks,
     wait_for,
     wait_node_ready,
 )
@@ -185,29 +185,6 @@ def base_env(cluster, extra=None):
     return env
 
 
-def run_tasks(workdir, name, tasks, env, args=(), callback="ansible.posix.json", vars_file=None):
-    """One play on localhost with ``tasks``; returns (CompletedProcess, {task name: result})."""
-    path = os.path.join(workdir, "%s.yml" % name)
-    with open(path, "w") as handle:
-        json.dump([{"name": name, "hosts": "localhost", "gather_facts": False, "tasks": tasks}], handle)
-    inventory = os.path.join(workdir, "localhost.ini")
-    with open(inventory, "w") as handle:
-        handle.write("localhost ansible_connection=local ansible_python_interpreter=%s\n" % sys.executable)
-    cmd = [ANSIBLE_PLAYBOOK, "-i", inventory, path] + (["-e", "@" + vars_file] if vars_file else []) + list(args)
-    run_env = dict(env, ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK=callback)
-    res = subprocess.run(cmd, capture_output=True, text=True, env=run_env, timeout=900, check=False)
-    assert_no_secret("the output of playbook %s" % name, res.stdout, res.stderr)
-    results = {}
-    if callback == "ansible.posix.json":
-        try:
-            for task in json.loads(res.stdout)["plays"][0]["tasks"]:
-                results[task["task"]["name"]] = task["hosts"]["localhost"]
-        except (ValueError, KeyError, IndexError):
-            raise AssertionError("playbook %s: no JSON results (rc %d)\n%s\n%s"
-                                 % (name, res.returncode, res.stdout[-3000:], res.stderr[-3000:]))
-    return res, results
-
-
 def module_task(name, module, args, environment=None):
     task = {"name": name, "kubeops.node_maintenance." + module: args, "ignore_errors": True}
     if environment is not None:
@@ -289,6 +266,7 @@ SCENARIOS = {
     "core/pods/eviction/create": (_drain(), _drained("evicted")),
     "core/persistentvolumes/list": (_preflight, _expect(ok=True)),
     "core/events/create": (_event, _expect(changed=True)),
+    "storage.k8s.io/volumeattachments/list": (_drain(wait_for_volume_detach=True), _drained("evicted")),
     "policy/poddisruptionbudgets/list": (_healthy("PodDisruptionBudget"), _expect(healthy=True)),
     "apps/deployments/list": (_healthy("Deployment"), _expect(healthy=True)),
     "apps/replicasets/list": (_preflight, _expect(ok=True)),

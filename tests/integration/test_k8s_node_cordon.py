@@ -88,6 +88,49 @@ def test_cordon_leaves_everything_else_alone(cluster, make_node, run_module):
     assert managers
 
 
+LB = "node.kubernetes.io/exclude-from-external-load-balancers"
+
+
+def labels(cluster, node):
+    return cluster.core.read_node(node).metadata.labels or {}
+
+
+def test_cordon_takes_the_node_out_of_the_load_balancers_in_the_same_write(cluster, make_node, run_module):
+    node = make_node(labels={"zone": "z1"})
+
+    def excluded(applied):
+        assert unschedulable(cluster, node) is applied
+        assert (labels(cluster, node).get(LB) == "true") is applied and labels(cluster, node)["zone"] == "z1"
+
+    args = {"name": node, "exclude_from_load_balancers": True}
+    first_check, real, second_check, _second_real = four_passes(run_module, args, excluded)
+    assert first_check["labels_added"] == [LB] and first_check["excluded_from_load_balancers"] is True
+    assert first_check["diff"]["before"] == {"spec": {"unschedulable": False}, "metadata": {"labels": {LB: None}}}
+    assert first_check["diff"]["after"] == {"spec": {"unschedulable": True}, "metadata": {"labels": {LB: "true"}}}
+    assert real["labels_added"] == [LB] and real["labels_removed"] == [] and real["excluded_from_load_balancers"]
+    assert second_check["labels_added"] == [] and second_check["excluded_from_load_balancers"] is True
+
+    def back(applied):
+        assert unschedulable(cluster, node) is (not applied)
+        assert (LB in labels(cluster, node)) is (not applied) and labels(cluster, node)["zone"] == "z1"
+
+    first_check, real = four_passes(run_module, {"name": node, "state": "uncordoned",
+                                                 "exclude_from_load_balancers": False}, back)[:2]
+    assert first_check["labels_removed"] == [LB] and real["labels_removed"] == [LB]
+    assert real["excluded_from_load_balancers"] is False and real["labels_added"] == []
+
+
+def test_a_load_balancer_label_the_node_had_before_is_left_as_it_was(cluster, make_node, run_module):
+    node = make_node(labels={LB: "karpenter"})
+    result = run_module("k8s_node_cordon", {"name": node, "exclude_from_load_balancers": True}, diff=True)
+    assert result["changed"] is True and result["labels_added"] == [] and result["excluded_from_load_balancers"]
+    assert "metadata" not in result["diff"]["after"]  # only the cordon changed
+    assert labels(cluster, node)[LB] == "karpenter"
+    # not given: the label is not looked at, also when the node goes back
+    back = run_module("k8s_node_cordon", {"name": node, "state": "uncordoned"})
+    assert back["changed"] is True and back["labels_removed"] == [] and labels(cluster, node)[LB] == "karpenter"
+
+
 def test_unknown_node(run_module):
     name = "no-such-node-%s" % uuid.uuid4().hex[:6]
     result = run_module("k8s_node_cordon", {"name": name})

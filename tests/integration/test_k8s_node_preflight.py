@@ -142,7 +142,7 @@ def test_healthy_group_passes_every_check_in_check_mode_and_real(group, run_modu
         assert result["ok"] is True and result["changed"] is False
         assert {c: r["status"] for c, r in result["checks"].items()} == {
             c: "pass" for c in ("capacity", "pdb", "single_node_workloads", "local_storage",
-                                "unmanaged_pods", "pull_concentration")}, json.dumps(result["checks"], indent=1)
+                                "unmanaged_pods", "pull_concentration", "opt_outs")}, json.dumps(result["checks"], indent=1)
         assert result["nodes"] == [target]
         assert result["snapshot"]["list_calls"] >= 5
         assert "preflight passed for node/%s" % target in result["msg"]
@@ -287,3 +287,44 @@ def test_unknown_node_and_bad_credentials_fail_clearly(run_module):
     result = run_module(MODULE, {"name": "x", "host": "https://127.0.0.1:1", "validate_certs": False, "timeout": 5},
                         auth=False)
     assert result["failed"] and "cannot reach" in result["msg"] and "preflight of node/x" in result["msg"]
+
+
+def test_opt_outs_are_reported_with_what_the_drain_does_and_the_fix(group, run_module, namespace, cluster):
+    target = group.node(cpu="4")
+    spare = group.node(cpu="2", unschedulable=True)
+
+    def marked(name, cpu, annotations=None, labels=None):
+        spec = group.pod_spec(cpu=cpu)  # the spare is cordoned until all are placed: they land on the target
+        template_labels = dict({"app": name}, **(labels or {}))
+        cluster.apps.create_namespaced_deployment(namespace, {
+            "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
+                     "template": {"metadata": {"labels": template_labels, "annotations": annotations or {}},
+                                  "spec": spec}}})
+        return list(group.wait_ready(name, 1))[0]
+
+    guarded = marked("guarded", "500m", annotations={"karpenter.sh/do-not-disrupt": "true"})
+    stay = marked("stay", "3", labels={"cluster.x-k8s.io/drain": "skip"})
+    plain = marked("plain", "500m")
+    group.uncordon(spare)
+
+    for check_mode in (True, False):
+        result = run_module(MODULE, {"name": target, "checks": ["opt_outs", "capacity"]}, check=check_mode)
+        assert not result["failed"], result.get("msg")
+        assert result["checks"]["opt_outs"]["status"] == "warn"
+        findings = dict((f["name"], f) for f in mine(result, "opt_outs", namespace))
+        assert sorted(findings) == sorted([guarded, stay]) and plain not in findings
+        assert findings[guarded]["effect"] == "block" and findings[guarded]["vocabulary"] == "karpenter"
+        assert "the drain of %s refuses to start" % target in findings[guarded]["reason"]
+        assert "ignore_opt_outs: [karpenter]" in findings[guarded]["fix"]
+        assert findings[stay]["effect"] == "skip" and findings[stay]["node"] == target
+        # The 3-cpu pod stays on the node: the 2-cpu spare has room for what the drain moves.
+        assert result["checks"]["capacity"]["status"] == "pass"
+
+    # As the drain will see it when it disregards Cluster API: the big pod now needs room elsewhere.
+    result = run_module(MODULE, {"name": target, "checks": ["opt_outs", "capacity"], "fail_on": ["opt_outs"],
+                                 "ignore_opt_outs": ["cluster-api"]})
+    assert result["failed"] and result["ok"] is False and "opt_outs: " in result["msg"]
+    assert dict((f["name"], f["effect"]) for f in mine(result, "opt_outs", namespace)) == {
+        guarded: "block", stay: "ignored"}
+    assert [f["name"] for f in mine(result, "capacity", namespace)] == [stay]

@@ -90,6 +90,54 @@ def test_replace_keeps_system_taints(cluster, make_node, run_module):
     assert run_module("k8s_node_taint", args)["changed"] is False
 
 
+LB = "node.kubernetes.io/exclude-from-external-load-balancers"
+
+
+def test_load_balancer_label_added_with_the_taints_recorded_and_removed_on_return(cluster, make_node, run_module):
+    node = make_node(labels={"zone": "z1"})
+    record = {"rollout": "lb-test", "phase": "drain", "msg": "drain started", "taints_added": [], "labels_added": []}
+    args = {"name": node, "taints": [MAINT], "exclude_from_load_balancers": True, "record": record}
+    planned = run_module("k8s_node_taint", args, check=True, diff=True)
+    assert planned["changed"] is True and planned["labels_added"] == [LB]
+    assert planned["diff"]["after"]["metadata"] == {"labels": {LB: "true"}}
+    assert LB not in (cluster.core.read_node(node).metadata.labels or {})
+
+    result = run_module("k8s_node_taint", args)
+    assert not result["failed"], result["msg"]
+    assert result["changed"] is True and result["added"] == [MAINT] and result["labels_added"] == [LB]
+    assert result["excluded_from_load_balancers"] is True and result["conflict_retries"] == 0
+    node_now = cluster.core.read_node(node)
+    assert node_now.metadata.labels[LB] == "true" and node_now.metadata.labels["zone"] == "z1"
+    # the record kept the label with the taints, as the rollout's return reads it
+    assert result["phase_record"]["labels_added"] == [LB]
+    stored = json.loads(node_now.metadata.annotations["maintenance.kubeops.io/state"])
+    assert stored["labels_added"] == [LB] and stored["taints_added"] == [MAINT]
+
+    again = run_module("k8s_node_taint", dict(args, record=dict(record, labels_added=[LB])))
+    assert again["changed"] is False and again["labels_added"] == []
+    assert again["phase_record"]["labels_added"] == [LB]  # still recorded: the rollout added it
+
+    # the return: taints off, uncordon, label off, in one write
+    back = run_module("k8s_node_taint", {"name": node, "taints": [{"key": MAINT["key"]}], "state": "absent",
+                                         "unschedulable": False, "exclude_from_load_balancers": False}, diff=True)
+    assert back["changed"] is True and back["labels_removed"] == [LB] and back["removed"] == [MAINT]
+    assert back["diff"]["before"]["metadata"] == {"labels": {LB: "true"}}
+    labels = cluster.core.read_node(node).metadata.labels
+    assert LB not in labels and labels["zone"] == "z1"
+    assert run_module("k8s_node_taint", {"name": node, "taints": [], "state": "absent",
+                                         "exclude_from_load_balancers": False})["changed"] is False
+
+
+def test_a_label_already_there_is_kept_and_not_recorded(cluster, make_node, run_module):
+    node = make_node(labels={LB: ""})
+    record = {"rollout": "lb-test", "phase": "drain", "labels_added": []}
+    result = run_module("k8s_node_taint", {"name": node, "taints": [MAINT], "exclude_from_load_balancers": True,
+                                           "record": record})
+    assert result["changed"] is True and result["labels_added"] == [] and result["excluded_from_load_balancers"]
+    assert result["phase_record"]["labels_added"] == []
+    assert cluster.core.read_node(node).metadata.labels[LB] == ""
+
+
 def test_invalid_effect(make_node, run_module):
     node = make_node()
     result = run_module("k8s_node_taint", {"name": node, "taints": [{"key": "a", "effect": "NoSchedul"}]})

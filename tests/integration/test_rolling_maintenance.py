@@ -19,6 +19,7 @@ pytestmark = pytest.mark.integration
 
 PLAYBOOK = os.path.join(REPO_ROOT, "playbooks", "rolling-maintenance.yml")
 STATE_ANNOTATION = "maintenance.kubeops.io/state"
+LB_LABEL = "node.kubernetes.io/exclude-from-external-load-balancers"
 
 
 def deployment(name, replicas, pool):
@@ -97,14 +98,19 @@ class ReadyWatcher(threading.Thread):
 @pytest.fixture
 def rollout(cluster, namespace, make_node, run_playbook, tmp_path):
     """Two kwok nodes to maintain and a third to take their pods; returns a runner (its playbook,
-    environment and working directory can be other than the checkout's)."""
+    environment and working directory can be other than the checkout's; ``maintain(names)`` puts
+    other nodes in its inventory)."""
     pool = namespace
     nodes = [make_node(labels={"kubeops.test/pool": pool}) for _index in range(3)]
     inventory = tmp_path / "inventory.ini"
-    # No real host behind a kwok node: action none never connects; port 1 makes any accidental
-    # connection fail instead of reaching this machine.
-    inventory.write_text("[k8s_nodes]\n" + "".join(
-        "%s ansible_host=127.0.0.1 ansible_port=1\n" % name for name in nodes[:2]))
+
+    def maintain(names):
+        # No real host behind a kwok node: action none never connects; port 1 makes any accidental
+        # connection fail instead of reaching this machine.
+        inventory.write_text("[k8s_nodes]\n" + "".join(
+            "%s ansible_host=127.0.0.1 ansible_port=1\n" % name for name in names))
+
+    maintain(nodes[:2])
 
     def run(rollout_id, playbook=PLAYBOOK, env=None, cwd=None, **extra):
         extra_vars = {"node_maintenance_rollout_id": rollout_id, "node_maintenance_action": "none",
@@ -118,6 +124,7 @@ def rollout(cluster, namespace, make_node, run_playbook, tmp_path):
     run.nodes = nodes
     run.pool = pool
     run.inventory = inventory
+    run.maintain = maintain  # the nodes of the inventory (the first two by default)
     run.report = lambda rollout_id: json.loads((tmp_path / "reports" / rollout_id / "report.json").read_text())
     return run
 
@@ -148,9 +155,11 @@ def test_rollout_keeps_workloads_within_their_pdbs_and_a_second_run_does_nothing
         node = cluster.core.read_node(name)
         assert not node.spec.unschedulable
         assert not [t for t in node.spec.taints or [] if t.key.startswith("maintenance.kubeops.io")]
-        assert node_record(cluster, name)["status"] == "done"
+        assert LB_LABEL not in (node.metadata.labels or {}), "back in the load balancers after the return"
+        assert node_record(cluster, name)["status"] == "done" and node_record(cluster, name)["labels_added"] == []
     events = cluster.core.list_namespaced_event("default", field_selector="involvedObject.name=%s" % rollout.nodes[0])
     assert {"MaintenanceDrain", "MaintenanceDone"} <= {e.reason for e in events.items}
+    assert "MaintenanceUncordonedDuringAction" not in {e.reason for e in events.items}, "nobody uncordoned it"
     lease = cluster.coordination.read_namespaced_lease("kubeops-node-maintenance", namespace)
     assert lease.spec.holder_identity is None, "the lock is released after the last node"
 
@@ -230,6 +239,9 @@ def test_an_unreachable_host_fails_after_the_drain_and_the_resumed_health_gate_c
     assert record["message"].startswith("Reach the host before the reboot: "), record["message"]
     assert {(w["namespace"], w["owner_kind"]) for w in record["moved_workloads"]} == {(namespace, "ReplicaSet")}
     assert cluster.core.read_node(first).spec.unschedulable, "a node whose maintenance failed stays cordoned"
+    # out of the load balancers since the drain's first write, and recorded so: the resumed run's return takes it off
+    assert cluster.core.read_node(first).metadata.labels[LB_LABEL] == "true"
+    assert record["labels_added"] == [LB_LABEL], record
     # the static pods the drain saw are in the record too: the resumed gate waits for them to be back
     assert record["static_pods"] == [{"namespace": namespace, "name": static}], record
     assert node_record(cluster, second) == {}, "the rollout stopped before the next node"
@@ -253,6 +265,7 @@ def test_an_unreachable_host_fails_after_the_drain_and_the_resumed_health_gate_c
     assert first_report["workloads_checked"] == 1, first_report
     assert first_report["pods_evicted"] == 0  # nothing drained twice
     assert not cluster.core.read_node(first).spec.unschedulable
+    assert LB_LABEL not in cluster.core.read_node(first).metadata.labels
 
 
 def test_two_clusters_in_one_inventory_go_cluster_by_cluster(cluster, namespace, make_node, run_playbook, tmp_path):
@@ -309,3 +322,135 @@ def test_two_clusters_in_one_inventory_go_cluster_by_cluster(cluster, namespace,
                 assert not client_cluster.core.read_node(name).spec.unschedulable
             lease = client_cluster.coordination.read_namespaced_lease("lock-" + namespace, "default")
             assert lease.spec.holder_identity is None, "each cluster's lock is released"
+
+
+def test_a_node_uncordoned_during_the_action_is_reported_on_return(cluster, namespace, rollout, tmp_path):
+    # One node: the second writer is a hook after the drain that uncordons it, as an operator's
+    # script or another tool would while the node is maintained.
+    rollout.inventory.write_text("[k8s_nodes]\n%s ansible_host=127.0.0.1 ansible_port=1\n" % rollout.nodes[0])
+    hook = tmp_path / "uncordon.yml"
+    hook.write_text(
+        "- name: Someone else uncordons the node\n"
+        "  kubeops.node_maintenance.k8s_node_cordon:\n"
+        "    name: \"{{ node_maintenance_node_name }}\"\n"
+        "    state: uncordoned\n"
+        "  delegate_to: localhost\n")
+    res = rollout("uncordoned-mid-action", node_maintenance_hook_after_drain=str(hook))
+    assert res.returncode == 0, res.stdout[-6000:]
+    assert "was found schedulable after the action none: someone uncordoned it after the drain" in res.stdout
+    events = cluster.core.list_namespaced_event("default", field_selector="involvedObject.name=%s" % rollout.nodes[0])
+    warned = [e for e in events.items if e.reason == "MaintenanceUncordonedDuringAction"]
+    assert len(warned) == 1 and warned[0].type == "Warning"
+    assert "uncordoned by someone else after the drain" in warned[0].message
+    assert node_record(cluster, rollout.nodes[0])["status"] == "done"
+    # (a rollout where nobody touches the cordon writes no such Event: test_rollout_keeps_workloads_...)
+
+
+# ------------------------------------------------------------------------------------------------
+# Batches (node_maintenance_serial above 1) judged as a whole, max_unavailable, max_nodes
+# ------------------------------------------------------------------------------------------------
+
+def task_results(stdout, task):
+    """The result lines (``ok: [host -> localhost]`` & co.) the default callback printed for ``task``."""
+    section = stdout.split("TASK [kubeops.node_maintenance.node_maintenance : %s" % task, 1)[1].split("\nTASK [", 1)[0]
+    return re.findall(r"^(?:ok|changed|fatal|failed|skipping): \[[^\]]+\]", section, re.M)
+
+
+def out_of_service(cluster):
+    """Nodes of the cluster that are NotReady or cordoned now."""
+    return sorted(n.metadata.name for n in cluster.core.list_node().items
+                  if n.spec.unschedulable or not any(c.type == "Ready" and c.status == "True"
+                                                     for c in n.status.conditions or []))
+
+
+def test_a_batch_whose_nodes_each_fit_alone_is_refused_together_before_any_is_touched(
+        cluster, namespace, make_node, rollout, run_module):
+    batch = rollout.nodes[:2] + [make_node(labels={"kubeops.test/pool": rollout.pool})]
+    spare = rollout.nodes[2]
+    # web: one replica per node of the batch (required anti-affinity, the spare cordoned meanwhile)
+    cluster.core.patch_node(spare, {"spec": {"unschedulable": True}})
+    web = deployment("web", 3, rollout.pool)
+    web["spec"]["template"]["spec"]["affinity"] = {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+        {"labelSelector": {"matchLabels": {"app": "web"}}, "topologyKey": "kubernetes.io/hostname"}]}}
+    cluster.apps.create_namespaced_deployment(namespace, web)
+    wait_ready(cluster, namespace, "web", 3)
+    cluster.core.patch_node(spare, {"spec": {"unschedulable": False}})
+    assert sorted(p.spec.node_name for p in cluster.core.list_namespaced_pod(namespace).items) == sorted(batch)
+
+    # each node alone fits (web keeps two ready replicas elsewhere)
+    for name in batch:
+        alone = run_module("k8s_node_preflight", {"name": [name], "fail_on": ["capacity", "single_node_workloads"]})
+        assert not alone.get("failed") and alone["checks"]["single_node_workloads"]["status"] == "pass", alone
+
+    rollout.maintain(batch)
+    refused = rollout("batch", node_maintenance_serial=3)
+    assert refused.returncode != 0
+    out = refused.stdout
+    assert "preflight refuses to drain %s: single_node_workloads: 1 finding(s), e.g. deployment/%s/web all 3 of " \
+           "its ready pods run on %s" % (", ".join("node/%s" % n for n in batch), namespace, ", ".join(sorted(batch))) \
+        in out, out[-6000:]
+    # judged once for the whole batch, every node refused with it and left as it was
+    assert len(task_results(out, "Pre-drain checks of the batch")) == 1
+    assert len(task_results(out, "Refuse the batch when it does not fit")) == 3
+    for name in batch:
+        assert re.search(r'stopped at node %s, task \\?"Refuse the batch when it does not fit' % name, out), out[-6000:]
+    assert "Nothing was changed on the node: it failed before the drain (phase preflight)" in out
+    for name in batch:
+        node = cluster.core.read_node(name)
+        assert not node.spec.unschedulable and not [t for t in node.spec.taints or []
+                                                    if t.key.startswith("maintenance.kubeops.io")]
+        record = node_record(cluster, name)
+        assert (record["rollout"], record["phase"], record["status"]) == ("batch", "preflight", "failed"), record
+        reasons = [e.reason for e in cluster.core.list_namespaced_event(
+            "default", field_selector="involvedObject.name=%s" % name).items]
+        assert "MaintenancePreflight" in reasons and "MaintenanceFailed" in reasons, reasons
+    assert ready_count(cluster, namespace, "web") == 3
+
+
+def test_max_unavailable_counts_nodes_already_out_and_max_nodes_holds_within_a_batch(
+        cluster, namespace, make_node, rollout, run_module):
+    nodes = rollout.nodes  # n1..n3 in the inventory
+    make_node(labels={"kubeops.test/pool": rollout.pool}, unschedulable=True)  # out already, not in this rollout
+    already = out_of_service(cluster)
+    rollout.maintain(nodes)
+
+    # the guard of a node counts the rest of its batch as gone (the role passes it as with_nodes): each
+    # of n1 and n2 alone leaves enough nodes Ready and schedulable, the two together one too few
+    in_service = len(cluster.core.list_node().items) - len(already)
+    guard = {"name": nodes[0], "min_ready_nodes": in_service - 1, "etcd_quorum": False}
+    assert not run_module("k8s_cluster_guard", guard).get("failed")
+    guarded = run_module("k8s_cluster_guard", dict(guard, with_nodes=[nodes[1]]))
+    assert guarded["failed"] and "taking node/%s (with node/%s of its batch) out leaves %d of" % (
+        nodes[0], nodes[1], in_service - 2) in guarded["msg"], guarded
+
+    # batches of two, at most len(already) + 1 out: the first batch would make it len(already) + 2
+    started = time.monotonic()
+    refused = rollout("fleet", node_maintenance_serial=2, node_maintenance_max_unavailable=len(already) + 1)
+    refused_seconds = time.monotonic() - started
+    assert refused.returncode != 0
+    assert ("max_unavailable: taking node/%s, node/%s out makes %d node(s) unavailable, more than max_unavailable %d"
+            % (nodes[0], nodes[1], len(already) + 2, len(already) + 1)) in refused.stdout, refused.stdout[-6000:]
+    assert "already out of service: %s" % ", ".join("%s (cordoned)" % n for n in already) in refused.stdout
+    assert all(not cluster.core.read_node(n).spec.unschedulable for n in nodes)
+    assert node_record(cluster, nodes[2]) == {}
+
+    # n2 now resumes past its pre-drain checks (left cordoned mid-drain, say): it is not judged again
+    # and counts as out of service. At most two nodes in this run, in a batch of three: n3 is left.
+    cluster.core.patch_node(nodes[1], {"spec": {"unschedulable": True}, "metadata": {"annotations": {
+        STATE_ANNOTATION: json.dumps({"version": 1, "rollout": "fleet", "phase": "drain", "status": "failed",
+                                      "cordoned_before": False, "taints_added": [], "phases": {}})}}})
+    started = time.monotonic()
+    res = rollout("fleet", node_maintenance_serial=3, node_maintenance_max_nodes=2,
+                  node_maintenance_max_unavailable=len(already) + 2)
+    done_seconds = time.monotonic() - started
+    assert res.returncode == 0, res.stdout[-6000:]
+    report = {n["node"]: n for n in rollout.report("fleet")["nodes"]}
+    assert [report[n]["status"] for n in nodes] == ["done", "done", "deferred"]
+    assert report[nodes[0]]["resumed_from"] == "preflight" and "preflight" in report[nodes[0]]["phases"]
+    assert report[nodes[1]]["resumed_from"] == "drain" and "preflight" not in report[nodes[1]]["phases"]
+    assert "node_maintenance_max_nodes (2) reached" in rollout.report("fleet")["stopped_reason"]
+    assert node_record(cluster, nodes[2]) == {} and not cluster.core.read_node(nodes[2]).spec.unschedulable
+    for name in nodes[:2]:
+        assert node_record(cluster, name)["status"] == "done"
+        assert not cluster.core.read_node(name).spec.unschedulable
+    print("refused batch: %.1f s, two nodes of a batch of three: %.1f s" % (refused_seconds, done_seconds))

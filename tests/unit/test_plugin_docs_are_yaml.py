@@ -74,3 +74,14 @@ def _descriptions(value, trail):
     elif isinstance(value, list):
         for index, item in enumerate(value):
             yield from _descriptions(item, trail + [str(index)])
+
+
+def test_the_records_fragment_has_the_record_fragments_fields_with_node_required():
+    from ansible_collections.kubeops.node_maintenance.plugins.doc_fragments.k8s_options import ModuleDocFragment
+    from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_module import RECORDS_SPEC
+
+    record = yaml.safe_load(ModuleDocFragment.RECORD)["options"]["record"]["suboptions"]
+    records = yaml.safe_load(ModuleDocFragment.RECORDS)["options"]["records"]["suboptions"]
+    assert records.pop("node")["required"] is True and record.pop("node")
+    assert records == record
+    assert sorted(RECORDS_SPEC["options"]) == sorted(list(records) + ["node"])

@@ -182,6 +182,50 @@ def test_quorum_guard_matches_the_raft_rule(health, data):
     assert (result["status"] == "fail") == (left < len(health) // 2 + 1)
 
 
+# ------------------------------------------------------------------------------------------------
+# the other nodes of the batch (with_nodes) are out at the same time
+# ------------------------------------------------------------------------------------------------
+
+def test_each_guard_counts_the_rest_of_the_batch_as_gone():
+    nodes = [node("a"), node("b"), node("c"), node("d")]
+    assert guard.min_ready_guard(nodes, "a", 2)["status"] == "pass"
+    batch = guard.min_ready_guard(nodes, "a", 2, with_nodes=["b", "c"])
+    assert batch["status"] == "fail" and batch["available_after"] == 1
+    assert batch["reason"].startswith("taking node/a (with node/b, node/c of its batch) out leaves 1 of 4 nodes")
+    planes = [node("cp-1", control_plane=True), node("cp-2", control_plane=True), node("w")]
+    assert guard.control_plane_guard(planes, "cp-1")["status"] == "pass"
+    refused = guard.control_plane_guard(planes, "cp-1", with_nodes=["cp-2", "w"])
+    assert refused["status"] == "fail" and refused["reason"].startswith(
+        "taking node/cp-1 (with node/cp-2, node/w of its batch) out leaves no Ready control-plane node")
+    assert refused["reason"].endswith("or take fewer nodes at once.")
+    members = guard.etcd_members_from_pods([etcd_pod("a"), etcd_pod("b"), etcd_pod("c")])
+    assert guard.etcd_quorum_guard(members, "a")["status"] == "pass"
+    lost = guard.etcd_quorum_guard(members, "a", with_nodes=["b"])
+    assert lost["status"] == "fail" and "taking node/a (with node/b of its batch) out leaves 1 healthy" in lost["reason"]
+
+
+@given(st.lists(st.tuples(st.booleans(), st.booleans(), st.booleans()), min_size=1, max_size=10),
+       st.integers(0, 12), st.data())
+def test_guards_with_a_batch_judge_as_if_every_node_of_it_were_gone(specs, minimum, data):
+    names = ["n%d" % i for i in range(len(specs))]
+    nodes = [node(n, ready=r, cordoned=c, control_plane=cp) for n, (r, c, cp) in zip(names, specs)]
+    target = data.draw(st.sampled_from(names))
+    batch = data.draw(st.lists(st.sampled_from(names), max_size=len(names)))
+    going = {target} | set(batch)
+    ready_left = [i for i, (r, c, _cp) in enumerate(specs) if r and not c and names[i] not in going]
+    result = guard.min_ready_guard(nodes, target, minimum, with_nodes=batch)
+    if minimum:
+        assert (result["status"] == "fail") == (len(ready_left) < minimum)
+    planes_left = [i for i, (r, _c, cp) in enumerate(specs) if cp and r and names[i] not in going]
+    is_plane = specs[names.index(target)][2]
+    assert (guard.control_plane_guard(nodes, target, with_nodes=batch)["status"] == "fail") == (
+        is_plane and not planes_left)
+    members = [{"name": "m-" + n, "node": n, "healthy": r} for n, (r, _c, _cp) in zip(names, specs)]
+    healthy_left = [m for m in members if m["healthy"] and m["node"] not in going]
+    assert (guard.etcd_quorum_guard(members, target, with_nodes=batch)["status"] == "fail") == (
+        len(healthy_left) < len(members) // 2 + 1)
+
+
 @pytest.mark.parametrize("code, body, healthy", [
     (200, '{"health":"true","reason":""}', True),
     (200, b'{"health":"true"}', True),

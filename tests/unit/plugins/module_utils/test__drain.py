@@ -5,6 +5,7 @@ tests/integration/test_k8s_node_drain.py and test_faults_drain.py."""
 from __future__ import annotations
 
 import copy
+import threading
 import time
 
 import pytest
@@ -24,17 +25,24 @@ def params(**options):
     """k8s_node_drain's options with their defaults."""
     values = {"name": "n1", "cordon": True, "ignore_daemonsets": False, "delete_emptydir_data": False,
               "force": False, "disable_eviction": False, "grace_period": -1, "timeout": 30,
-              "skip_wait_for_delete_timeout": 0, "pod_selector": None, "max_concurrency": 50, "dry_run": "none"}
+              "skip_wait_for_delete_timeout": 0, "pod_selector": None, "max_concurrency": 50, "dry_run": "none",
+              "exclude_from_load_balancers": None, "wait_for_volume_detach": False, "volume_detach_timeout": 300,
+              "drain_order": "priority", "drain_rules": []}
     values.update(options)
     return values
 
 
-def pod(name, owner="ReplicaSet", labels=None, namespace="shop"):
+def pod(name, owner="ReplicaSet", labels=None, namespace="shop", priority=None, class_name=None):
     meta = {"namespace": namespace, "name": name, "uid": "uid-" + name, "labels": labels or {"app": "web"}}
     if owner:
         meta["ownerReferences"] = [{"apiVersion": "apps/v1", "kind": owner, "name": owner.lower() + "-1",
                                     "controller": True}]
-    return {"metadata": meta, "spec": {"nodeName": "n1", "containers": [{"name": "app"}]},
+    spec = {"nodeName": "n1", "containers": [{"name": "app"}]}
+    if priority is not None:
+        spec["priority"] = priority
+    if class_name:
+        spec["priorityClassName"] = class_name
+    return {"metadata": meta, "spec": spec,
             "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}}
 
 
@@ -51,11 +59,15 @@ class Cluster:
     ``evictions`` maps a pod name to the ``(status, body)`` its evictions get (else 201);
     ``daemonsets`` are the DaemonSets that exist; ``pdbs`` None answers the PDB list with 403;
     ``polls_fail`` answers every pod list after the first with that ``(status, body)``;
-    ``on_accept(cluster)`` runs after each accepted eviction."""
+    ``on_accept(cluster)`` runs after each accepted eviction; ``attachments`` are the
+    VolumeAttachments (and ``volumes_attached`` the node's status entries) that never go;
+    ``namespaces``: name -> labels."""
 
     def __init__(self, pods=(), unschedulable=False, pdbs=(), evictions=None, daemonsets=(), linger=False,
-                 polls_fail=None, on_accept=None):
-        self.node = {"metadata": {"name": "n1", "resourceVersion": "3"}, "spec": {}}
+                 polls_fail=None, on_accept=None, labels=None, attachments=(), volumes_attached=(), namespaces=None):
+        self.node = {"metadata": {"name": "n1", "resourceVersion": "3", "labels": dict(labels or {})}, "spec": {},
+                     "status": {"volumesAttached": [{"name": v, "devicePath": ""} for v in volumes_attached]}}
+        self.attachments = list(attachments)
         if unschedulable:
             self.node["spec"]["unschedulable"] = True
         self.pods = dict((p["metadata"]["name"], copy.deepcopy(p)) for p in pods)
@@ -67,16 +79,31 @@ class Cluster:
         self.on_accept = on_accept
         self.node_gone = False
         self.pod_lists = 0
+        self.namespaces = namespaces or {}
+        self.events = []
 
     def __call__(self, request):
         method, path = request["method"], request["path"]
         if path.startswith("/api/v1/nodes/"):
             if self.node_gone or path != NODE_PATH:
                 return not_found("nodes", path.rsplit("/", 1)[-1])
-            if method == "PATCH":
+            if method == "PATCH" and request["headers"]["content-type"] == "application/merge-patch+json":
+                # the maintenance record (k8s_node_drain with record): the annotation alone
+                annotations = self.node["metadata"].setdefault("annotations", {})
+                annotations.update(request["body"]["metadata"]["annotations"])
+            elif method == "PATCH":
                 assert request["headers"]["content-type"] == "application/strategic-merge-patch+json"
-                self.node["spec"].update(request["body"]["spec"])
+                self.node["spec"].update(request["body"].get("spec") or {})
+                for key, value in ((request["body"].get("metadata") or {}).get("labels") or {}).items():
+                    if value is None:
+                        self.node["metadata"]["labels"].pop(key, None)
+                    else:
+                        self.node["metadata"]["labels"][key] = value
             return 200, copy.deepcopy(self.node)
+        if path == "/apis/storage.k8s.io/v1/volumeattachments":
+            return 200, item_list("VolumeAttachmentList", self.attachments)
+        if path == "/api/v1/persistentvolumes":
+            return 200, item_list("PersistentVolumeList", [])
         if path == PODS_PATH and method == "GET":
             assert dict(request["query"])["fieldSelector"] == "spec.nodeName=n1"
             self.pod_lists += 1
@@ -87,9 +114,15 @@ class Cluster:
             if self.pdbs is None:
                 return 403, status_body(403, "Forbidden", "poddisruptionbudgets.policy is forbidden")
             return 200, item_list("PodDisruptionBudgetList", self.pdbs)
+        if path == "/api/v1/namespaces" and method == "GET":
+            return 200, item_list("NamespaceList", [{"metadata": {"name": name, "labels": labels}}
+                                                    for name, labels in self.namespaces.items()])
         if path.startswith("/apis/apps/v1/namespaces/"):
             name = path.rsplit("/", 1)[-1]
             return (200, {"kind": "DaemonSet"}) if name in self.daemonsets else not_found("daemonsets.apps", name)
+        if path == "/api/v1/namespaces/default/events" and method == "POST":
+            self.events.append(request["body"])
+            return 201, request["body"]
         parts = path.split("/")  # /api/v1/namespaces/<ns>/pods/<name>[/eviction]
         name = parts[6]
         if name not in self.pods:
@@ -169,6 +202,96 @@ def test_a_drain_cordons_evicts_every_pod_and_nothing_stopped_it(k8s_server):
     assert verbs(server)[:4] == [("GET", "n1"), ("PATCH", "n1"), ("GET", "pods"), ("GET", "poddisruptionbudgets")]
     evictions = [r["body"] for r in server.requests if r["path"].endswith("/eviction")]
     assert sorted(b["deleteOptions"]["preconditions"]["uid"] for b in evictions) == ["uid-a", "uid-b"]
+
+
+LB = "node.kubernetes.io/exclude-from-external-load-balancers"
+
+
+def test_the_load_balancer_label_goes_into_the_cordons_one_write(k8s_server):
+    cluster = Cluster([pod("a")], labels={"zone": "a"})
+    server = k8s_server(cluster)
+    result = drain(server, exclude_from_load_balancers=True)
+    assert result["changed"] is True and result["stopped_by"] is None
+    assert result["labels_added"] == [LB] and result["labels_removed"] == [] and result["excluded_from_load_balancers"]
+    assert cluster.node["metadata"]["labels"] == {"zone": "a", LB: "true"}
+    patches = [r["body"] for r in server.requests if r["method"] == "PATCH"]
+    assert patches == [{"spec": {"unschedulable": True}, "metadata": {"labels": {LB: "true"}}}]
+    # again: nothing left to do, no write
+    again = drain(server, exclude_from_load_balancers=True)
+    assert again["changed"] is False and again["labels_added"] == [] and again["excluded_from_load_balancers"]
+    assert len([r for r in server.requests if r["method"] == "PATCH"]) == 1
+
+
+def test_a_load_balancer_label_someone_else_set_is_left_alone(k8s_server):
+    cluster = Cluster(unschedulable=True, labels={LB: "karpenter"})
+    server = k8s_server(cluster)
+    result = drain(server, exclude_from_load_balancers=True)
+    assert result["changed"] is False and result["labels_added"] == [] and result["excluded_from_load_balancers"]
+    assert cluster.node["metadata"]["labels"] == {LB: "karpenter"} and ("PATCH", "n1") not in verbs(server)
+
+
+def test_check_mode_says_the_label_would_be_added_and_writes_nothing(k8s_server):
+    cluster = Cluster(unschedulable=True)
+    server = k8s_server(cluster)
+    result = drain(server, check_mode=True, exclude_from_load_balancers=True)
+    assert result["changed"] is True and result["labels_added"] == [LB] and result["excluded_from_load_balancers"]
+    assert cluster.node["metadata"]["labels"] == {} and all(m == "GET" for m, _p in server.calls())
+
+
+def test_a_refused_drain_takes_the_label_it_added_off_again_with_the_cordon(k8s_server):
+    cluster = Cluster([pod("bare", owner=None)])
+    server = k8s_server(cluster)
+    refused = failure(server, exclude_from_load_balancers=True)
+    assert refused.fields["stopped_by"] == "refused" and refused.fields["labels_added"] == []
+    assert refused.fields["excluded_from_load_balancers"] is False and refused.fields["cordoned"] is False
+    assert cluster.node["metadata"]["labels"] == {} and cluster.node["spec"]["unschedulable"] is False
+    assert [r["body"] for r in server.requests if r["method"] == "PATCH"][-1] == {
+        "spec": {"unschedulable": False}, "metadata": {"labels": {LB: None}}}
+
+
+def test_without_cordon_the_label_is_written_alone(k8s_server):
+    cluster = Cluster()
+    server = k8s_server(cluster)
+    result = drain(server, cordon=False, exclude_from_load_balancers=True)
+    assert result["changed"] is True and result["cordoned"] is False and result["labels_added"] == [LB]
+    assert [r["body"] for r in server.requests if r["method"] == "PATCH"] == [{"metadata": {"labels": {LB: "true"}}}]
+
+
+ATTACHMENT = {"metadata": {"name": "va-1"}, "spec": {"attacher": "fake.csi", "nodeName": "n1",
+                                                     "source": {"persistentVolumeName": "pv-1"}},
+              "status": {"attached": True}}
+
+
+def test_volumes_still_attached_at_their_timeout_stop_a_drained_node_as_volumes_attached(k8s_server):
+    cluster = Cluster([pod("a")], attachments=[ATTACHMENT])
+    server = k8s_server(cluster)
+    failed = failure(server, wait_for_volume_detach=True, volume_detach_timeout=0)
+    assert failed.fields["stopped_by"] == "volumes_attached" and cluster.pods == {}
+    assert failed.fields["cordoned"] is True and failed.fields["pods"][0]["action"] == "evicted"
+    assert failed.fields["volumes"]["detached"] is False and failed.fields["volumes"]["polls"] == 1
+    assert failed.msg.startswith("drain of node/n1: the pods are gone, but 1 volume(s) were still attached")
+    assert "volumeattachment/va-1 (pv/pv-1, attacher fake.csi, attached)" in failed.msg
+    assert failed.fields["api_requests"]["list volumeattachments"] == 1
+
+
+def test_check_mode_reports_the_attached_volumes_without_waiting_or_failing(k8s_server):
+    server = k8s_server(Cluster([pod("a")], attachments=[ATTACHMENT]))
+    result = drain(server, check_mode=True, wait_for_volume_detach=True)
+    assert result["stopped_by"] is None and result["volumes"]["polls"] == 1
+    assert [v["name"] for v in result["volumes"]["pending"]] == ["va-1"]
+
+
+def test_a_drained_node_without_volumes_passes_the_wait_at_once(k8s_server):
+    server = k8s_server(Cluster([pod("a")]))
+    result = drain(server, wait_for_volume_detach=True)
+    assert result["stopped_by"] is None and result["volumes"]["detached"] is True and result["volumes"]["polls"] == 1
+    assert "volumes" not in drain(server)  # not asked, not looked at
+
+
+def test_a_negative_volume_detach_timeout_is_refused():
+    with pytest.raises(ModuleFailure) as failed:
+        _drain.drain(params(volume_detach_timeout=-1), False, time.monotonic(), None, None)
+    assert failed.value.msg == "volume_detach_timeout must be 0 (look once) or a number of seconds"
 
 
 def test_an_empty_cordoned_node_is_no_change(k8s_server):
@@ -338,6 +461,90 @@ def test_disable_eviction_deletes_and_lists_no_budgets(k8s_server):
     assert delete["body"]["gracePeriodSeconds"] == 0
 
 
+def evicted_in_order(server):
+    return [r["path"].split("/")[6] for r in server.requests if r["path"].endswith("/eviction")]
+
+
+def test_pods_go_in_tiers_lowest_priority_first_critical_last(k8s_server):
+    cluster = Cluster([pod("dns", class_name="system-cluster-critical", priority=2000000000),
+                       pod("web-1", priority=100), pod("batch", priority=-5), pod("web-2", priority=100)],
+                      pdbs=[pdb("web", 2)])
+    server = k8s_server(cluster)
+    result = drain(server)
+    assert result["stopped_by"] is None and cluster.pods == {}
+    order = evicted_in_order(server)
+    assert order[0] == "batch" and sorted(order[1:3]) == ["web-1", "web-2"] and order[3] == "dns"
+    assert [(t["index"], t["critical"], t["priority"], t["pods"], t["state"]) for t in result["tiers"]] == [
+        (1, False, -5, 1, "drained"), (2, False, 100, 2, "drained"), (3, True, 2000000000, 1, "drained")]
+    assert [p["tier"]["index"] for p in result["pods"]] == [3, 2, 1, 2]
+    # the budgets are read again before each later tier, the node's pods listed between the tiers
+    assert result["api_requests"]["list pdbs"] == 3
+    calls = [p.rsplit("/", 1)[-1] for _m, p in server.calls()]
+    first_web = min(i for i, name in enumerate(calls) if name == "eviction" and i > calls.index("eviction"))
+    assert "pods" in calls[calls.index("eviction") + 1:first_web]
+
+
+def test_check_mode_shows_the_tiers_and_the_rules_without_evicting(k8s_server):
+    cluster = Cluster([pod("db-0", labels={"app": "db"}), pod("web"), pod("dns", class_name="system-node-critical"),
+                       pod("agent", owner="DaemonSet")], daemonsets={"daemonset-1"})
+    server = k8s_server(cluster)
+    rules = [{"selector": {"matchLabels": {"app": "db"}}, "namespace_selector": None, "order": 10}]
+    result = drain(server, check_mode=True, drain_rules=rules, ignore_daemonsets=True)
+    assert [(t["index"], t["order"], t["critical"], t["pods"], t["state"]) for t in result["tiers"]] == [
+        (1, 0, False, 1, "planned"), (2, 10, False, 1, "planned"), (3, 0, True, 1, "planned")]
+    tiers = dict((p["name"], (p["tier"] and p["tier"]["index"], p["drain_rule"])) for p in result["pods"])
+    assert tiers == {"db-0": (2, 0), "web": (1, None), "dns": (3, None), "agent": (None, None)}
+    assert all(m == "GET" for m, _p in server.calls()) and len(cluster.pods) == 4
+
+
+def test_drain_order_none_without_rules_is_one_tier_as_kubectl(k8s_server):
+    server = k8s_server(Cluster([pod("dns", class_name="system-cluster-critical"), pod("batch", priority=-5)]))
+    result = drain(server, drain_order="none")
+    assert [(t["index"], t["critical"], t["priority"], t["pods"]) for t in result["tiers"]] == [(1, None, None, 2)]
+    assert result["pods"][0]["tier"] == {"index": 1, "order": 0, "critical": None, "priority": None}
+
+
+def test_a_namespace_selector_lists_the_namespaces_once(k8s_server):
+    cluster = Cluster([pod("a", namespace="warehouse"), pod("b", namespace="shop")],
+                      namespaces={"warehouse": {"team": "data"}, "shop": {"team": "web"}})
+    server = k8s_server(cluster)
+    rules = [{"selector": None, "namespace_selector": {"matchLabels": {"team": "data"}}, "order": 5}]
+    result = drain(server, drain_rules=rules)
+    assert evicted_in_order(server) == ["b", "a"]
+    assert result["api_requests"]["list namespaces"] == 1
+    assert [(p["name"], p["tier"]["order"], p["drain_rule"]) for p in result["pods"]] == [("a", 5, 0), ("b", 0, None)]
+    plain = k8s_server(Cluster([pod("c")]))
+    assert "list namespaces" not in drain(plain)["api_requests"]
+
+
+def test_bad_drain_rules_fail_before_anything_is_asked_of_the_api():
+    def connect():
+        raise AssertionError("no client for bad options")
+
+    rules = [{"selector": {"matchExpressions": [{"key": "app", "operator": "in", "values": ["db"]}]},
+              "namespace_selector": None, "order": 1}]
+    with pytest.raises(ModuleFailure) as failed:
+        _drain.drain(params(drain_rules=rules), False, time.monotonic(), connect, None)
+    assert failed.value.msg == ("drain_rules[0].selector: matchExpressions[0]: operator 'in' is not one of In, "
+                                "NotIn, Exists, DoesNotExist")
+
+
+def test_a_tier_that_times_out_is_named_with_its_pods_and_the_later_tiers_wait(k8s_server):
+    cluster = Cluster([pod("dns", class_name="system-cluster-critical"), pod("web")], linger=True)
+    server = k8s_server(cluster)
+    stopped = failure(server, timeout=1)
+    assert stopped.fields["stopped_by"] == "timeout"
+    assert stopped.msg.startswith(
+        "drain of node/n1 did not finish within the timeout (1s): tier 1 of 2 (order 0, priority 0) was in "
+        "progress, held by shop/web; 1 later tier(s) with 1 pod(s) not started: 2 pod(s) still on the node. "
+        "shop/web: evicted ")
+    assert ("shop/dns: not evicted: tier 2 (order 0, system-critical, priority 0) starts only when tier 1 "
+            "(order 0, priority 0) is gone, which still had shop/web. node/n1 stays cordoned") in stopped.msg
+    assert evicted_in_order(server) == ["web"]
+    assert [t["state"] for t in stopped.fields["tiers"]] == ["unfinished", "not_started"]
+    assert stopped.fields["tiers"][0]["held_by"] == ["shop/web"]
+
+
 def test_an_unknown_node_raises_the_api_error_for_the_module_to_translate(k8s_server):
     server = k8s_server(Cluster())
     with pytest.raises(Exception) as failed:
@@ -352,7 +559,8 @@ def test_stop_reason_puts_lost_access_first_then_the_deleted_node_then_the_timeo
     assert _drain.stop_reason(True, True) == _drain.STOPPED_NODE_DELETED
     assert _drain.stop_reason(True) == _drain.STOPPED_TIMEOUT
     assert _drain.stop_reason(False) == _drain.STOPPED_POD_ERRORS
-    assert set(_drain.STOPPED_BY) == {"refused", "timeout", "node_deleted", "access_lost", "pod_errors"}
+    assert set(_drain.STOPPED_BY) == {"refused", "timeout", "node_deleted", "access_lost", "pod_errors", "volumes_attached",
+                                      "uncordoned"}
 
 
 def failed_pods(count):
@@ -382,3 +590,79 @@ def test_results_follow_the_pod_list_and_untouched_pods_cost_nothing():
     out = _drain.static_result(entries[0], "skipped")
     assert out == {"namespace": "a", "name": "x", "reason": "r", "action": "skipped", "attempts": 0, "seconds": 0.0}
     assert _drain.static_result(entries[0], "none", "why")["reason"] == "why" and "action" not in entries[0]
+
+
+# --- opt-outs and the re-cordon guard (issue #20) -------------------------------------------------
+
+def test_a_pod_protected_by_an_opt_out_refuses_the_drain_and_the_cordon_is_undone(k8s_server):
+    protected = pod("db-0", owner="StatefulSet")
+    protected["metadata"]["annotations"] = {"karpenter.sh/do-not-disrupt": "true"}
+    cluster = Cluster([pod("a"), protected])
+    server = k8s_server(cluster)
+    refused = failure(server)
+    assert refused.fields["stopped_by"] == "refused" and refused.fields["cordoned"] is False
+    assert ("pods with annotation karpenter.sh/do-not-disrupt (set ignore_opt_outs: [karpenter] to drain them "
+            "anyway): shop/db-0") in refused.msg
+    assert cluster.node["spec"]["unschedulable"] is False and sorted(cluster.pods) == ["a", "db-0"]
+    result = drain(k8s_server(Cluster([pod("a"), protected])), ignore_opt_outs=["karpenter"])
+    assert [p["action"] for p in result["pods"]] == ["evicted", "evicted"]
+
+
+def test_check_mode_reports_skip_and_wait_completed_and_writes_nothing(k8s_server):
+    skipped, waited = pod("agent-x"), pod("job-1", owner="Job")
+    skipped["metadata"]["labels"]["cluster.x-k8s.io/drain"] = "skip"
+    waited["metadata"]["labels"]["cluster.x-k8s.io/drain"] = "wait-completed"
+    cluster = Cluster([pod("a"), skipped, waited])
+    server = k8s_server(cluster)
+    result = drain(server, check_mode=True)
+    assert [(p["name"], p["plan"], p["action"]) for p in result["pods"]] == [
+        ("a", "evict", "none"), ("agent-x", "skip", "skipped"), ("job-1", "wait_completed", "none")]
+    assert "recordoned" not in result and all(m == "GET" for m, _p in server.calls())
+
+
+def uncordon_mid_drain(cluster, newcomer=None):
+    """A second writer: uncordons the node while a spent budget holds the drain (and, with
+    ``newcomer``, the scheduler puts a pod on it meanwhile), then the budget gets room."""
+    def uncordon():
+        cluster.node["spec"]["unschedulable"] = False
+        if newcomer:
+            cluster.pods[newcomer["metadata"]["name"]] = newcomer
+
+    def relax():
+        cluster.pdbs = [pdb("web", 1)]
+    threading.Timer(0.3, uncordon).start()
+    threading.Timer(1.0, relax).start()
+
+
+def test_an_uncordon_mid_drain_is_undone_warned_and_recorded_as_an_event(k8s_server, monkeypatch):
+    monkeypatch.setattr(_eviction, "NODE_CHECK_SECONDS", 0.1)
+    cluster = Cluster([pod("a")], pdbs=[pdb("web", 0)])
+    server = k8s_server(cluster)
+    uncordon_mid_drain(cluster)
+    warned = []
+    result = drain(server, warned=warned)
+    assert result["stopped_by"] is None and result["recordoned"] == 1 and result["changed"] is True
+    assert cluster.node["spec"]["unschedulable"] is True and cluster.pods == {}
+    assert [w for w in warned if "was found schedulable during its drain" in w] == warned and len(warned) == 1
+    (event,) = cluster.events
+    assert event["reason"] == "MaintenanceRecordoned" and event["type"] == "Warning"
+    assert event["involvedObject"]["name"] == "n1" and "cordoned it again" in event["message"]
+    patches = [r["body"] for r in server.requests if r["method"] == "PATCH"]
+    assert patches == [{"spec": {"unschedulable": True}}] * 2
+    assert result["api_requests"]["create event"] == 1
+
+
+def test_pods_that_landed_while_uncordoned_fail_the_drain_as_uncordoned(k8s_server, monkeypatch):
+    monkeypatch.setattr(_eviction, "NODE_CHECK_SECONDS", 0.1)
+    cluster = Cluster([pod("a")], pdbs=[pdb("web", 0)])
+    server = k8s_server(cluster)
+    uncordon_mid_drain(cluster, newcomer=pod("late", labels={"app": "other"}))
+    failed = failure(server, warned=[])
+    assert failed.fields["stopped_by"] == "uncordoned" and failed.fields["recordoned"] == 1
+    assert failed.fields["arrived_while_uncordoned"] == ["shop/late"]
+    assert [p["action"] for p in failed.fields["pods"]] == ["evicted"]
+    assert "1 pod(s) were scheduled to it meanwhile that this drain did not move: shop/late" in failed.msg
+    assert "run the drain again" in failed.msg and cluster.node["spec"]["unschedulable"] is True
+    # A second run drains the newcomer.
+    again = drain(server)
+    assert [p["name"] for p in again["pods"]] == ["late"] and again["recordoned"] == 0 and cluster.pods == {}

@@ -328,9 +328,9 @@ class NodeDeletingApi(ScriptedApi):
         self.gone = False
         self.node_checks = 0
 
-    def node_exists(self, name):
+    def get_node(self, name):
         self.node_checks += 1
-        return not self.gone
+        return None if self.gone else {"metadata": {"name": name}, "spec": {"unschedulable": True}}
 
 
 def test_a_node_deleted_mid_drain_stops_it_at_once(monkeypatch):
@@ -353,7 +353,7 @@ def test_node_check_errors_do_not_stop_the_drain(monkeypatch):
 
     def broken(name):
         raise ConnectionError("refused")
-    api.node_exists = broken
+    api.get_node = broken
     drainer, results = run(api, tasks_for(pods), retry_delay=0.1)
     assert not drainer.node_deleted and results[0]["action"] == "evicted"
 
@@ -419,3 +419,89 @@ def test_other_poll_failures_are_retried_and_quoted_at_the_timeout():
     assert "evicted" in results[0]["reason"] and "still on the node" in results[0]["reason"]
     assert "poll(s) of the node's pods failed: pods on node/node-1: service unavailable (503): etcd leader changed" \
         in results[0]["reason"]
+
+
+# --- Cluster API's wait-completed, and the re-cordon guard (issue #20) ---------------------------
+
+class PhasedApi(ScriptedApi):
+    """Pods that stay on the node and finish (phase Succeeded) when told to; lists with
+    ``unfinished`` leave finished pods out, as the field selector does."""
+
+    def __init__(self, pods):
+        super().__init__(pods, vanish_after_accept=False)
+        self.finished = set()
+        self.unfinished_lists = 0
+
+    def list_node_pod_metadata(self, node, unfinished=False):
+        listed = super().list_node_pod_metadata(node)
+        if unfinished:
+            self.unfinished_lists += 1
+            return [meta for meta in listed if meta["name"] not in self.finished]
+        return listed
+
+
+def test_wait_completed_pods_are_never_evicted_and_done_when_they_finish():
+    pods = [pod("job-a"), pod("job-b")]
+    api = PhasedApi(pods)
+    threading.Timer(0.3, lambda: api.finished.add("job-a")).start()
+    threading.Timer(0.6, lambda: api.present.pop("job-b")).start()   # deleted by its owner instead
+    _drainer, results = run(api, tasks_for(pods, method="wait_completed"), timeout=10)
+    assert api.calls == [], "not one eviction or delete"
+    assert [r["action"] for r in results] == ["waited", "waited"]
+    assert all("wait-completed" in r["reason"] for r in results)
+    # Only the unfinished list is needed while only such pods wait: one list per poll.
+    assert api.unfinished_lists >= 2 and api.lists == api.unfinished_lists
+
+
+def test_a_wait_completed_pod_still_running_at_the_timeout_is_named_with_the_way_out():
+    pods = [pod("job-a")]
+    _drainer, results = run(PhasedApi(pods), tasks_for(pods, method="wait_completed"), timeout=0.5)
+    assert results[0]["action"] == "failed"
+    assert "cluster.x-k8s.io/drain=wait-completed" in results[0]["reason"]
+    assert "still running at the timeout" in results[0]["reason"] and "ignore_opt_outs" in results[0]["reason"]
+
+
+class UncordoningApi(ScriptedApi):
+    """Every eviction is refused (a budget) until ``relax``; the node reads as uncordoned while
+    ``uncordoned`` is set."""
+
+    def __init__(self, pods):
+        super().__init__(pods, answers=dict((p["metadata"]["name"], [ev.BUDGET] * 1000) for p in pods))
+        self.uncordoned = False
+        self.node_reads = 0
+
+    def get_node(self, name):
+        self.node_reads += 1
+        return {"metadata": {"name": name}, "spec": {} if self.uncordoned else {"unschedulable": True}}
+
+
+def test_the_periodic_node_read_calls_on_uncordoned_when_someone_uncordoned_the_node(monkeypatch):
+    monkeypatch.setattr(ev, "NODE_CHECK_SECONDS", 0.1)
+    pods = [pod("a")]
+    api = UncordoningApi(pods)
+    seen = []
+
+    def recordon(node):
+        seen.append(node["metadata"]["name"])
+        api.uncordoned = False   # what the guard's patch does
+
+    def uncordon_then_relax():
+        api.uncordoned = True
+        time.sleep(0.5)
+        api.answers["a"] = []
+    threading.Timer(0.25, uncordon_then_relax).start()
+    drainer, results = run(api, tasks_for(pods), timeout=10, retry_delay=0.05, on_uncordoned=recordon)
+    assert seen == ["node-1"], "called once, for the one uncordon"
+    assert results[0]["action"] == "evicted" and not drainer.node_deleted
+    # One node read per check, as before the guard: it costs no request of its own.
+    assert api.node_reads >= 2
+
+
+def test_without_on_uncordoned_a_schedulable_node_is_left_as_it_is(monkeypatch):
+    monkeypatch.setattr(ev, "NODE_CHECK_SECONDS", 0.05)
+    pods = [pod("a")]
+    api = UncordoningApi(pods)
+    api.uncordoned = True
+    threading.Timer(0.3, lambda: api.answers.__setitem__("a", [])).start()
+    drainer, results = run(api, tasks_for(pods), timeout=10, retry_delay=0.05)
+    assert results[0]["action"] == "evicted" and api.node_reads >= 1 and not drainer.node_deleted

@@ -156,6 +156,23 @@ def test_static_pods_are_kept_each_once_across_phases_until_replaced():
     assert merge(record, 12, static_pods=[])["static_pods"] == []
 
 
+def test_labels_added_are_kept_each_once_across_phases_until_replaced():
+    lb = "node.kubernetes.io/exclude-from-external-load-balancers"
+    record = merge(None, rollout="r", phase="drain")
+    assert "labels_added" not in record  # records written before the field existed stay as they were
+    record = merge(record, 5, phase="drain", labels_added=[lb, lb, ""])
+    assert record["labels_added"] == [lb]
+    assert merge(record, 9, phase="return")["labels_added"] == [lb]
+    assert merge(record, 5, labels_added=[lb]) == record  # the same again is no change
+    assert merge(record, 12, labels_added=[])["labels_added"] == []
+    # another rollout starts a record of its own: it did not add the labels of this one
+    assert "labels_added" not in merge(record, 13, rollout="other")
+
+
+def test_labels_added_must_be_label_keys():
+    assert ms.validate_updates({"labels_added": ["ok", " "]}) == ["labels_added[1] must be a label key"]
+
+
 def test_new_record_for_a_rollout():
     record = merge({}, rollout="r1", phase="drain", cordoned_before=False)
     assert record == {
@@ -542,7 +559,7 @@ def test_create_event_posts_the_event_and_returns_its_name(k8s_server):
 def options(**given):
     params = {"name": "n1", "state": "present", "rollout": "r1", "phase": None, "status": None, "msg": None,
               "cordoned_before": None, "taints_added": None, "moved_workloads": None, "static_pods": None,
-              "event": None, "timeout": 60}
+              "labels_added": None, "event": None, "timeout": 60}
     params.update(given)
     return params
 

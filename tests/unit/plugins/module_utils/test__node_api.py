@@ -163,3 +163,95 @@ def test_removing_a_taint_lists_no_pods_and_warns_of_nothing(k8s_server):
                                   time.monotonic() + 60, False, lambda msg: pytest.fail("warned: " + msg))
     assert result["removed"] == [OLD] and result["taints"] == [] and result["noexecute_evictions"] == []
     assert "diff" not in result and [p for _m, p in server.calls()] == [NODE_PATH, NODE_PATH]
+
+
+LB = "node.kubernetes.io/exclude-from-external-load-balancers"
+
+
+class LabelledNode:
+    """Node n1 with labels: records the JSON patches it gets and answers with the node after them."""
+
+    def __init__(self, labels):
+        self.node = {"metadata": {"name": "n1", "resourceVersion": "5", "labels": dict(labels)}, "spec": {}}
+        self.patches = []
+
+    def __call__(self, request):
+        if request["method"] == "PATCH":
+            self.patches.append(request["body"])
+            for op in request["body"][1:]:
+                if op["path"] == "/spec/taints":
+                    self.node["spec"]["taints"] = op["value"]
+                elif op["path"] == "/spec/unschedulable":
+                    self.node["spec"]["unschedulable"] = op["value"]
+                elif op["op"] == "add":
+                    self.node["metadata"]["labels"][LB] = op["value"]
+                else:
+                    self.node["metadata"]["labels"].pop(LB)
+            self.node["metadata"]["resourceVersion"] = "6"
+        return 200, copy.deepcopy(self.node)
+
+
+def taint(server, check_mode=False, diff=False, **options):
+    return _node_api.taint_node(server.raw(), "n1", [MAINT], options.pop("state", "present"), False, check_mode,
+                                time.monotonic() + 60, diff, lambda msg: None, **options)
+
+
+def test_the_load_balancer_label_goes_into_the_guarded_taint_write(k8s_server):
+    store = LabelledNode({"zone": "a"})
+    server = k8s_server(store)
+    result = taint(server, diff=True, exclude_from_load_balancers=True)
+    assert result["changed"] is True and result["labels_added"] == [LB] and result["labels_removed"] == []
+    assert result["excluded_from_load_balancers"] is True
+    (patch,) = store.patches
+    assert patch[0] == {"op": "test", "path": "/metadata/resourceVersion", "value": "5"}
+    assert patch[2] == {"op": "add", "path": "/metadata/labels/node.kubernetes.io~1exclude-from-external-load-balancers",
+                        "value": "true"}
+    assert result["diff"]["before"]["metadata"] == {"labels": {LB: None}}
+    assert result["diff"]["after"]["metadata"] == {"labels": {LB: "true"}}
+    # the taint there and the label there: no write, no change
+    again = taint(server, exclude_from_load_balancers=True)
+    assert again["changed"] is False and again["labels_added"] == [] and len(store.patches) == 1
+
+
+def test_the_return_takes_the_label_off_with_the_taints(k8s_server):
+    store = LabelledNode({LB: "true"})
+    store.node["spec"]["taints"] = [MAINT]
+    server = k8s_server(store)
+    result = taint(server, state="absent", unschedulable=False, exclude_from_load_balancers=False)
+    assert result["changed"] is True and result["labels_removed"] == [LB] and result["excluded_from_load_balancers"] is False
+    (patch,) = store.patches
+    assert patch[-1] == {"op": "remove", "path": "/metadata/labels/node.kubernetes.io~1exclude-from-external-load-balancers"}
+    assert store.node["metadata"]["labels"] == {} and store.node["spec"]["taints"] == []
+
+
+def test_a_label_alone_is_a_change_and_check_mode_writes_nothing(k8s_server):
+    store = LabelledNode({})
+    store.node["spec"]["taints"] = [MAINT]
+    server = k8s_server(store)
+    result = taint(server, check_mode=True, exclude_from_load_balancers=True)
+    assert result["changed"] is True and result["labels_added"] == [LB] and store.patches == []
+    assert taint(server, exclude_from_load_balancers=None)["changed"] is False  # not given: not looked at
+
+
+def test_the_cordon_writes_the_label_in_its_patch_and_reports_it(k8s_server):
+    node = {"metadata": {"name": "n1", "labels": {}}, "spec": {}}
+    bodies = []
+
+    def answer(request):
+        if request["method"] == "PATCH":
+            bodies.append(request["body"])
+            node["spec"].update(request["body"].get("spec") or {})
+            node["metadata"]["labels"].update(request["body"]["metadata"]["labels"])
+        return 200, copy.deepcopy(node)
+
+    server = k8s_server(answer)
+    changed, before, after = _node_api.set_unschedulable(server.raw(), "n1", True, False, time.monotonic() + 60,
+                                                         exclude_from_load_balancers=True)
+    assert changed and bodies == [{"spec": {"unschedulable": True}, "metadata": {"labels": {LB: "true"}}}]
+    result = _node_api.cordon_result("n1", changed, before, after, True)
+    assert result["labels_added"] == [LB] and result["excluded_from_load_balancers"] is True
+    assert result["diff"]["after"] == {"spec": {"unschedulable": True}, "metadata": {"labels": {LB: "true"}}}
+    # cordoned and labelled already: nothing to write
+    assert _node_api.set_unschedulable(server.raw(), "n1", True, False, time.monotonic() + 60,
+                                       exclude_from_load_balancers=True)[0] is False
+    assert len(bodies) == 1

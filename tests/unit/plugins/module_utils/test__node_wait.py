@@ -152,6 +152,10 @@ def test_result_fields():
     assert fields["polls"] == 2 and fields["seen_not_ready"] is True
     assert {c["type"] for c in fields["conditions"]} == {"MemoryPressure", "Ready"}
     assert fields["conditions"][1]["last_transition_time"] == T0
+    assert fields["unschedulable"] is False
+    cordoned = dict(node(), spec={"unschedulable": True})
+    assert _node_wait.result_fields(run_state([cordoned, None], want()))["unschedulable"] is True
+    assert _node_wait.result_fields(run_state([None], want()))["unschedulable"] is None
 
 
 @pytest.mark.parametrize("wanted, message", [

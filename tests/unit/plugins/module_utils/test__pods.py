@@ -239,3 +239,120 @@ def test_refusal_message_groups_pods_by_option_and_names_all():
 def test_refusal_message_none_when_nothing_blocks():
     entries = _pods.plan_drain([make_pod(owner=("ReplicaSet", "w"))], now=NOW)
     assert _pods.refusal_message("n", entries) is None
+
+
+# --- opt-outs of other tools (issue #20) ---------------------------------------------------------
+
+def with_marks(pod, annotations=None, labels=None):
+    pod["metadata"].setdefault("annotations", {}).update(annotations or {})
+    pod["metadata"]["labels"].update(labels or {})
+    return pod
+
+
+DNDR = {_pod_rules.DO_NOT_DISRUPT: "true"}
+NOT_SAFE = {_pod_rules.SAFE_TO_EVICT: "false"}
+
+
+def test_do_not_disrupt_refuses_the_pod_naming_the_annotation_and_the_override():
+    decision = classify(with_marks(make_pod(owner=("ReplicaSet", "web")), DNDR))
+    assert decision["plan"] == "refuse" and options_of(decision) == ["ignore_opt_outs"]
+    assert decision["blockers"][0]["override"] == "ignore_opt_outs: [karpenter]"
+    assert "annotation karpenter.sh/do-not-disrupt=true protects it" in decision["reason"]
+    assert decision["opt_outs"] == [{"vocabulary": "karpenter", "key": _pod_rules.DO_NOT_DISRUPT, "value": "true",
+                                     "effect": "block"}]
+    let_through = classify(with_marks(make_pod(owner=("ReplicaSet", "web")), DNDR), ignore_opt_outs=["karpenter"])
+    assert let_through["plan"] == "evict"
+    assert any("disregarded (ignore_opt_outs)" in w for w in let_through["warnings"])
+
+
+def test_an_opt_out_refusal_also_names_every_other_rule_the_pod_breaks():
+    decision = classify(with_marks(make_pod(emptydir=True), NOT_SAFE))
+    assert options_of(decision) == ["delete_emptydir_data", "force", "ignore_opt_outs"]
+    assert decision["blockers"][0]["override"] == "ignore_opt_outs: [cluster-autoscaler]"
+    assert classify(with_marks(make_pod(emptydir=True), NOT_SAFE), ignore_opt_outs=["all"])["plan"] == "refuse"
+
+
+def test_do_not_disrupt_protects_daemonset_and_mirror_pods_as_karpenter_does_safe_to_evict_does_not():
+    daemonset = with_marks(make_pod(owner=("DaemonSet", "agent")), DNDR)
+    assert classify(daemonset, ignore_daemonsets=True)["plan"] == "refuse"
+    assert classify(with_marks(make_pod(mirror=True), DNDR))["plan"] == "refuse"
+    assert classify(with_marks(make_pod(owner=("DaemonSet", "agent")), NOT_SAFE), ignore_daemonsets=True)["plan"] == "skip"
+    assert classify(with_marks(make_pod(mirror=True), NOT_SAFE))["plan"] == "skip"
+
+
+def test_finished_and_terminating_pods_are_not_protected():
+    assert classify(with_marks(make_pod(owner=("ReplicaSet", "w"), phase="Succeeded"), DNDR))["plan"] == "delete"
+    assert classify(with_marks(make_pod(owner=("ReplicaSet", "w"), deleted_ago=3), NOT_SAFE))["plan"] == "wait"
+
+
+def test_cluster_api_skip_leaves_any_pod_alone_even_one_the_options_would_refuse():
+    for pod in (make_pod(emptydir=True), make_pod(owner=("DaemonSet", "agent")),
+                make_pod(owner=("ReplicaSet", "w"), phase="Succeeded")):
+        decision = classify(with_marks(pod, labels={_pod_rules.CAPI_DRAIN: "skip"}))
+        assert decision["plan"] == "skip" and "cluster.x-k8s.io/drain=skip" in decision["reason"]
+    evicted = classify(with_marks(make_pod(owner=("ReplicaSet", "w")), labels={_pod_rules.CAPI_DRAIN: "skip"}),
+                       ignore_opt_outs=["cluster-api"])
+    assert evicted["plan"] == "evict"
+    # Skip does not get around a protection: the node goes down for the maintenance with the pod on it.
+    both = with_marks(make_pod(owner=("ReplicaSet", "w")), DNDR, {_pod_rules.CAPI_DRAIN: "skip"})
+    assert classify(both)["plan"] == "refuse"
+
+
+def test_cluster_api_wait_completed_is_waited_for_not_evicted_and_not_refused():
+    running = with_marks(make_pod(emptydir=True), labels={_pod_rules.CAPI_DRAIN: "wait-completed"})
+    decision = classify(running)
+    assert decision["plan"] == "wait_completed" and decision["blockers"] == []
+    finished = with_marks(make_pod(owner=("Job", "j"), phase="Succeeded"),
+                          labels={_pod_rules.CAPI_DRAIN: "wait-completed"})
+    assert classify(finished)["plan"] == "delete"
+    terminating = with_marks(make_pod(owner=("Job", "j"), deleted_ago=3),
+                             labels={_pod_rules.CAPI_DRAIN: "wait-completed"})
+    assert classify(terminating)["plan"] == "wait"
+    assert classify(running, ignore_opt_outs=["cluster-api"])["plan"] == "refuse"  # kubectl's rules again
+
+
+def test_an_unknown_cluster_api_value_is_a_warning_and_the_pod_is_drained():
+    decision = classify(with_marks(make_pod(owner=("ReplicaSet", "w")), labels={_pod_rules.CAPI_DRAIN: "later"}))
+    assert decision["plan"] == "evict"
+    assert any("cluster.x-k8s.io/drain=later" in w and "unknown value" in w for w in decision["warnings"])
+
+
+def test_refusal_message_names_the_annotation_the_pods_and_how_to_override():
+    pods = [with_marks(make_pod(name="db-0", owner=("StatefulSet", "db")), DNDR),
+            with_marks(make_pod(name="batch", owner=("Job", "b")), NOT_SAFE),
+            make_pod(name="solo")]
+    message = _pods.refusal_message("worker-3", _pods.plan_drain(pods, now=NOW))
+    assert "3 pod(s) block it" in message
+    assert ("pods with annotation karpenter.sh/do-not-disrupt (set ignore_opt_outs: [karpenter] to drain them "
+            "anyway): default/db-0") in message
+    assert ("pods with annotation cluster-autoscaler.kubernetes.io/safe-to-evict (set ignore_opt_outs: "
+            "[cluster-autoscaler] to drain them anyway): default/batch") in message
+    assert "set force: true to drain them anyway): default/solo" in message
+
+
+MARKS = st.fixed_dictionaries({}, optional={
+    "annotations": st.dictionaries(st.sampled_from([_pod_rules.DO_NOT_DISRUPT, _pod_rules.SAFE_TO_EVICT]),
+                                   st.sampled_from(["true", "false", "1h", "x"])),
+    "labels": st.dictionaries(st.just(_pod_rules.CAPI_DRAIN), st.sampled_from(["skip", "wait-completed", "x"])),
+})
+
+
+@given(kind=st.sampled_from([None, "ReplicaSet", "DaemonSet", "Job"]), emptydir=st.booleans(),
+       phase=st.sampled_from(["Pending", "Running", "Succeeded", "Failed"]), mirror=st.booleans(),
+       deleted_ago=st.one_of(st.none(), st.integers(0, 100)), marks=MARKS,
+       flags=st.tuples(st.booleans(), st.booleans(), st.booleans()))
+def test_disregarding_every_vocabulary_gives_kubectls_plan(kind, emptydir, phase, mirror, deleted_ago, marks, flags):
+    def build():
+        return make_pod(owner=(kind, "x") if kind else None, emptydir=emptydir, phase=phase, mirror=mirror,
+                        deleted_ago=deleted_ago)
+    opts = dict(zip(("ignore_daemonsets", "delete_emptydir_data", "force"), flags))
+    unmarked = classify(build(), **opts)
+    pod = with_marks(build(), marks.get("annotations"), marks.get("labels"))
+    disregarded = classify(pod, ignore_opt_outs=["all"], **opts)
+    assert (disregarded["plan"], disregarded["blockers"]) == (unmarked["plan"], unmarked["blockers"])
+    honoured = classify(pod, **opts)
+    # Honouring them only ever protects a pod more: never an eviction or delete kubectl would refuse.
+    if unmarked["plan"] == "refuse":
+        assert honoured["plan"] in ("refuse", "skip", "wait_completed")
+    if honoured["plan"] in ("evict", "delete"):
+        assert honoured["plan"] == unmarked["plan"]

@@ -868,3 +868,145 @@ def test_a_bad_page_size_fails_before_any_connection():
         pf.preflight(lambda: connected.append(1), ["n1"], preflight_params(page_size=0), [].append)
     assert caught.value.msg == "page_size must be at least 1, got 0" and caught.value.fields == {}
     assert connected == [] and gc.isenabled()
+
+
+# ------------------------------------------------------------------------------------------------
+# opt_outs (issue #20): the drain's rule (_pod_rules.opt_outs), reported before the drain
+# ------------------------------------------------------------------------------------------------
+def opt_out_snapshot():
+    return snap(nodes=[node("a"), node("b", cpu="2")], pods=[
+        pod("db-0", "a", cpu="1", owner=("StatefulSet", "db"), annotations={"karpenter.sh/do-not-disrupt": "true"}),
+        pod("batch", "a", cpu="1", owner=("ReplicaSet", "r"),
+            annotations={"cluster-autoscaler.kubernetes.io/safe-to-evict": "false"}),
+        pod("stay", "a", cpu="4", owner=("ReplicaSet", "r"), labels={"cluster.x-k8s.io/drain": "skip"}),
+        pod("job", "a", cpu="4", owner=("Job", "j"), labels={"cluster.x-k8s.io/drain": "WaitCompleted"}),
+        pod("odd", "a", owner=("ReplicaSet", "r"), labels={"cluster.x-k8s.io/drain": "later"}),
+        pod("elsewhere", "b", annotations={"karpenter.sh/do-not-disrupt": "true"}),
+        pod("plain", "a", owner=("ReplicaSet", "r")),
+    ], focus=["a"])
+
+
+def test_opt_outs_names_each_marked_pod_with_what_the_drain_does_and_the_fix():
+    findings, summary = pf.check_opt_outs(opt_out_snapshot(), ["a"])
+    by_name = dict((f["name"], f) for f in findings)
+    assert sorted(by_name) == ["batch", "db-0", "job", "odd", "stay"]
+    assert [by_name[n]["effect"] for n in ("db-0", "batch", "stay", "job", "odd")] == [
+        "block", "block", "skip", "wait_completed", "ignored"]
+    assert by_name["db-0"]["reason"].startswith(
+        "annotation karpenter.sh/do-not-disrupt=true (karpenter): protects the pod: the drain of a refuses to start")
+    assert "ignore_opt_outs: [karpenter]" in by_name["db-0"]["fix"]
+    assert "node_maintenance_drain_ignore_opt_outs" in by_name["db-0"]["fix"]
+    assert "ignore_opt_outs: [cluster-autoscaler]" in by_name["batch"]["fix"]
+    assert "leaves the pod on the node" in by_name["stay"]["reason"] and "down for the action" in by_name["stay"]["fix"]
+    assert "waits until it finishes" in by_name["job"]["reason"] and "timeout" in by_name["job"]["fix"]
+    assert "unknown value" in by_name["odd"]["reason"]
+    assert by_name["db-0"]["vocabulary"] == "karpenter" and by_name["db-0"]["node"] == "a"
+    assert summary == "5 opt-out mark(s) on pods of the node(s), 2 of them refusing the drain"
+
+
+def test_pods_the_drain_skips_or_waits_for_by_label_need_no_room_elsewhere():
+    s = opt_out_snapshot()
+    assert sorted(p.name for p in pf.evicted_pods(s, ["a"])) == ["batch", "db-0", "odd", "plain"]
+    # Node b's 2 cpu hold the evicted pods, not the 4-cpu ones that stay or finish on node a.
+    assert pf.check_capacity(s, ["a"])[0] == []
+    ok, results = pf.run_checks(s, ["a"], fail_on=("opt_outs",))
+    assert not ok and results["opt_outs"]["status"] == "fail"
+
+
+def test_ignore_opt_outs_shows_the_pods_as_the_drain_will_treat_them():
+    s = opt_out_snapshot()
+    _ok, results = pf.run_checks(s, ["a"], checks=("opt_outs", "capacity"), ignore_opt_outs=["cluster-api"])
+    effects = dict((f["name"], f["effect"]) for f in results["opt_outs"]["findings"])
+    assert effects == {"db-0": "block", "batch": "block", "stay": "ignored", "job": "ignored", "odd": "ignored"}
+    # Now evicted, the two 4-cpu pods need room, and node b (1 cpu) has none.
+    assert sorted(f["name"] for f in results["capacity"]["findings"]) == ["job", "stay"]
+    _ok, results = pf.run_checks(s, ["a"], checks=("opt_outs",), ignore_opt_outs=["all"])
+    assert set(f["effect"] for f in results["opt_outs"]["findings"]) == {"ignored"}
+    assert results["opt_outs"]["summary"].endswith("0 of them refusing the drain")
+
+
+# A batch judged as a whole (the nodes of one batch of a rolling maintenance)
+# ------------------------------------------------------------------------------------------------
+BATCH = ["a", "b", "c"]
+
+
+def test_a_batch_that_each_node_alone_passes_fails_together():
+    # each batch node is full but for one core: its 3-core pod fits on the spare (4 cores) while the
+    # others stay; four replicas of web, one per batch node and one on the spare, under a PDB that
+    # allows two disruptions; a Deployment whose two ready pods sit on a and b
+    s = snap(nodes=[node(n) for n in BATCH] + [node("spare")],
+             pods=[pod("big-" + n, n, cpu="3") for n in BATCH]
+             + [pod("web-" + n, n, labels={"app": "web"}, owner=("ReplicaSet", "web-1")) for n in BATCH]
+             + [pod("api-a", "a", owner=("ReplicaSet", "api-1")), pod("api-b", "b", owner=("ReplicaSet", "api-1"))]
+             + [pod("web-spare", "spare", labels={"app": "web"}, owner=("ReplicaSet", "web-1"))],
+             replicasets=[replicaset("web-1", "web"), replicaset("api-1", "api")],
+             pdbs=[pdb("web", {"matchLabels": {"app": "web"}}, 2)])
+    checks = ["capacity", "pdb", "single_node_workloads"]
+    for name in BATCH:
+        ok, results = pf.run_checks(s, [name], checks=checks, fail_on=checks)
+        assert ok, (name, results)
+    ok, results = pf.run_checks(s, BATCH, checks=checks, fail_on=checks)
+    assert not ok
+    # capacity with all three removed: the spare takes one 3-core pod, two stay Pending
+    assert len(results["capacity"]["findings"]) == 2
+    assert results["capacity"]["summary"] == "6 of 8 evicted pods fit on 1 Ready schedulable nodes"
+    # the budget counted over the batch: 3 pods on it, 2 disruptions allowed
+    (short,) = results["pdb"]["findings"]
+    assert (short["name"], short["pods"], short["disruptions_allowed"]) == ("web", 3, 2)
+    # api's ready pods all sit on the batch (a and b)
+    api = [f for f in results["single_node_workloads"]["findings"] if f["name"] == "api"]
+    assert api and api[0]["nodes"] == ["a", "b"]
+
+
+def test_max_unavailable_counts_the_nodes_already_out_of_service():
+    s = snap(nodes=[node("a"), node("b"), node("c"), node("d", unschedulable=True), node("e", ready=False),
+                    node("f")])
+    # 5 Ready nodes (d is Ready, cordoned); out: d, e and the batch
+    assert pf.check_max_unavailable(s, ["a", "b"], 4) == (
+        [], "4 node(s) out of service with these, at most 4 allowed (max_unavailable 4 of 5 Ready nodes)")
+    findings, _summary = pf.check_max_unavailable(s, ["a", "b"], 3)
+    (finding,) = findings
+    assert finding["reason"] == (
+        "taking node/a, node/b out makes 4 node(s) unavailable, more than max_unavailable 3 allows (3 of 5 "
+        "Ready nodes); already out of service: d (cordoned), e (NotReady)")
+    assert finding["unavailable"] == ["d", "e"] and finding["nodes"] == ["a", "b"] and finding["allowed"] == 3
+    # a node of the batch that is cordoned already (it resumes) is counted once
+    assert pf.check_max_unavailable(s, ["a", "d"], "60%")[0] == []  # 60% of 5 = 3: a, d, e
+    assert pf.check_max_unavailable(s, ["a", "b", "d"], "60%")[0] != []
+
+
+@given(st.integers(min_value=0, max_value=2000), st.integers(min_value=1, max_value=100))
+def test_a_percentage_of_ready_nodes_rounds_down_and_allows_at_least_one(ready, percent):
+    allowed = pf.allowed_unavailable("%d%%" % percent, ready)
+    assert allowed == max(1, ready * percent // 100)
+    assert allowed >= 1 and (allowed <= ready or allowed == 1)
+
+
+@pytest.mark.parametrize("value", [0, "0", "0%", "-1", "x", "101%", True, None, "1.5"])
+def test_max_unavailable_refuses_what_is_not_a_limit(value):
+    with pytest.raises(ValueError, match="max_unavailable"):
+        pf.allowed_unavailable(value, 10)
+
+
+def test_max_unavailable_in_the_module_run_fails_first_and_whatever_fail_on_says(k8s_server):
+    nodes = Pager("NodeList", [api_node("n1"), api_node("n2"), dict(api_node("n3"), spec={"unschedulable": True})])
+    server = k8s_server(by_path(cluster(**{NODES: nodes})))
+    with pytest.raises(ModuleFailure) as caught:
+        run_preflight(server, ["n1", "n2"], max_unavailable=2, fail_on=[])
+    assert caught.value.msg.startswith(
+        "preflight refuses to drain node/n1, node/n2: max_unavailable: taking node/n1, node/n2 out makes 3 node(s) "
+        "unavailable, more than max_unavailable 2 allows (2 of 3 Ready nodes); already out of service: n3 (cordoned)")
+    results = caught.value.fields["checks"]
+    assert list(results)[0] == "max_unavailable" and results["max_unavailable"]["status"] == "fail"
+    result, _warnings = run_preflight(server, ["n1"], max_unavailable="100%", fail_on=[])
+    assert result["ok"] is True and result["checks"]["max_unavailable"]["status"] == "pass"
+    # not given: no such check
+    assert "max_unavailable" not in run_preflight(server, ["n1"], fail_on=[])[0]["checks"]
+
+
+def test_a_bad_max_unavailable_fails_before_any_connection():
+    connected = []
+    with pytest.raises(ModuleFailure) as caught:
+        pf.preflight(lambda: connected.append(1), ["n1"], preflight_params(max_unavailable="ten"), [].append)
+    assert caught.value.msg == "max_unavailable must be a number or a percentage such as 50%, not 'ten'"
+    assert connected == []

@@ -3,6 +3,8 @@ test__drain.py: the result and the one failure shape every k8s module shares. Th
 tested in tests/unit/plugins/module_utils/test__drain.py."""
 from __future__ import annotations
 
+import json
+
 from tests.unit.fake_k8s_server import generated_classes, run_module, warning_texts
 from tests.unit.plugins.module_utils.test__drain import Cluster, pod
 
@@ -50,3 +52,21 @@ def test_bad_options_and_a_missing_node_fail_in_the_shared_shape(k8s_server, tmp
     assert missing["msg"] == "node/gone: not found (404); `kubectl get nodes` lists the names"
     assert missing["node"] == "gone" and missing["object"] == "node/gone" and "stopped_by" not in missing
     assert "seconds" in missing
+
+
+def test_the_load_balancer_label_its_cordon_added_is_recorded_for_the_return(k8s_server, tmp_path):
+    lb = "node.kubernetes.io/exclude-from-external-load-balancers"
+    cluster = Cluster([pod("a")], pdbs=[])
+    server = k8s_server(cluster)
+    record = {"rollout": "r1", "phase": "drain", "labels_added": []}
+    result, _imported = run_module("k8s_node_drain", dict(server.params, name="n1", exclude_from_load_balancers=True,
+                                                          record=record), tmp_path)
+    assert not result.get("failed"), result
+    assert result["labels_added"] == [lb] and result["phase_record"]["labels_added"] == [lb]
+    assert cluster.node["metadata"]["labels"][lb] == "true"
+    stored = json.loads(cluster.node["metadata"]["annotations"]["maintenance.kubeops.io/state"])
+    assert stored["labels_added"] == [lb] and stored["phase"] == "drain"
+    # a drain that added nothing leaves the recorded keys as they were
+    again, _imported = run_module("k8s_node_drain", dict(server.params, name="n1", exclude_from_load_balancers=True,
+                                                         record=dict(record, labels_added=[lb])), tmp_path)
+    assert again["changed"] is False and again["labels_added"] == [] and again["phase_record"]["labels_added"] == [lb]

@@ -6,9 +6,12 @@ and benchmarks/bench_preflight.py.
 """
 from __future__ import annotations
 
+import json
+
 from tests.unit.fake_k8s_server import (
     by_path,
     generated_classes,
+    not_found,
     run_module,
     status_body,
 )
@@ -17,6 +20,7 @@ from tests.unit.plugins.module_utils.test__preflight import (
     PODS,
     REPLICASETS,
     Pager,
+    api_node,
     api_pdb,
     api_pod,
     api_replicaset,
@@ -74,3 +78,77 @@ def test_module_run_refuses_a_bad_page_size_before_connecting(tmp_path):
     result, _imported = run_module("k8s_node_preflight", args, tmp_path)
     assert result["failed"] is True and result["msg"] == "page_size must be at least 1, got 0"
     assert result["nodes"] == ["n1"] and result["object"] == "node/n1" and result["status"] is None
+
+
+class RecordingCluster:
+    """The preflight's lists (``cluster()``), and the nodes' records (GET and merge PATCH of
+    /api/v1/nodes/<name>) and Events, for the ``records`` option."""
+
+    def __init__(self, node_names, **routes):
+        self.lists = by_path(cluster(**routes))
+        self.nodes = {name: api_node(name) for name in node_names}
+        for node in self.nodes.values():
+            node["metadata"].update(annotations={}, resourceVersion="1")
+        self.events = []
+
+    def __call__(self, request):
+        method, path = request["method"], request["path"]
+        if path == "/api/v1/namespaces/default/events" and method == "POST":
+            self.events.append(request["body"])
+            return 201, request["body"]
+        name = path[len("/api/v1/nodes/"):] if path.startswith("/api/v1/nodes/") else None
+        if name is not None:
+            node = self.nodes.get(name)
+            if node is None:
+                return not_found("nodes", name)
+            if method == "PATCH":
+                node["metadata"]["annotations"].update(request["body"]["metadata"]["annotations"])
+            return 200, node
+        return self.lists(request)
+
+    def record(self, name):
+        return json.loads(self.nodes[name]["metadata"]["annotations"].get("maintenance.kubeops.io/state", "{}"))
+
+
+def batch_records(*names):
+    return [{"node": name, "rollout": "r1", "phase": "preflight", "msg": "preflight started",
+             "event": {"reason": "MaintenancePreflight", "msg": "kubeops rollout r1: preflight started"}}
+            for name in names]
+
+
+def test_records_write_each_node_of_the_batch_before_the_checks(k8s_server, tmp_path):
+    store = RecordingCluster(["n1", "n2"])
+    server = k8s_server(store)
+    result, _imported = run_module("k8s_node_preflight", dict(server.params, name=["n1", "n2"], fail_on=[],
+                                                              records=batch_records("n1", "n2")), tmp_path)
+    assert not result.get("failed"), result
+    assert result["nodes"] == ["n1", "n2"] and sorted(result["phase_records"]) == ["n1", "n2"]
+    for name in ("n1", "n2"):
+        record = store.record(name)
+        assert (record["rollout"], record["phase"], record["status"]) == ("r1", "preflight", "in_progress")
+        assert result["phase_records"][name] == record
+    assert [e["involvedObject"]["name"] for e in store.events] == ["n1", "n2"]
+    assert {e["reason"] for e in store.events} == {"MaintenancePreflight"}
+    # the records first, then the lists
+    calls = server.calls()
+    assert [m for m, _p in calls[:6]] == ["GET", "PATCH", "POST", "GET", "PATCH", "POST"]
+    assert all(p.startswith("/api/v1/nodes/") or "events" in p for _m, p in calls[:6])
+    assert "/api/v1/pods" in [p for _m, p in calls[6:]]
+
+
+def test_records_in_check_mode_write_nothing_and_a_missing_node_stops_before_the_checks(k8s_server, tmp_path):
+    store = RecordingCluster(["n1"])
+    server = k8s_server(store)
+    result, _imported = run_module("k8s_node_preflight", dict(server.params, name=["n1"], fail_on=[],
+                                                              records=batch_records("n1")), tmp_path, check_mode=True)
+    assert result["phase_records"]["n1"]["phase"] == "preflight" and store.record("n1") == {} and store.events == []
+    assert "PATCH" not in [m for m, _p in server.calls()]
+    before = len(server.calls())
+    missing, _imported = run_module("k8s_node_preflight", dict(server.params, name=["n1", "n2"],
+                                                               records=batch_records("n1", "n2")), tmp_path)
+    assert missing["failed"] is True and missing["status"] == 404 and "node/n2: not found" in missing["msg"]
+    written_first = ["/api/v1/nodes/n1", "/api/v1/nodes/n1", "/api/v1/namespaces/default/events", "/api/v1/nodes/n2"]
+    assert [p for _m, p in server.calls()[before:]] == written_first
+    args = dict(server.params, name=["n1"], records=batch_records("n1"), record=batch_records("n1")[0])
+    both, _imported = run_module("k8s_node_preflight", args, tmp_path)
+    assert both["failed"] is True and "mutually exclusive" in both["msg"]
