@@ -92,6 +92,17 @@ def is_terminating(pod):
     return bool(((pod or {}).get("metadata") or {}).get("deletionTimestamp"))
 
 
+def volume_claim_name(pod_name, volume):
+    """The PersistentVolumeClaim a pod's volume uses: a ``persistentVolumeClaim`` volume's
+    ``claimName``, or a generic ephemeral volume's claim, which Kubernetes names
+    ``<pod>-<volume>`` and deletes with the pod; None for any other kind of volume."""
+    if "persistentVolumeClaim" in volume:
+        return (volume["persistentVolumeClaim"] or {}).get("claimName") or ""
+    if "ephemeral" in volume:
+        return "%s-%s" % (pod_name or "", volume.get("name") or "")
+    return None
+
+
 # --- opt-outs other tools' users put on pods ----------------------------------------------------
 
 DO_NOT_DISRUPT = "karpenter.sh/do-not-disrupt"                    # annotation

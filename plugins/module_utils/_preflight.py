@@ -277,11 +277,9 @@ def _pod_volumes(name, spec):
             volumes.append(("hostPath", volume.get("name"), (volume["hostPath"] or {}).get("path")))
         elif "emptyDir" in volume:
             volumes.append(("emptyDir", volume.get("name"), (volume["emptyDir"] or {}).get("medium") or ""))
-        elif "persistentVolumeClaim" in volume:
-            volumes.append(("pvc", volume.get("name"), (volume["persistentVolumeClaim"] or {}).get("claimName")))
-        elif "ephemeral" in volume:
-            # A generic ephemeral volume's claim is named <pod>-<volume> and is deleted with the pod.
-            volumes.append(("ephemeral", volume.get("name"), "%s-%s" % (name, volume.get("name"))))
+        elif "persistentVolumeClaim" in volume or "ephemeral" in volume:
+            kind = "pvc" if "persistentVolumeClaim" in volume else "ephemeral"
+            volumes.append((kind, volume.get("name"), _pod_rules.volume_claim_name(name, volume)))
     return volumes
 
 

@@ -42,7 +42,7 @@ from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_clie
     retry_transient,
 )
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils._node_api import read_node
-from ansible_collections.kubeops.node_maintenance.plugins.module_utils._pod_rules import is_finished, is_terminating
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._pod_rules import is_finished, is_terminating, volume_claim_name
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils._retry import poll_until
 
 VOLUME_ATTACHMENTS = "/apis/storage.k8s.io/v1/volumeattachments"
@@ -69,13 +69,8 @@ def pod_claims(pod):
     ``persistentVolumeClaim`` volume's, or a generic ephemeral volume's (named ``<pod>-<volume>``)."""
     metadata = pod.get("metadata") or {}
     namespace, name = metadata.get("namespace") or "", metadata.get("name") or ""
-    claims = []
-    for volume in (pod.get("spec") or {}).get("volumes") or ():
-        if volume.get("persistentVolumeClaim"):
-            claims.append((namespace, volume["persistentVolumeClaim"].get("claimName") or ""))
-        elif volume.get("ephemeral") is not None:
-            claims.append((namespace, "%s-%s" % (name, volume.get("name") or "")))
-    return claims
+    claims = [volume_claim_name(name, volume) for volume in (pod.get("spec") or {}).get("volumes") or ()]
+    return [(namespace, claim) for claim in claims if claim is not None]
 
 
 def held_claims(pods, moving=()):

@@ -175,3 +175,11 @@ def test_any_mark_text_is_read_without_raising(value, started):
     for key in (rules.DO_NOT_DISRUPT, rules.SAFE_TO_EVICT, rules.CAPI_DRAIN):
         (found,) = rules.opt_outs({key: value}, started, NOW) or [{"effect": rules.IGNORED}]
         assert found["effect"] in (rules.BLOCK, rules.SKIP, rules.WAIT_COMPLETED, rules.IGNORED)
+
+
+def test_volume_claim_name_is_the_claim_a_volume_uses_and_none_for_other_volumes():
+    assert rules.volume_claim_name("db-0", {"name": "data", "persistentVolumeClaim": {"claimName": "data-db-0"}}) == "data-db-0"
+    # a generic ephemeral volume's claim is named after the pod and the volume
+    assert rules.volume_claim_name("web-1", {"name": "cache", "ephemeral": {"volumeClaimTemplate": {}}}) == "web-1-cache"
+    assert rules.volume_claim_name("web-1", {"name": "tmp", "emptyDir": {}}) is None
+    assert rules.volume_claim_name("web-1", {"name": "host", "hostPath": {"path": "/x"}}) is None
