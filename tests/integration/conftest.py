@@ -147,6 +147,57 @@ def wait_for(what, predicate, timeout=60, interval=0.2, tolerate_errors=False):
         time.sleep(interval)
 
 
+def _process_table():
+    """{pid: (parent pid, state letter)} of every process this test can see."""
+    table = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % entry) as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+            table[int(entry)] = (int(fields[1]), fields[0])
+        except (OSError, IndexError, ValueError):
+            continue
+    return table
+
+
+def process_tree(root):
+    """``root`` and every live process descended from it, wherever its session or group is
+    (ansible-core's workers call setsid, so a process group does not hold what a playbook runs)."""
+    table = _process_table()
+    tree, grew = {root}, True
+    while grew:
+        more = {pid for pid, (parent, state) in table.items() if parent in tree and state != "Z"} - tree
+        grew = bool(more)
+        tree |= more
+    return tree
+
+
+def kill_process_tree(root, timeout=30):
+    """SIGKILL ``root`` (a process this test started) and all its descendants at once, the way a
+    controller that loses power stops: stopped first so none forks or exits away in between, then
+    killed; returns once none of them runs any more."""
+    import signal
+
+    stopped = set()
+    while True:
+        tree = process_tree(root) - stopped
+        if not tree:
+            break
+        for pid in tree:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
+        stopped |= tree
+    for pid in stopped:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    wait_for("the processes of %d to end" % root,
+             lambda: not [pid for pid, (_parent, state) in _process_table().items()
+                          if pid in stopped and state != "Z"],
+             timeout=timeout, interval=0.01)
+
+
 def in_thread(fn, *args, **kwargs):
     """Run fn in a thread; returns a callable that joins it and returns fn's result (or raises its error)."""
     import threading

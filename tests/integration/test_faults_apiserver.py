@@ -33,6 +33,7 @@ from tests.integration.conftest import (
     _testbed_paths,
     in_thread,
     is_ready,
+    kill_process_tree,
     wait_for as _wait_for,
 )
 
@@ -394,7 +395,7 @@ def test_rolling_playbook_through_api_server_outages_mid_drain_and_at_a_lock_ren
         if marks.pop("paused", False):
             os.killpg(proc.pid, signal.SIGCONT)
         if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+            kill_process_tree(proc.pid)
             proc.wait()
         proc.out.close()
     out = log()

@@ -127,30 +127,20 @@ class Playbook:
         integration.assert_no_secret("the output of the rolling playbook", self.stdout)
 
     def _kill_all(self):
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)  # its own session: only what this run started
-        except ProcessLookupError:
-            pass
+        integration.kill_process_tree(self.proc.pid)  # only what this run started, modules too
 
     def ssh_pids(self):
         """The controller-side ssh (and sftp/scp) processes of this run: descendants of its
         ansible-playbook, and its ControlPersist masters (they detach, but carry its control path)."""
-        parents, cmdlines = {}, {}
+        tree, cmdlines = integration.process_tree(self.proc.pid), {}
         for entry in os.listdir("/proc"):
             if not entry.isdigit():
                 continue
             try:
-                with open("/proc/%s/stat" % entry) as handle:
-                    parents[int(entry)] = int(handle.read().rsplit(")", 1)[1].split()[1])
                 with open("/proc/%s/cmdline" % entry, "rb") as handle:
                     cmdlines[int(entry)] = handle.read().split(b"\0")
-            except (OSError, IndexError, ValueError):
+            except OSError:
                 continue
-        tree, grew = {self.proc.pid}, True
-        while grew:
-            more = {pid for pid, parent in parents.items() if parent in tree} - tree
-            grew = bool(more)
-            tree |= more
         found = []
         for pid, argv in cmdlines.items():
             program = os.path.basename(argv[0].split(b":")[0].split(b" ")[0]).decode(errors="replace")
