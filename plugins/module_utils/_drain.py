@@ -29,6 +29,7 @@ from ansible_collections.kubeops.node_maintenance.plugins.module_utils import (
     _lb_exclusion,
     _pod_rules,
     _pods,
+    _replacement_first,
     _volume_detach,
 )
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils._api_objects import controller_of
@@ -62,8 +63,9 @@ STOPPED_ACCESS_LOST = "access_lost"    # the API server stopped accepting the cr
 STOPPED_POD_ERRORS = "pod_errors"      # before the timeout, the API refused to evict or delete some pods
 STOPPED_VOLUMES = "volumes_attached"   # drained, but volumes still attached at volume_detach_timeout
 STOPPED_UNCORDONED = "uncordoned"      # uncordoned mid-drain by someone else, and pods landed meanwhile
+STOPPED_REPLACEMENT = "replacement_not_ready"  # replacement first: restarted Deployments not replaced in time
 STOPPED_BY = (STOPPED_REFUSED, STOPPED_TIMEOUT, STOPPED_NODE_DELETED, STOPPED_ACCESS_LOST, STOPPED_POD_ERRORS,
-              STOPPED_VOLUMES, STOPPED_UNCORDONED)
+              STOPPED_VOLUMES, STOPPED_UNCORDONED, STOPPED_REPLACEMENT)
 RECORDON_EVENT_REASON = "MaintenanceRecordoned"
 
 
@@ -293,12 +295,30 @@ def drain(params, check_mode, started, connect, warn):
              if e["plan"] == _pods.PLAN_REFUSE else static_result(e, _eviction.ACTION_NONE) for e in entries],
             STOPPED_REFUSED))
 
+    # Replacement first, before any eviction: Deployments an eviction would take down (or whose
+    # budget blocks it) are restarted while the node is cordoned, and their pods leave with it.
+    first = _replacement_first.replace_first(
+        raw, api, node, entries, by_key, params["replacement_first"] and not params["disable_eviction"],
+        cordoned, no_changes, deadline, warn)
+    result["replacement_first"] = first["deployments"]
+    if first["failure"]:
+        result["changed"] = cordon_changed or first["changed"]
+        raise ModuleFailure(first["failure"], **finish(
+            [static_result(e, _eviction.ACTION_NONE) for e in entries], STOPPED_REPLACEMENT))
+
     results = []
     tasks = []
     for entry in entries:
         plan = entry["plan"]
+        key = (entry["namespace"], entry["name"])
         if plan == _pods.PLAN_SKIP:
             results.append(static_result(entry, _eviction.ACTION_SKIPPED))
+            continue
+        if key in first["replaced"]:
+            results.append(static_result(entry, _eviction.ACTION_REPLACED, first["replaced"][key]))
+            continue
+        if key in first["planned"]:
+            results.append(static_result(entry, _eviction.ACTION_NONE, first["planned"][key]))
             continue
         method = {"evict": "delete" if params["disable_eviction"] else "evict",
                   "delete": "delete", "wait": "wait", _pods.PLAN_WAIT_COMPLETED: "wait_completed"}[plan]
@@ -333,7 +353,7 @@ def drain(params, check_mode, started, connect, warn):
         result["changed"] = (params["cordon"] and not was_cordoned) or bool(result["labels_added"]) or any(
             e["plan"] in (_pods.PLAN_EVICT, _pods.PLAN_DELETE) for e in entries)
     else:
-        result["changed"] = cordon_changed or accepted
+        result["changed"] = cordon_changed or accepted or first["changed"]
     if guard is not None:
         result["recordoned"] = guard.count
         if guard.count:

@@ -64,7 +64,8 @@ ACTION_SKIPPED = "skipped"
 ACTION_WAITED = "waited"
 ACTION_FAILED = "failed"
 ACTION_NONE = "none"            # nothing done: check mode, or the drain was refused before it began
-ACTIONS = (ACTION_EVICTED, ACTION_DELETED, ACTION_SKIPPED, ACTION_WAITED, ACTION_FAILED, ACTION_NONE)
+ACTION_REPLACED = "replaced"    # left with its Deployment's restart, its replacement available first (replacement first)
+ACTIONS = (ACTION_EVICTED, ACTION_DELETED, ACTION_SKIPPED, ACTION_WAITED, ACTION_FAILED, ACTION_NONE, ACTION_REPLACED)
 
 # Poll the node's pods quickly while evictions are landing, then back off: kubelets take seconds
 # (the grace period) to stop containers, and a list every 2 s costs the API server little.

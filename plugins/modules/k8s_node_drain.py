@@ -242,6 +242,31 @@ options:
         top of O(timeout). V(0) looks once.
     type: int
     default: 300
+  replacement_first:
+    description:
+      - For a Deployment whose every ready replica is on the node, or whose PodDisruptionBudget allows
+        no disruption now, start its replacements elsewhere before its pods leave. With the node
+        cordoned, the Deployment is restarted as C(kubectl rollout restart) does (the pod template's
+        C(kubectl.kubernetes.io/restartedAt) annotation), its controller starts new pods within its own
+        surge rules and removes the old ones as the new ones become available, and the drain waits
+        until the rollout is complete and the Deployment's pods have left the node
+        (RV(pods[].action=replaced)), then drains the rest. This comes before the tiers of
+        O(drain_order). The whole Deployment is restarted, not only its pods on this node.
+      - The annotation C(node-maintenance.kubeops.io/replacement-first) in a Deployment's pod template
+        opts it in (V(true)) or out (V(false)) whatever this option says. It is read from the pods,
+        so a drain where nothing opts in makes no extra request.
+      - Not for a Deployment whose update would stop old pods before new ones start (C(Recreate), or
+        a rolling update whose C(maxSurge) is 0), nor a paused one, nor on a node this drain does not
+        keep cordoned (O(cordon=false)). Their pods are evicted as usual, with a warning
+        (RV(replacement_first[].state)). Never for StatefulSets, as a replacement has the name and
+        identity of the pod it replaces, so it cannot exist before the pod has gone.
+      - When the restarted Deployments are not replaced within O(timeout), nothing is evicted and the
+        module fails with RV(stopped_by=replacement_not_ready); the restarts go on.
+      - Needs RBAC to list ReplicaSets and Deployments and to patch Deployments.
+      - In check mode, or with O(dry_run=server), RV(replacement_first) says which Deployments would
+        be restarted; nothing is.
+    type: bool
+    default: false
 attributes:
   check_mode:
     support: full
@@ -255,7 +280,8 @@ notes:
   - Needs RBAC to get and patch nodes, list pods in all namespaces, create C(pods/eviction), delete
     pods, get DaemonSets, and (optional, used to hold back evictions a budget would refuse and to
     name budgets in results) list PodDisruptionBudgets in all namespaces. With
-    O(wait_for_volume_detach), also list C(volumeattachments.storage.k8s.io) and C(persistentvolumes).
+    O(wait_for_volume_detach), also list C(volumeattachments.storage.k8s.io) and C(persistentvolumes);
+    with O(replacement_first), list ReplicaSets and Deployments and patch Deployments.
   - A second run on a node that is already cordoned and has nothing left to move reports no change.
   - The re-cordon guard needs RBAC to create Events in the C(default) namespace; without it the node
     is still cordoned again, and a warning says the Event is missing.
@@ -370,6 +396,19 @@ EXAMPLES = r"""
     force: true
     skip_wait_for_delete_timeout: 60
   delegate_to: localhost
+
+- name: Drain, restarting first the Deployments whose only ready replicas are here (or whose budget is spent)
+  kubeops.node_maintenance.k8s_node_drain:
+    name: worker-3
+    ignore_daemonsets: true
+    replacement_first: true
+    timeout: 900
+  delegate_to: localhost
+  register: drained
+
+- name: The Deployments that were replaced first
+  ansible.builtin.debug:
+    msg: "{{ drained.replacement_first | selectattr('state', 'equalto', 'replaced') | map(attribute='name') | list }}"
 """
 
 RETURN = r"""
@@ -429,8 +468,9 @@ pods:
     action:
       description:
         - What was done. V(evicted), V(deleted), V(waited) (it went away without our request, or was
-          already gone), V(skipped), V(failed), V(none) (check mode or O(dry_run=server), or the drain
-          was refused before it began).
+          already gone), V(replaced) (it left with its Deployment's restart, its replacement available
+          elsewhere first; O(replacement_first)), V(skipped), V(failed), V(none) (check mode or
+          O(dry_run=server), or the drain was refused before it began).
       type: str
       sample: evicted
     reason:
@@ -548,12 +588,60 @@ stopped_by:
     - V(uncordoned) when someone uncordoned the node during the drain (cordoned again, RV(recordoned))
       and pods were scheduled to it meanwhile (RV(arrived_while_uncordoned)); every pod the drain
       listed was moved, and a second run moves the newcomers.
+    - V(replacement_not_ready) when, with O(replacement_first), the restarted Deployments were not
+      replaced within O(timeout) (RV(replacement_first[].detail) says what they wait for); nothing was
+      evicted.
     - A failure to reach or read the node or its pods has no RV(stopped_by); its C(status) says what
       the API server answered.
   returned: when the node's pods were listed
   type: str
-  choices: [refused, timeout, node_deleted, access_lost, pod_errors, volumes_attached, uncordoned]
+  choices: [refused, timeout, node_deleted, access_lost, pod_errors, volumes_attached, uncordoned, replacement_not_ready]
   sample: timeout
+replacement_first:
+  description:
+    - The Deployments that O(replacement_first) (or their pods' annotation) applied to, an eviction
+      of whose pods would have stopped the service or the drain; empty when none.
+    - C(kind) (V(Deployment)), C(namespace), C(name), C(pods) (its pods on the node), C(reason) (every
+      ready replica on the node, a budget allowing no disruption), C(state) and, where there is more to
+      say, C(detail); C(seconds) the wait took.
+    - C(state) V(replaced) (restarted; its replacements were available and its pods left the node),
+      V(would_replace) (check mode), V(not_replaced) (its strategy stops old pods first, or it is
+      paused; evicted as usual), V(not_cordoned) (O(cordon=false) on a schedulable node; evicted as
+      usual), V(timed_out) (restarted, not replaced within O(timeout)).
+  returned: when the drain got past its refusal check
+  type: list
+  elements: dict
+  sample: [{"kind": "Deployment", "namespace": "shop", "name": "checkout", "pods": ["checkout-7d9f8-abcde"],
+            "reason": "every ready replica (1) is on the node", "state": "replaced", "seconds": 6.2}]
+  contains:
+    kind:
+      description: V(Deployment).
+      type: str
+    namespace:
+      description: The Deployment's namespace.
+      type: str
+    name:
+      description: The Deployment's name.
+      type: str
+    pods:
+      description: Names of its pods on the node.
+      type: list
+      elements: str
+    reason:
+      description: Why an eviction would have hurt (every ready replica on the node, a budget allowing no disruption).
+      type: str
+    state:
+      description: What was done.
+      type: str
+      choices: [replaced, would_replace, not_replaced, not_cordoned, timed_out]
+    detail:
+      description: Why it was not replaced, or what it still waited for.
+      type: str
+      returned: when there is more to say
+    seconds:
+      description: Seconds the wait for the replacements took.
+      type: float
+      returned: when it was restarted
 api_requests:
   description: API requests the drain made, by kind (C(evict), C(list pods), C(list pdbs), ...).
   returned: when the node was read
@@ -654,6 +742,7 @@ def argument_spec():
         "exclude_from_load_balancers": {"type": "bool"},
         "wait_for_volume_detach": {"type": "bool", "default": False},
         "volume_detach_timeout": {"type": "int", "default": 300},
+        "replacement_first": {"type": "bool", "default": False},
         "drain_order": {"type": "str", "choices": ["priority", "critical_last", "none"], "default": "priority"},
         "drain_rules": {"type": "list", "elements": "dict", "default": [], "options": {
             "selector": {"type": "dict"},

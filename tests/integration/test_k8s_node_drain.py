@@ -790,3 +790,93 @@ def test_an_uncordon_mid_drain_is_undone_warned_recorded_and_what_landed_meanwhi
     assert not again["failed"], again["msg"]
     assert [p["name"] for p in again["pods"]] == ["late"] and again["recordoned"] == 0
     assert pods_in(cluster, namespace, node) == []
+
+
+# --- replacement first ------------------------------------------------------------------------
+
+RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
+
+
+def ready_by_app(cluster, namespace):
+    counts = {}
+    for pod in pods_in(cluster, namespace):
+        if is_ready(pod):
+            app = (pod.metadata.labels or {}).get("app")
+            counts[app] = counts.get(app, 0) + 1
+    return counts
+
+
+def test_replacement_first_keeps_the_service_up_and_gets_past_a_spent_budget(cluster, namespace, make_node,
+                                                                             run_module):
+    """Deployments whose ready replicas are all on the node, or whose budget allows nothing, get their
+    replacements on the spare node before their pods leave; a Recreate Deployment and one whose pods
+    opt out are evicted as usual. Ready replicas are sampled throughout and never drop."""
+    group = {"drain-group": namespace}
+    node = make_node(labels=group)
+    spare = make_node(labels=group, unschedulable=True)
+    single = dict(deployment("single", 1, group), metadata={"name": "single", "namespace": namespace})
+    budget = dict(deployment("budget", 2, group), metadata={"name": "budget", "namespace": namespace})
+    recreate = dict(deployment("recreate", 1, group), metadata={"name": "recreate", "namespace": namespace})
+    recreate["spec"]["strategy"] = {"type": "Recreate"}
+    optout = dict(marked_deployment("optout", group, {"node-maintenance.kubeops.io/replacement-first": "false"}),
+                  metadata={"name": "optout", "namespace": namespace})
+    apply(cluster, single, budget, recreate, optout,
+          dict(pdb("budget", {"app": "budget"}, min_available=2), metadata={"name": "budget", "namespace": namespace}))
+    before = wait_ready(cluster, namespace, 5, node)
+    wait_pdb_settled(cluster, namespace, "budget", 0)
+    set_unschedulable(cluster, spare, False)
+    generations = {name: cluster.apps.read_namespaced_deployment(name, namespace).metadata.generation
+                   for name in ("single", "budget", "recreate", "optout")}
+
+    args = {"name": node, "replacement_first": True, "timeout": 120}
+    planned = run_module("k8s_node_drain", args, check=True)
+    assert not planned["failed"], planned["msg"]
+    states = {item["name"]: item for item in planned["replacement_first"]}
+    assert {name: item["state"] for name, item in states.items()} == {
+        "single": "would_replace", "budget": "would_replace", "recreate": "not_replaced"}, states
+    assert states["single"]["reason"] == "every ready replica (1) is on the node"
+    assert "pdb %s/budget allows no disruption now" % namespace in states["budget"]["reason"]
+    assert "Recreate" in states["recreate"]["detail"]
+    assert {name: cluster.apps.read_namespaced_deployment(name, namespace).metadata.generation
+            for name in generations} == generations, "check mode restarted a Deployment"
+    assert not unschedulable(cluster, node)
+
+    samples, stop = [], threading.Event()
+
+    def sample():
+        while not stop.is_set():
+            samples.append(ready_by_app(cluster, namespace))
+            time.sleep(0.1)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        result = run_module("k8s_node_drain", args)
+    finally:
+        stop.set()
+        sampler.join(10)
+    assert not result["failed"], result["msg"]
+    assert result["changed"] is True and result["stopped_by"] is None
+    actions = {pod["name"].rsplit("-", 2)[0]: [] for pod in result["pods"]}
+    for pod in result["pods"]:
+        actions[pod["name"].rsplit("-", 2)[0]].append(pod["action"])
+    assert actions == {"single": ["replaced"], "budget": ["replaced", "replaced"], "recreate": ["evicted"],
+                       "optout": ["evicted"]}, actions
+    states = {item["name"]: item["state"] for item in result["replacement_first"]}
+    assert states == {"single": "replaced", "budget": "replaced", "recreate": "not_replaced"}, states
+    assert any("recreate" in warning for warning in result.get("warnings", [])), result.get("warnings")
+    # The service of the two replaced Deployments never went below its ready replicas.
+    assert samples and min(s.get("single", 0) for s in samples) >= 1, samples[:20]
+    assert min(s.get("budget", 0) for s in samples) >= 2, samples[:20]
+    for name in ("single", "budget"):
+        template = cluster.apps.read_namespaced_deployment(name, namespace).spec.template
+        assert RESTARTED_AT in (template.metadata.annotations or {}), name
+    for name in ("recreate", "optout"):
+        assert cluster.apps.read_namespaced_deployment(name, namespace).metadata.generation == generations[name]
+    assert unschedulable(cluster, node)
+    assert not set(uids(before)) & set(uids(pods_in(cluster, namespace)))
+    wait_ready(cluster, namespace, 5, spare)
+
+    again = run_module("k8s_node_drain", args)
+    assert not again["failed"], again["msg"]
+    assert again["changed"] is False and again["replacement_first"] == [] and again["pods"] == []

@@ -13,6 +13,7 @@ import pytest
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils import _drain, _eviction
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_client import build_api_client
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_module import ModuleFailure
+from ansible_collections.kubeops.node_maintenance.plugins.modules import k8s_node_drain
 from tests.unit.fake_k8s_server import item_list, not_found, status_body
 
 NODE_PATH = "/api/v1/nodes/n1"
@@ -22,12 +23,9 @@ STAMP = "2026-11-30T05:35:33Z"
 
 
 def params(**options):
-    """k8s_node_drain's options with their defaults."""
-    values = {"name": "n1", "cordon": True, "ignore_daemonsets": False, "delete_emptydir_data": False,
-              "force": False, "disable_eviction": False, "grace_period": -1, "timeout": 30,
-              "skip_wait_for_delete_timeout": 0, "pod_selector": None, "max_concurrency": 50, "dry_run": "none",
-              "exclude_from_load_balancers": None, "wait_for_volume_detach": False, "volume_detach_timeout": 300,
-              "drain_order": "priority", "drain_rules": []}
+    """k8s_node_drain's options with their defaults (from its argument spec), on node n1."""
+    values = dict((key, spec.get("default")) for key, spec in k8s_node_drain.argument_spec().items())
+    values.update(name="n1", timeout=30)
     values.update(options)
     return values
 
@@ -560,7 +558,7 @@ def test_stop_reason_puts_lost_access_first_then_the_deleted_node_then_the_timeo
     assert _drain.stop_reason(True) == _drain.STOPPED_TIMEOUT
     assert _drain.stop_reason(False) == _drain.STOPPED_POD_ERRORS
     assert set(_drain.STOPPED_BY) == {"refused", "timeout", "node_deleted", "access_lost", "pod_errors", "volumes_attached",
-                                      "uncordoned"}
+                                      "uncordoned", "replacement_not_ready"}
 
 
 def failed_pods(count):
