@@ -262,7 +262,8 @@ options:
         identity of the pod it replaces, so it cannot exist before the pod has gone.
       - When the restarted Deployments are not replaced within O(timeout), nothing is evicted and the
         module fails with RV(stopped_by=replacement_not_ready); the restarts go on.
-      - Needs RBAC to list ReplicaSets and Deployments and to patch Deployments.
+      - Needs RBAC to list ReplicaSets and Deployments and to patch Deployments (the patch is in
+        C(rbac/clusterrole-replacement-first.yml), not in the base C(rbac/clusterrole.yml)).
       - In check mode, or with O(dry_run=server), RV(replacement_first) says which Deployments would
         be restarted; nothing is.
     type: bool

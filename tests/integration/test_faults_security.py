@@ -214,27 +214,6 @@ def _drain(**extra):
     return setup
 
 
-def _replacement_first(env, tag):
-    """A Deployment whose only ready pod is on the node, and a second node for its replacement."""
-    group = {"kubeops.test/replacement": "rf-" + tag}
-    node = env.node(tag, ready=True, labels=group)
-    spare = env.node(tag + "-spare", unschedulable=True, ready=True, labels=group)
-    name = "rf-" + tag
-    env.cluster.apps.create_namespaced_deployment(env.namespace, {
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
-        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
-                 "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
-                 "template": {"metadata": {"labels": {"app": name}},
-                              "spec": {"nodeSelector": group, "terminationGracePeriodSeconds": 0,
-                                       "containers": [{"name": "app", "image": "registry.invalid/app:1"}]}}}})
-    wait_for("the pod of deployment %s ready on %s" % (name, node), lambda: [
-        p for p in env.cluster.core.list_namespaced_pod(env.namespace, label_selector="app=" + name).items
-        if p.spec.node_name == node and any(c.type == "Ready" and c.status == "True"
-                                            for c in (p.status.conditions or []))], 60)
-    env.cluster.core.patch_node(spare, {"spec": {"unschedulable": False}})
-    return "k8s_node_drain", {"name": node, "replacement_first": True, "timeout": 120}
-
-
 def _event(env, tag):
     return "k8s_node_maintenance_state", {
         "name": env.node(tag), "state": "present", "rollout": "rbac", "phase": "drain", "status": "in_progress",
@@ -290,7 +269,6 @@ SCENARIOS = {
     "storage.k8s.io/volumeattachments/list": (_drain(wait_for_volume_detach=True), _drained("evicted")),
     "policy/poddisruptionbudgets/list": (_healthy("PodDisruptionBudget"), _expect(healthy=True)),
     "apps/deployments/list": (_healthy("Deployment"), _expect(healthy=True)),
-    "apps/deployments/patch": (_replacement_first, _drained("replaced")),
     "apps/replicasets/list": (_preflight, _expect(ok=True)),
     "apps/statefulsets/list": (_healthy("StatefulSet"), _expect(healthy=True)),
     "apps/daemonsets/get": (_lock(kured_check=True), _expect(acquired=True, outcome="created")),
