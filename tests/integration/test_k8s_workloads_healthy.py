@@ -267,7 +267,8 @@ def test_node_pods_wait_for_a_deleted_daemonset_pod_until_it_is_back_and_ready(
     # a reboot made the agent's pod unready; the DaemonSet controller replaces it once it is deleted
     old = before["agent"].metadata.name
     make_unready(cluster, namespace, old)
-    deleter = threading.Timer(4, lambda: cluster.core.delete_namespaced_pod(old, namespace))
+    # late enough that the module has started (and seen the pod unready) however loaded the machine
+    deleter = threading.Timer(10, lambda: cluster.core.delete_namespaced_pod(old, namespace))
     deleter.start()
     try:
         started = time.monotonic()
@@ -278,7 +279,7 @@ def test_node_pods_wait_for_a_deleted_daemonset_pod_until_it_is_back_and_ready(
     finally:
         deleter.join()
     assert result["changed"] is False and result["healthy"] is True and result["not_ready"] == []
-    assert waited >= 4 and result["polls"] >= 2
+    assert waited >= 10 and result["polls"] >= 2
     own = mine(result["node_pods"], namespace)
     # ...is what the gate expects: the DaemonSets that run there, and the static pod
     assert [(e["kind"], e["name"], e["ready"]) for e in own] == [
