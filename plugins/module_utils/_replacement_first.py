@@ -56,17 +56,13 @@ def opted_in(pod, run_default):
     return {"true": True, "false": False}.get(value, bool(run_default))
 
 
-def _int_or_percent(value, total, round_up):
-    if value is None:
-        return None
+def _surge_count(value, replicas):
+    """maxSurge as a count: an int, or a percentage of ``replicas`` rounded up (as the Deployment
+    controller rounds maxSurge); None when it is neither."""
     text = str(value).strip()
-    if text.endswith("%"):
-        try:
-            share = float(text[:-1]) * total / 100.0
-        except ValueError:
-            return None
-        return int(math.ceil(share) if round_up else math.floor(share))
     try:
+        if text.endswith("%"):
+            return int(math.ceil(float(text[:-1]) * replicas / 100.0))
         return int(text)
     except ValueError:
         return None
@@ -74,25 +70,24 @@ def _int_or_percent(value, total, round_up):
 
 def surge(deployment):
     """How many pods above ``replicas`` the Deployment's rolling update may start (its API default
-    is 25%, rounded up, as the Deployment controller rounds maxSurge), or None for ``Recreate``."""
+    is 25%), or None for ``Recreate``."""
     spec = deployment.get("spec") or {}
     strategy = spec.get("strategy") or {}
     if strategy.get("type", "RollingUpdate") != "RollingUpdate":
         return None
-    replicas = spec.get("replicas", 1)
     value = (strategy.get("rollingUpdate") or {}).get("maxSurge", "25%")
-    found = _int_or_percent(value, replicas, round_up=True)
+    found = _surge_count(value, spec.get("replicas", 1))
     return 0 if found is None else found
 
 
 def obstacle(deployment):
     """Why a restart would not start the replacements first, or None."""
-    spec = deployment.get("spec") or {}
-    if spec.get("paused"):
+    if (deployment.get("spec") or {}).get("paused"):
         return "the Deployment is paused: a restart would not roll until it is resumed"
-    if (spec.get("strategy") or {}).get("type", "RollingUpdate") != "RollingUpdate":
+    allowed = surge(deployment)
+    if allowed is None:
         return "its strategy is Recreate: a restart stops every replica before it starts new ones"
-    if not surge(deployment):
+    if not allowed:
         return "its rolling update has maxSurge 0: a restart stops an old pod before it starts a new one"
     return None
 
