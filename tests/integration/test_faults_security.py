@@ -120,10 +120,10 @@ class Env:
         self.cluster.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
         return name
 
-    def node(self, tag, unschedulable=False, ready=False, labels=None):
+    def node(self, tag, unschedulable=False, ready=False):
         name = "%s-%s" % (tag, uuid.uuid4().hex[:5])
         self.cluster.core.create_node(node_manifest(name, unschedulable=unschedulable,
-                                                    labels=labels or {"kubeops.test/pool": "security"}))
+                                                    labels={"kubeops.test/pool": "security"}))
         self.nodes.append(name)
         if ready:
             wait_node_ready(self.cluster, name)
