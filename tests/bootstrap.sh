@@ -83,9 +83,11 @@ if flock -n 8; then
   KUBEOPS_MATRIX_LOCKED=1 bash "$here/matrix/nox.sh" --install-only > "$TESTBED_CACHE/matrix-venvs.log" 2>&1 &
 fi
 exec 8>&-
+# At niceness 5, as the matrix that needs them: on a cold machine they build while pytest's host
+# chain (which does not) runs.
 (
   for version in $K8S_MATRIX_VERSIONS; do
-    K8S_VERSION=$version bash "$here/testbed/build-binaries.sh"
+    K8S_VERSION=$version nice -n 5 bash "$here/testbed/build-binaries.sh"
   done
 ) > "$TESTBED_CACHE/matrix-controlplanes.log" 2>&1 &
 # --- END version matrix ---------------------------------------------------------------------

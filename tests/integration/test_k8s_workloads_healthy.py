@@ -1,5 +1,6 @@
 """k8s_workloads_healthy against the real local control plane (pods run on kwok nodes)."""
 import json
+import os
 import threading
 import time
 
@@ -236,6 +237,34 @@ def wait_ready_pods(cluster, namespace, node, names, timeout=60):
         time.sleep(0.5)
 
 
+def module_process_started(module, timeout=300):
+    """Wait until a process below this test's (its ansible run) runs ``module``: ansible writes
+    the module as AnsiballZ_<module>.py and runs it by that path. No time-based guess of how long
+    ansible takes to start on a loaded machine."""
+    marker = "AnsiballZ_%s.py" % module
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        parents, commands = {}, {}
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                with open("/proc/%s/stat" % pid) as handle:
+                    parents[int(pid)] = int(handle.read().rsplit(")", 1)[1].split()[1])
+                with open("/proc/%s/cmdline" % pid, "rb") as handle:
+                    commands[int(pid)] = handle.read()
+            except (OSError, IndexError, ValueError):
+                continue
+        for pid, command in commands.items():
+            if marker.encode() not in command:
+                continue
+            ancestor = parents.get(pid)
+            while ancestor and ancestor != os.getpid():
+                ancestor = parents.get(ancestor)
+            if ancestor == os.getpid():
+                return pid
+        time.sleep(0.2)
+    raise AssertionError("%s did not start within %ds" % (module, timeout))
+
+
 def make_unready(cluster, namespace, pod_name):
     cluster.core.patch_namespaced_pod_status(pod_name, namespace, {"status": {"conditions": [
         {"type": "Ready", "status": "False", "reason": "KeptUnready", "message": "by the test"}]}})
@@ -267,8 +296,15 @@ def test_node_pods_wait_for_a_deleted_daemonset_pod_until_it_is_back_and_ready(
     # a reboot made the agent's pod unready; the DaemonSet controller replaces it once it is deleted
     old = before["agent"].metadata.name
     make_unready(cluster, namespace, old)
-    # late enough that the module has started (and seen the pod unready) however loaded the machine
-    deleter = threading.Timer(10, lambda: cluster.core.delete_namespaced_pod(old, namespace))
+    # deleted once the module runs and has had time for its first polls (1 s apart), which see the
+    # pod unready, however slowly ansible starts on a loaded machine
+
+    def delete_when_the_module_runs():
+        module_process_started(MODULE)
+        time.sleep(5)
+        cluster.core.delete_namespaced_pod(old, namespace)
+
+    deleter = threading.Thread(target=delete_when_the_module_runs)
     deleter.start()
     try:
         started = time.monotonic()
@@ -279,7 +315,7 @@ def test_node_pods_wait_for_a_deleted_daemonset_pod_until_it_is_back_and_ready(
     finally:
         deleter.join()
     assert result["changed"] is False and result["healthy"] is True and result["not_ready"] == []
-    assert waited >= 10 and result["polls"] >= 2
+    assert waited >= 5 and result["polls"] >= 2, (waited, result["polls"])
     own = mine(result["node_pods"], namespace)
     # ...is what the gate expects: the DaemonSets that run there, and the static pod
     assert [(e["kind"], e["name"], e["ready"]) for e in own] == [

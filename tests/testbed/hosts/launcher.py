@@ -41,6 +41,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import secrets
 import shlex
 import shutil
@@ -77,6 +78,10 @@ KWOK_STAGES = ("node/fast/node-initialize.yaml",
 SSH_OPTIONS = ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
                "-o", "LogLevel=ERROR", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10",
                "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=6"]
+
+
+# ssh's own words for a connection that failed before any session (the command never ran).
+SSH_NOT_CONNECTED = re.compile(r"during banner exchange|kex_exchange_identification|^ssh: connect to host", re.M)
 
 
 class TestbedError(Exception):
@@ -565,9 +570,17 @@ class Launcher:
         info = self.info(name)
         return ["ssh", "-i", self.key, "-p", str(info["ssh_port"])] + SSH_OPTIONS + ["root@127.0.0.1"]
 
-    def ssh(self, name, command, check=True, timeout=120):
-        res = subprocess.run(self.ssh_argv(name) + [command], capture_output=True, text=True,
-                             timeout=timeout, stdin=subprocess.DEVNULL, check=False)
+    def ssh(self, name, command, check=True, timeout=120, attempts=3):
+        """``command`` on the host over SSH. A connection that never reached a session (a banner
+        exchange timed out on a loaded machine, QEMU's port forward reset) is tried again, up to
+        ``attempts`` in all: the command did not run."""
+        for attempt in range(1, attempts + 1):
+            res = subprocess.run(self.ssh_argv(name) + [command], capture_output=True, text=True,
+                                 timeout=timeout, stdin=subprocess.DEVNULL, check=False)
+            if res.returncode != 255 or not SSH_NOT_CONNECTED.search(res.stderr) or attempt == attempts:
+                break
+            log("%s: ssh did not connect (%s); trying again" % (name, res.stderr.strip()[-200:]))
+            time.sleep(2)
         if check and res.returncode != 0:
             raise TestbedError("%s: `%s` failed (%d): %s" % (name, command, res.returncode,
                                                              (res.stderr or res.stdout).strip()[-1000:]))
@@ -581,7 +594,7 @@ class Launcher:
                 raise TestbedError("%s: QEMU exited while booting; see %s" % (
                     name, os.path.join(self.host_dir(name), "console.log")))
             try:
-                res = self.ssh(name, "cat /proc/sys/kernel/random/boot_id", check=False, timeout=30)
+                res = self.ssh(name, "cat /proc/sys/kernel/random/boot_id", check=False, timeout=30, attempts=1)
             except subprocess.TimeoutExpired:
                 continue
             if res.returncode == 0:
@@ -607,6 +620,11 @@ class Launcher:
                       "          ansible_user: root",
                       "          ansible_ssh_private_key_file: %s" % json.dumps(self.key),
                       "          ansible_ssh_common_args: %s" % json.dumps(" ".join(SSH_OPTIONS[:6])),
+                      # ansible's default 10 s for connect and banner: a loaded CI machine misses it
+                      "          ansible_timeout: 30",
+                      # each module in one SSH operation (not mkdir, sftp, chmod, run): every one
+                      # starts processes on a guest under emulation
+                      "          ansible_pipelining: true",
                       "          ansible_python_interpreter: /usr/bin/python3",
                       "          testbed_node_name: %s" % name,
                       "          testbed_flavour: %s" % info.get("flavour", DEFAULT_FLAVOUR),

@@ -162,6 +162,7 @@ class FakeRuntime:
         self.held_mounts = []
         self.free = 1 << 40
         self.copy_hook = None
+        self.crictl_timeouts = []
 
     def unit_active(self, unit):
         return unit in self.active
@@ -171,8 +172,10 @@ class FakeRuntime:
         if unit not in self.stuck_units:
             self.active.discard(unit)
 
-    def cli(self, tool, args, endpoint=None):
+    def cli(self, tool, args, endpoint=None, timeout=None):
         self.calls.append((tool,) + tuple(args))
+        if tool == "crictl":
+            self.crictl_timeouts.append(timeout)
         assert any(u.startswith(self.runtime_name()) for u in self.active), "%s called with the runtime stopped" % tool
         verb = args[0]
         if verb == "info":
@@ -722,7 +725,11 @@ def test_root_move_stops_every_pod_then_containerd_and_carries_the_images_over(n
     verbs = [c[1] if c[0] == "crictl" else c[0] for c in node.runtime.calls if c[0] in ("crictl", "stop", "copy", "sync")]
     # pods stopped and removed through the CRI before containerd itself, the copy after both, and
     # on the disk (synced) while it is still the temporary copy, before it is renamed and named
-    assert verbs == ["info", "images", "pods", "ps", "stopp", "rmp", "ps", "stop", "copy", "sync"], verbs
+    assert verbs == ["info", "images", "pods", "ps", "ps", "stop", "stopp", "rmp", "ps", "stop", "copy", "sync"], verbs
+    # the running containers get SIGTERM and a grace period (as docker stop) before their sandboxes
+    # go, and every crictl call a deadline longer than crictl's own 2 s, the stop's longer still
+    assert ("crictl", "stop", "--timeout", "30", "c-1", "c-2", "c-3") in node.runtime.calls
+    assert min(node.runtime.crictl_timeouts) >= 60 and max(node.runtime.crictl_timeouts) == 90
     assert node.runtime.did("sync") == [("sync", os.path.join(node.mnt, ".containerd.kubeops-carry-over"), True)]
     assert ("crictl", "stopp", "pod-a", "pod-b") in node.runtime.calls
     # the copy is the old root, entry for entry (hard link, symlink, xattrs, sparse file), and the
