@@ -92,6 +92,16 @@ class Runtime:
         raise NotImplementedError
 
 
+# crictl's deadline for one call (``--timeout``), beyond the grace period a stop waits.
+CRI_CALL_SECONDS = 60
+
+
+def _grace_seconds(stop_timeout):
+    """The grace period a running container gets to exit on SIGTERM before it is killed: the
+    module's stop_timeout, bounded to 1..30 s (the field notes' ``docker stop`` gave 10)."""
+    return max(1, min(stop_timeout, 30))
+
+
 class Docker(Runtime):
     name = "docker"
     default_config = "/etc/docker/daemon.json"
@@ -110,7 +120,7 @@ class Docker(Runtime):
     def stop_all(self, rhost, timeout):
         running = _runtime_data.ids(rhost.cli("docker", ["ps", "-q", "--no-trunc"]))
         if running:  # what the field notes did, with the stop's grace period bounded
-            rhost.cli("docker", ["stop", "--time", str(max(1, min(timeout, 30)))] + running)
+            rhost.cli("docker", ["stop", "--time", str(_grace_seconds(timeout))] + running)
         return [], running
 
 
@@ -133,8 +143,10 @@ class Containerd(Runtime):
             config = None
         self.endpoint = _runtime_data.containerd_address(config)
 
-    def crictl(self, rhost, *args):
-        return rhost.cli("crictl", list(args), endpoint=self.endpoint)
+    def crictl(self, rhost, *args, wait=0):
+        # crictl's own deadline for each call is 2 s unless crictl.yaml says otherwise: too short
+        # for a loaded node, and for a stop that waits ``wait`` seconds for its containers
+        return rhost.cli("crictl", list(args), endpoint=self.endpoint, timeout=CRI_CALL_SECONDS + wait)
 
     def reported_root(self, rhost):
         return _runtime_data.crictl_root(self.crictl(rhost, "info"))
@@ -145,6 +157,10 @@ class Containerd(Runtime):
     def stop_all(self, rhost, timeout):
         pods = _runtime_data.ids(self.crictl(rhost, "pods", "-q"))
         containers = _runtime_data.ids(self.crictl(rhost, "ps", "-a", "-q"))
+        running = _runtime_data.ids(self.crictl(rhost, "ps", "-q"))
+        if running:  # SIGTERM and a grace period first, as docker stop: stopping a sandbox kills at once
+            grace = _grace_seconds(timeout)
+            self.crictl(rhost, *(["stop", "--timeout", str(grace)] + running), wait=grace)
         if pods:
             self.crictl(rhost, *(["stopp"] + pods))
             self.crictl(rhost, *(["rmp", "--force"] + pods))

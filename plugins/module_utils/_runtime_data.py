@@ -286,11 +286,14 @@ class RuntimeHost:
     def stop_unit(self, unit: str) -> None:
         self._run([self.module.get_bin_path("systemctl", required=True), "stop", unit])
 
-    def cli(self, tool: str, args: Sequence[str], endpoint: Optional[str] = None) -> str:
-        """``crictl`` (with ``endpoint``) or ``docker``, its stdout."""
+    def cli(self, tool: str, args: Sequence[str], endpoint: Optional[str] = None, timeout: Optional[int] = None) -> str:
+        """``crictl`` (with ``endpoint`` and a deadline of ``timeout`` seconds for each call) or
+        ``docker``, its stdout."""
         argv = [self.module.get_bin_path(tool, required=True)]
         if tool == "crictl" and endpoint:
             argv += ["--runtime-endpoint", endpoint]
+        if tool == "crictl" and timeout:
+            argv += ["--timeout", "%ds" % timeout]
         return self._run(argv + list(args))
 
     def processes(self):

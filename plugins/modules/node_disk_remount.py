@@ -45,8 +45,9 @@ description:
     module first stops what runs from the old root, because C(systemctl stop containerd) does not
     (its unit has C(KillMode=process), so the shims and every pod's containers keep running). With
     O(kubelet_service) stopped (the module fails while it runs, as kubelet would start the pods
-    again), it stops and removes every pod sandbox (C(crictl stopp), C(crictl rmp); for Docker,
-    C(docker stop) of every running container), checks that no shim (C(containerd-shim*)) and no
+    again), it stops every running container with SIGTERM and a grace period of O(stop_timeout)
+    seconds, at most 30 (C(crictl stop); for Docker, C(docker stop)), then stops and removes every
+    pod sandbox (C(crictl stopp), C(crictl rmp)), checks that no shim (C(containerd-shim*)) and no
     container process is left (waiting up to O(stop_timeout) seconds), then stops O(runtime_units)
     (Docker's socket too, or socket activation starts it again). Starting the runtime and kubelet
     again is the caller's job, also when the module fails: it returns RV(runtime_restart_needed).
@@ -205,7 +206,8 @@ options:
     default: true
   stop_timeout:
     description:
-      - Seconds to wait, after every pod and container was stopped, for the last shim and container
+      - Seconds a running container gets to exit on SIGTERM before it is killed (at most 30), and
+        seconds to wait, after every pod and container was stopped, for the last shim and container
         process to be gone.
     type: int
     default: 120
