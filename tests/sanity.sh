@@ -3,6 +3,15 @@
 # copy the tracked files there (a symlink is not accepted) and run it with this Python.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
+# One ansible-test at a time builds or uses its virtualenvs (~/.ansible/test/venv): the bootstrap
+# primes them in the background on a cold machine (--prime-venvs), and the sanity stage waits here
+# until that is done instead of building the same ones beside it.
+mkdir -p "$HOME/.ansible/test"
+exec 9>"$HOME/.ansible/test/kubeops-sanity.lock"
+if ! flock -n 9; then
+  echo "[sanity $(date +%H:%M:%S)] waiting for another ansible-test sanity (the bootstrap priming its virtualenvs?)" >&2
+  flock 9
+fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 dest="$tmp/ansible_collections/kubeops/node_maintenance"
