@@ -136,9 +136,22 @@ parallel=()
 if [[ $workers != 0 ]]; then
   parallel=(-n "$workers" --dist loadscope)
 fi
+# The host scenarios' step times (tests/integration/hostsupport.py record_step_times), printed
+# after pytest: pytest drops a passed test's captured output, and these say where the host chain's
+# minutes went.
+step_times_ours=""
+if [[ -z ${KUBEOPS_STEP_TIMES:-} ]]; then
+  KUBEOPS_STEP_TIMES=$(mktemp -t kubeops-step-times.XXXXXX) step_times_ours=1
+fi
+export KUBEOPS_STEP_TIMES
 # -p no:cacheprovider: CI clones are read-only-ish and the cache is noise there.
 pytest_rc=0
 python -m pytest -p no:cacheprovider "${parallel[@]}" --durations=25 "$@" || pytest_rc=$?
+if [[ -s $KUBEOPS_STEP_TIMES ]]; then
+  printf '\n[test] host scenario step times (s)\n' >&2
+  sed 's/^/  /' "$KUBEOPS_STEP_TIMES" >&2
+fi
+[[ -z $step_times_ours ]] || rm -f "$KUBEOPS_STEP_TIMES"
 [[ -z ${KUBEOPS_MATRIX_GO:-} ]] || touch "$KUBEOPS_MATRIX_GO"  # KUBEOPS_MATRIX_START=free-core
 
 if [[ -n $matrix_pid ]]; then

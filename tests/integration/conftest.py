@@ -240,7 +240,9 @@ def create_namespace(cluster, prefix):
     name = _unique(prefix.lower().replace("_", "-")[:40].strip("-[]"))
     name = "".join(ch if ch.isalnum() or ch == "-" else "-" for ch in name)[:60].strip("-")
     cluster.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    deadline = time.monotonic() + 60
+    # a wait, not a limit: a controller-manager at the cluster workers' lower CPU priority made it
+    # after more than 60 s while the QEMU hosts booted
+    deadline = time.monotonic() + 300
     while True:  # pods cannot be created before the controller-manager made the default ServiceAccount
         try:
             cluster.core.read_namespaced_service_account("default", name)

@@ -9,6 +9,7 @@ them out of a quick loop and ``make test-hosts`` runs only them.
 """
 import contextlib
 import importlib.util
+import json
 import os
 import shutil
 import tempfile
@@ -289,6 +290,18 @@ class HostPool:
                     self.log("destroy %s: %s" % (name, exc))
             forget_nodes(self.cluster.core, self.flavours[flavour])
             shutil.rmtree(launcher.state, ignore_errors=True)
+
+
+def record_step_times(module, times, **extra):
+    """A host scenario's step times (seconds): appended as one JSON line to KUBEOPS_STEP_TIMES
+    (tests/run.sh sets it and prints the lines after pytest, passed or not: captured stderr is gone
+    once a test passes, and these say which steps of the host chain the minutes went to)."""
+    path = os.environ.get("KUBEOPS_STEP_TIMES")
+    if not path:
+        return
+    line = dict({k: round(v) for k, v in times.items()}, module=module, **extra)
+    with open(path, "a") as handle:
+        handle.write(json.dumps(line, sort_keys=True) + "\n")
 
 
 def host_sh(launcher, name, command, check=True, timeout=180):

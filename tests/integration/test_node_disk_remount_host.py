@@ -37,7 +37,7 @@ import time
 import pytest
 
 from tests.conftest import COLLECTIONS_ROOT, REPO_ROOT
-from tests.integration.hostsupport import REAL_POOL_HOSTS, NotReadyWatcher, node_ready
+from tests.integration.hostsupport import REAL_POOL_HOSTS, NotReadyWatcher, node_ready, record_step_times
 from tests.integration.test_rolling_maintenance import PLAYBOOK, node_record
 
 pytestmark = [pytest.mark.integration, pytest.mark.hosts]
@@ -248,6 +248,7 @@ def test_host(cluster, host_pool, tmp_path_factory):
         yield host
     # the real-kubelet host's times: its first boot (the pool's), reboot and reimage (this test's)
     _log("times (s): %s; host pool: %s" % (json.dumps({k: round(v) for k, v in TIMES.items()}), host_pool.timings))
+    record_step_times("test_node_disk_remount_host", TIMES, host_pool=dict(host_pool.timings))
 
 
 # --- the node's own pods: a DaemonSet pod and a static pod ------------------------------------------------

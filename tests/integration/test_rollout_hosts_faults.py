@@ -33,7 +33,7 @@ import time
 import pytest
 
 from tests.integration import conftest as integration
-from tests.integration.hostsupport import POOL_HOSTS, host_sh as sh, wait_node_ready
+from tests.integration.hostsupport import POOL_HOSTS, host_sh as sh, record_step_times, wait_node_ready
 from tests.integration.test_rolling_maintenance import PLAYBOOK, node_record
 
 pytestmark = [pytest.mark.integration, pytest.mark.hosts]
@@ -67,6 +67,7 @@ def hosts(host_pool):
     finally:
         _log("times (s): %s; module %ds" % (json.dumps({k: round(v) for k, v in TIMES.items()}),
                                             time.monotonic() - started))
+        record_step_times("test_rollout_hosts_faults", dict(TIMES, module_s=time.monotonic() - started))
 
 
 def rollout_vars(namespace, reports, rollout_id, **extra):
