@@ -7,6 +7,8 @@ import time
 import pytest
 from kubernetes import client
 
+from tests.integration import conftest as integration
+
 pytestmark = pytest.mark.integration
 
 MODULE = "k8s_workloads_healthy"
@@ -241,26 +243,16 @@ def module_process_started(module, timeout=300):
     """Wait until a process below this test's (its ansible run) runs ``module``: ansible writes
     the module as AnsiballZ_<module>.py and runs it by that path. No time-based guess of how long
     ansible takes to start on a loaded machine."""
-    marker = "AnsiballZ_%s.py" % module
+    marker = ("AnsiballZ_%s.py" % module).encode()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        parents, commands = {}, {}
-        for pid in filter(str.isdigit, os.listdir("/proc")):
+        for pid in integration.process_tree(os.getpid()):
             try:
-                with open("/proc/%s/stat" % pid) as handle:
-                    parents[int(pid)] = int(handle.read().rsplit(")", 1)[1].split()[1])
-                with open("/proc/%s/cmdline" % pid, "rb") as handle:
-                    commands[int(pid)] = handle.read()
-            except (OSError, IndexError, ValueError):
+                with open("/proc/%d/cmdline" % pid, "rb") as handle:
+                    if marker in handle.read():
+                        return pid
+            except OSError:
                 continue
-        for pid, command in commands.items():
-            if marker.encode() not in command:
-                continue
-            ancestor = parents.get(pid)
-            while ancestor and ancestor != os.getpid():
-                ancestor = parents.get(ancestor)
-            if ancestor == os.getpid():
-                return pid
         time.sleep(0.2)
     raise AssertionError("%s did not start within %ds" % (module, timeout))
 
