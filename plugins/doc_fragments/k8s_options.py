@@ -45,6 +45,10 @@ options:
         instead of two. A phase begins with its first call.
       - The record is written before the task's work, so a task that then fails leaves the node in
         that phase (the caller records the failure).
+      - What the work is about to add to the node (taints, the load-balancer label) joins
+        O(record.taints_added) and O(record.labels_added) in that same write, ahead of the work; a run
+        killed between its write to the node and the end of the task leaves a record that still
+        names them, so the run that resumes removes them on return.
       - Nothing is written in check mode (RV(phase_record) is the record as it would be). A node that
         does not exist fails the task before its work.
       - The record after the task is returned as RV(phase_record).

@@ -214,7 +214,16 @@ class K8sModule:
         deadline = self.deadline(self.params.get("timeout") or 60, minimum=1)
         return write(_maintenance_state, self.raw, node, record, deadline)
 
-    def run(self, work, record_for=None, record_after=None):
+    @staticmethod
+    def _record_holds(record, fields):
+        """Whether ``record`` (as the first write left it) already says what ``fields`` would write."""
+        from ansible_collections.kubeops.node_maintenance.plugins.module_utils import _maintenance_state as ms
+
+        updates = dict.fromkeys(ms.UPDATABLE)
+        updates.update(fields)
+        return ms.same_record(record, ms.merge_record(record, updates, ms.utc_now()))
+
+    def run(self, work, record_for=None, record_after=None, record_intent=None):
         """Call ``work()`` and exit with the dict it returns, or fail in the shared shape.
 
         ``ModuleFailure`` is reported as raised; ``K8sAccessError`` with its message; an
@@ -223,25 +232,28 @@ class K8sModule:
 
         With the ``record`` option given, the phase record of node ``record_for`` (or ``record.node``)
         is written first, and ``record_after(result)`` (fields such as ``taints_added``, or None) after
-        the work; the result gets ``phase_record``. With the ``records`` option, each node's record is
-        written first (in the order given) and the result gets ``phase_records``.
+        the work (skipped when the record holds them already); the result gets ``phase_record``.
+        ``record_intent(node)`` gives the fields the work is about to add to the node as the first
+        write read it, written with it (``_maintenance_state.record_phase``): a run killed between
+        the work and ``record_after`` still leaves them recorded. With the ``records`` option, each
+        node's record is written first (in the order given) and the result gets ``phase_records``.
         """
         try:
             recording = bool(self.params.get("record"))
 
-            def begin(record=None):
+            def begin(record=None, intent=None):
                 return self._record(record_for, lambda ms, raw, node, record, deadline: ms.record_phase(
-                    raw, node, record, self.check_mode, deadline, self.warn), record)
+                    raw, node, record, self.check_mode, deadline, self.warn, intent=intent), record)
 
             if recording:
-                phase_record = begin()
+                phase_record = begin(intent=record_intent)
             phase_records = {record["node"]: begin(record) for record in self.params.get("records") or ()}
             result = work()
             if phase_records:
                 result["phase_records"] = phase_records
             if recording:
                 fields = record_after(result) if record_after else None
-                if fields:
+                if fields and not self._record_holds(phase_record, fields):
                     phase_record = self._record(record_for, lambda ms, raw, node, record, deadline: ms.record_fields(
                         raw, node, record["rollout"], phase_record, fields, self.check_mode, deadline, self.warn))
                 result["phase_record"] = phase_record

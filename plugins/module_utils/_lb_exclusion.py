@@ -97,6 +97,13 @@ def label_diff(before, after):
             "labels_removed": [LABEL] if had and not has else []}
 
 
+def labels_to_add(node, exclude):
+    """``[LABEL]`` when ``exclude`` would add the label to ``node`` as read, else ``[]``: the
+    ``labels_added`` a phase's record names before the write (``_maintenance_state.record_phase``)."""
+    change = label_change(node, exclude)
+    return [LABEL] if change is not None and change[1] is not None else []
+
+
 def excluded(node):
     """Whether the node carries the label (what the result's ``excluded_from_load_balancers`` says)."""
     return LABEL in node_labels(node)

@@ -469,13 +469,16 @@ def state_result(name, node, before, after, changed, rollout, event=None, diff=F
     return result
 
 
-def maintain(raw, params, updates, check_mode, diff, deadline, warn):
+def maintain(raw, params, updates, check_mode, diff, deadline, warn, intent=None):
     """One run of k8s_node_maintenance_state: the record (``updates`` from ``requested_updates``)
     read, or written for ``state=present`` / ``absent``, then the event; the module's result.
-    ``warn(text)`` reports a warning."""
+    ``warn(text)`` reports a warning. ``intent``: see ``record_phase``."""
     name, state = params["name"], params["state"]
-    node, before, after, changed, warnings = write_record(
-        raw, name, lambda current: compute_record(current, state, updates), check_mode, deadline)
+
+    def compute(current):
+        return compute_record(current, state, with_intent(updates, intent(current) if intent else None))
+
+    node, before, after, changed, warnings = write_record(raw, name, compute, check_mode, deadline)
     for warning in warnings:
         warn("node/%s: %s" % (name, warning))
     if node is None and state == "present":
@@ -488,15 +491,39 @@ def maintain(raw, params, updates, check_mode, diff, deadline, warn):
 # The ``record`` option of the phase modules (K8sModule), and what the role reads of the node
 # ------------------------------------------------------------------------------------------------
 
-def record_phase(raw, name, record, check_mode, deadline, warn):
+def record_phase(raw, name, record, check_mode, deadline, warn, intent=None):
     """The ``record`` option (doc fragment ``k8s_options.record``) of a phase's first module: the
     phase entered in node ``name``'s record, with its Event, before the module's work, as
     ``k8s_node_maintenance_state state=present`` would; returns the record after it (in check mode
-    as it would be, nothing written). A node that does not exist fails."""
+    as it would be, nothing written). A node that does not exist fails.
+
+    ``intent(node) -> fields`` (or None): what the work is about to add to the node as this write
+    read it (``taints_added``: the taints not on it yet; ``labels_added``: the load-balancer label),
+    joined to the record's lists in this same write, ahead of the work. A run killed between its
+    write and ``record_fields`` leaves a record that still names them; without this the run that
+    resumes finds them on the node, cannot tell them from an operator's, and leaves them there
+    after the node returns."""
     params = {"name": name, "state": "present", "timeout": 60, "event": record.get("event")}
     params.update((key, record.get(key)) for key in UPDATABLE if key != "message")
     params["msg"] = record.get("msg")
-    return maintain(raw, params, requested_updates(params), check_mode, False, deadline, warn)["record"]
+    return maintain(raw, params, requested_updates(params), check_mode, False, deadline, warn,
+                    intent=intent)["record"]
+
+
+INTENT_FIELDS = ("taints_added", "labels_added")
+
+
+def with_intent(updates, fields):
+    """``updates`` with each list of ``fields`` (``INTENT_FIELDS``) appended to the list given (none
+    given counts as empty, as ``record_fields`` after the work counts it; the record keeps each
+    entry once); ``updates`` itself when there is nothing to add."""
+    fields = {key: list(value) for key, value in (fields or {}).items() if value}
+    unknown = set(fields) - set(INTENT_FIELDS)
+    if unknown:
+        raise ValueError("intent fields: %s" % ", ".join(sorted(unknown)))
+    if not fields:
+        return updates
+    return dict(updates, **{key: list(updates.get(key) or []) + value for key, value in fields.items()})
 
 
 def record_fields(raw, name, rollout, current, fields, check_mode, deadline, warn):

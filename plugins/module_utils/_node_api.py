@@ -235,6 +235,14 @@ def converge_taints(nodes, requested, state, replace, check_mode, deadline, cloc
             refused = (version, exc)
 
 
+def taint_intent(node, taints, state, replace, exclude_from_load_balancers=None):
+    """What ``taint_node`` is about to add to ``node`` as read: ``{"taints_added", "labels_added"}``
+    for the phase record written ahead of it (``_maintenance_state.record_phase``)."""
+    current = (node.get("spec") or {}).get("taints") or []
+    added = merge_taints(current, taints, state, replace)["added"] if state == "present" else []
+    return {"taints_added": added, "labels_added": _lb_exclusion.labels_to_add(node, exclude_from_load_balancers)}
+
+
 def taint_node(raw, name, taints, state, replace, check_mode, deadline, diff, warn, unschedulable=None,
                exclude_from_load_balancers=None):
     """What k8s_node_taint does once its options are checked (``check_taint_request``): converge

@@ -134,6 +134,7 @@ phase_record:
   sample: {"rollout": "patch-2026-11", "phase": "drain", "status": "in_progress", "message": "drain started"}
 """
 
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._lb_exclusion import labels_to_add
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_module import (
     NODE_NAME_SPEC,
     RECORD_SPEC,
@@ -169,7 +170,9 @@ def main():
             exclude_from_load_balancers=module.params["exclude_from_load_balancers"])
         return cordon_result(name, changed, before, after, module.diff)
 
-    module.run(cordon, record_for=name, record_after=lambda result: labels_added(module.params["record"], result))
+    module.run(cordon, record_for=name, record_after=lambda result: labels_added(module.params["record"], result),
+               record_intent=lambda node: {"labels_added": labels_to_add(
+                   node, module.params["exclude_from_load_balancers"])})
 
 
 if __name__ == "__main__":

@@ -714,6 +714,7 @@ phase_record:
 
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils._drain import drain
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils._pod_rules import VOCABULARIES
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._lb_exclusion import labels_to_add
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_module import (
     NODE_NAME_SPEC,
     RECORD_SPEC,
@@ -758,7 +759,9 @@ def main():
     name = module.params["name"]
     module.about("node/%s" % name, node=name)
     module.run(lambda: drain(module.params, module.check_mode, module.started, lambda: module.api_client, module.warn),
-               record_for=name, record_after=lambda result: labels_added(module.params["record"], result))
+               record_for=name, record_after=lambda result: labels_added(module.params["record"], result),
+               record_intent=lambda node: {"labels_added": labels_to_add(
+                   node, module.params["exclude_from_load_balancers"])})
 
 
 if __name__ == "__main__":

@@ -227,7 +227,8 @@ phase_record:
     - With O(record), the node's maintenance record after the task (in check mode, as it would be),
       as RV(kubeops.node_maintenance.k8s_node_maintenance_state#module:record) returns it.
     - Its C(taints_added) holds O(record.taints_added) and the taints this task added (RV(added)),
-      recorded right after the write.
+      recorded with the phase, before the write to the node (a run killed in between still has them
+      recorded).
   returned: with O(record), on success
   type: dict
   sample: {"rollout": "patch-2026-11", "phase": "drain", "status": "in_progress",
@@ -269,6 +270,7 @@ from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_modu
 )
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils._node_api import (
     check_taint_request,
+    taint_intent,
     taint_node,
 )
 
@@ -310,7 +312,9 @@ def main():
             fields["taints_added"] = (params["record"].get("taints_added") or []) + result["added"]
         return fields or None
 
-    module.run(taint, record_for=name, record_after=taints_added)
+    module.run(taint, record_for=name, record_after=taints_added,
+               record_intent=lambda node: taint_intent(node, params["taints"], params["state"], params["replace"],
+                                                       params["exclude_from_load_balancers"]))
 
 
 if __name__ == "__main__":

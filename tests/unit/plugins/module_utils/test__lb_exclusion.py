@@ -98,4 +98,6 @@ def test_both_patches_give_the_node_apply_describes_and_then_nothing_is_left_to_
     assert dict((k, v) for k, v in _lb_exclusion.node_labels(expected).items() if k != LABEL) == others
     diff = _lb_exclusion.label_diff(before, expected)
     assert diff["labels_added"] == ([LABEL] if change and change[1] is not None else [])
+    # what a phase record names ahead of the write is what the write then adds
+    assert _lb_exclusion.labels_to_add(before, exclude) == diff["labels_added"]
     assert diff["labels_removed"] == ([LABEL] if change and change[1] is None else [])

@@ -697,6 +697,32 @@ def test_record_phase_in_check_mode_writes_nothing_and_fails_on_a_missing_node(k
     assert failed.value.fields["status"] == 404 and "does not exist" in failed.value.msg
 
 
+def test_record_phase_joins_the_intent_read_from_the_same_node_in_the_same_write(k8s_server):
+    store = NodeStore()
+    server = k8s_server(store)
+    seen = []
+
+    def intent(node):
+        seen.append(node["metadata"]["resourceVersion"])
+        return {"taints_added": [{"key": "other", "effect": "NoExecute"}], "labels_added": []}
+
+    record = ms.record_phase(server.raw(), "n1", PHASE_RECORD, False, time.monotonic() + 30, [].append, intent=intent)
+    assert [(t["key"], t["effect"]) for t in record["taints_added"]] == [("maint", "NoSchedule"), ("other", "NoExecute")]
+    assert "labels_added" not in record or record["labels_added"] == []
+    assert json.loads(store.node["metadata"]["annotations"][ms.ANNOTATION]) == record
+    assert seen == ["1"] and store.counts["PATCH"] == 1, "one read, one write: the intent is part of the record's write"
+
+
+def test_with_intent_appends_to_the_lists_given_and_refuses_other_fields():
+    updates = {"phase": "drain", "taints_added": [{"key": "a"}], "labels_added": None}
+    assert ms.with_intent(updates, None) is updates and ms.with_intent(updates, {"taints_added": []}) is updates
+    joined = ms.with_intent(updates, {"taints_added": [{"key": "b"}], "labels_added": ["x/y"]})
+    assert joined == {"phase": "drain", "taints_added": [{"key": "a"}, {"key": "b"}], "labels_added": ["x/y"]}
+    assert updates["taints_added"] == [{"key": "a"}], "the updates given are not modified"
+    with pytest.raises(ValueError):
+        ms.with_intent(updates, {"phase": "return"})
+
+
 def test_node_state_is_what_a_rollout_reads_of_the_node():
     assert ms.node_state(None) is None
     assert ms.node_state({"metadata": {}}) == {"unschedulable": False, "boot_id": "", "taints": []}

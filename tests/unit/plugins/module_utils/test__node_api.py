@@ -255,3 +255,14 @@ def test_the_cordon_writes_the_label_in_its_patch_and_reports_it(k8s_server):
     assert _node_api.set_unschedulable(server.raw(), "n1", True, False, time.monotonic() + 60,
                                        exclude_from_load_balancers=True)[0] is False
     assert len(bodies) == 1
+
+
+def test_taint_intent_is_what_the_write_then_adds():
+    on_node = [OLD, {"key": "maint", "value": "old", "effect": "NoExecute"}]
+    node = {"metadata": {"name": "n1", "labels": {}}, "spec": {"taints": on_node}}
+    wanted = [MAINT, {"key": "old", "effect": "NoExecute"}, {"key": "new", "effect": "NoSchedule"}]
+    intent = _node_api.taint_intent(node, wanted, "present", False, exclude_from_load_balancers=True)
+    # maint's value changes (re-added), old is there, new is added; the label is added
+    assert [t["key"] for t in intent["taints_added"]] == ["maint", "new"]
+    assert intent["labels_added"] == ["node.kubernetes.io/exclude-from-external-load-balancers"]
+    assert _node_api.taint_intent(node, [{"key": "old"}], "absent", False) == {"taints_added": [], "labels_added": []}

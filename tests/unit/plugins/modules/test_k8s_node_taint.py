@@ -92,6 +92,7 @@ class RecordingTaintStore(TaintStore):
         self.node["metadata"]["annotations"] = {}
         self.events = []
         self.patches = []
+        self.record_at_patch = []  # the record as each patch found it
 
     def __call__(self, request):
         method, path = request["method"], request["path"]
@@ -100,6 +101,7 @@ class RecordingTaintStore(TaintStore):
             return 201, dict(request["body"], metadata=dict(request["body"]["metadata"], uid="uid-event"))
         if path == NODE_PATH and method == "PATCH":
             self.patches.append(request["body"])
+            self.record_at_patch.append(self.record())
             if request["headers"]["content-type"] == "application/merge-patch+json":
                 self.node["metadata"]["annotations"].update(request["body"]["metadata"]["annotations"])
                 self._bump()
@@ -117,7 +119,7 @@ class RecordingTaintStore(TaintStore):
         return json.loads(self.node["metadata"]["annotations"].get("maintenance.kubeops.io/state", "{}"))
 
 
-def test_record_is_written_before_the_taint_and_the_taints_added_right_after(k8s_server, tmp_path):
+def test_record_is_written_before_the_taint_naming_the_taints_it_is_about_to_add(k8s_server, tmp_path):
     store = RecordingTaintStore()
     server = k8s_server(store)
     result, _imported = run_module("k8s_node_taint", dict(server.params, name="n1", taints=[DRAINING], record=RECORD),
@@ -131,16 +133,32 @@ def test_record_is_written_before_the_taint_and_the_taints_added_right_after(k8s
     assert store.record() == phase_record
     (event,) = store.events
     assert event["reason"] == "MaintenanceDrain" and event["involvedObject"]["name"] == "n1"
-    # the record (and its Event) first, then the taint, then the taints it added into the record
+    # the record (and its Event) first, already naming the taint, then the taint; nothing after it:
+    # a run killed once the taint is on the node leaves a record that says it added it
     kinds = [("json" if isinstance(p, list) else "merge") for p in store.patches]
-    assert kinds == ["merge", "json", "merge"]
-    assert [m for m, _p in server.calls()] == ["GET", "PATCH", "POST", "GET", "PATCH", "GET", "PATCH"]
+    assert kinds == ["merge", "json"]
+    assert store.record_at_patch[1]["taints_added"] == [DRAINING] and store.record_at_patch[1]["phase"] == "drain"
+    assert [m for m, _p in server.calls()] == ["GET", "PATCH", "POST", "GET", "PATCH"]
 
-    # again: nothing to add, the record already says so; no taint write, no second record write
+    # the run that resumes (the record's taints passed on, as the role does): the taint is there,
+    # nothing to add or write, and the record still names it, so the return removes it
     again, _imported = run_module("k8s_node_taint", dict(server.params, name="n1", taints=[DRAINING],
-                                                         record=dict(RECORD, taints_added=[DRAINING])), tmp_path)
+                                                         record=dict(RECORD, taints_added=store.record()["taints_added"])),
+                                  tmp_path)
     assert again["changed"] is False and again["added"] == [] and again["phase_record"]["taints_added"] == [DRAINING]
-    assert len(store.patches) == 3
+    assert len(store.patches) == 2 and store.record()["taints_added"] == [DRAINING]
+
+
+def test_a_taint_already_on_the_node_is_never_recorded_as_added(k8s_server, tmp_path):
+    # an operator's taint with the maintenance key, there before the rollout: the return must leave it
+    store = RecordingTaintStore()
+    store.node["spec"]["taints"].append(dict(DRAINING))
+    server = k8s_server(store)
+    result, _imported = run_module("k8s_node_taint", dict(server.params, name="n1", taints=[DRAINING], record=RECORD),
+                                   tmp_path)
+    assert result["changed"] is False and result["added"] == []
+    assert result["phase_record"]["taints_added"] == [] and store.record()["taints_added"] == []
+    assert [("json" if isinstance(p, list) else "merge") for p in store.patches] == ["merge"]
 
 
 def test_record_in_check_mode_writes_nothing_and_a_missing_node_fails_before_the_work(k8s_server, tmp_path):
