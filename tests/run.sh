@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The whole test suite, as README and CI run it: bootstrap (cached), static checks, collection
-# build, then one pytest run of unit and integration tests on the real local control plane
-# (and on QEMU test hosts where the host tests are present). Exits non-zero on any failure.
+# The whole test suite, as README and CI run it: bootstrap (cached), collection build, then one
+# pytest run of unit and integration tests on the real local control plane (and on QEMU test hosts
+# where the host tests are present), with the static checks (ansible-lint, ansible-test sanity) and
+# the version matrix in its background. Exits non-zero on any failure.
 #
 # Every stage's duration is printed when it ends and again, as a table, when the run ends (also
 # on failure), with pytest's 25 slowest tests before it: a CI log says where the minutes went.
@@ -44,17 +45,54 @@ stage "bootstrap (packages, venv, binaries, image)"
 venv_bin=$(bash tests/bootstrap.sh | tail -n 1)
 export PATH="$venv_bin:$PATH"
 
-stage "ansible-lint --profile production"
-bash tests/lint.sh
-
-stage "ansible-test sanity"
-bash tests/sanity.sh
-
 stage "ansible-galaxy collection build"
 out=$(mktemp -d)
 ansible-galaxy collection build --force --output-path "$out" . >&2
 ls "$out"/kubeops-node_maintenance-*.tar.gz >&2
 rm -rf "$out"
+
+# The static checks (ansible-lint --profile production, then ansible-test sanity) run in the
+# background of pytest, at the cluster workers' CPU priority (below): two minutes of CPU off the
+# critical path, the QEMU host chain, which starts booting its hosts at once. Their output and
+# status come after pytest's; either failing fails the run. KUBEOPS_STATIC=first runs them before
+# pytest instead (a failure then stops the run at once).
+static_dir=$(mktemp -d -t kubeops-static.XXXXXX)
+static_pid=""
+run_static() {  # each check's output into $static_dir/NAME.log, "rc seconds" into NAME.rc
+  local name=$1 t rc=0
+  shift
+  t=$(date +%s)
+  "$@" > "$static_dir/$name.log" 2>&1 || rc=$?
+  echo "$rc $(( $(date +%s) - t ))" > "$static_dir/$name.rc"
+  return "$rc"
+}
+static_checks() {  # [NICE]: both run, whatever the first gives
+  run_static lint nice -n "${1:-0}" bash tests/lint.sh || true
+  run_static sanity nice -n "${1:-0}" bash tests/sanity.sh || true
+}
+# shellcheck disable=SC2317  # run by the EXIT trap and after pytest
+static_report() {  # the checks' durations into the summary, their output (in full on a failure); 1 on a failure
+  local name label rc secs failed=0
+  for name in lint sanity; do
+    label="ansible-lint --profile production" && [[ $name == sanity ]] && label="ansible-test sanity"
+    if [[ ! -s $static_dir/$name.rc ]]; then
+      stages+=("$(printf '%-45s %s' "$label" "NOT RUN")")
+      failed=1
+      continue
+    fi
+    read -r rc secs < "$static_dir/$name.rc"
+    stages+=("$(printf '%-45s %5ds%s' "$label" "$secs" "$([[ $rc == 0 ]] || echo "  FAILED (rc $rc)")")")
+    if [[ $rc == 0 ]]; then
+      say "$label: passed in ${secs}s"
+      tail -n 3 "$static_dir/$name.log" >&2
+    else
+      say "$label FAILED (rc $rc) in ${secs}s:"
+      cat "$static_dir/$name.log" >&2
+      failed=1
+    fi
+  done
+  return "$failed"
+}
 
 # The version matrix (noxfile.py, tests/matrix/nox.sh): the other ansible-core lines' unit tests and
 # module-level integration subset, each beside its paired Kubernetes minor, one session after the
@@ -94,8 +132,16 @@ stop_matrix() {  # a run that ends before the matrix is judged: stop it (pytest'
   fi
 }
 # shellcheck disable=SC2317  # run by the EXIT trap
+stop_static() {  # a run that ends before the static checks did: stop them (their own process group)
+  if [[ -n $static_pid ]] && kill -0 "$static_pid" 2>/dev/null; then
+    kill -TERM -- "-$static_pid" 2>/dev/null || true
+    say "static checks stopped unfinished (the run ended early)"
+  fi
+}
+# shellcheck disable=SC2317  # run by the EXIT trap
 on_exit() {
   local rc=$?
+  stop_static
   stop_matrix
   restore_autogroup
   summary "$rc"
@@ -127,6 +173,19 @@ restore_autogroup() {
   fi
 }
 
+if [[ ${KUBEOPS_STATIC:-background} == first ]]; then
+  stage "static checks (ansible-lint, ansible-test sanity)"
+  static_checks
+  stage ""
+  static_report || exit 1
+else
+  say "static checks (ansible-lint, ansible-test sanity) started in the background of pytest"
+  set -m  # the checks in a process group of their own, for stop_static
+  static_checks "$KUBEOPS_CLUSTER_NICE" &
+  static_pid=$!
+  set +m
+fi
+
 stage "pytest: unit and integration tests"
 # The parser fuzzing runs 2,000 cases per property here to keep the whole suite inside CI's 90
 # minutes; `make faults` (the fault suite alone) runs the full 10,000. Override by setting it.
@@ -153,6 +212,14 @@ if [[ -s $KUBEOPS_STEP_TIMES ]]; then
 fi
 [[ -z $step_times_ours ]] || rm -f "$KUBEOPS_STEP_TIMES"
 [[ -z ${KUBEOPS_MATRIX_GO:-} ]] || touch "$KUBEOPS_MATRIX_GO"  # KUBEOPS_MATRIX_START=free-core
+
+if [[ -n $static_pid ]]; then
+  stage "static checks (what is left of them after pytest)"
+  wait "$static_pid" || true
+  static_pid=""
+  stage ""
+  static_report || { [[ $pytest_rc != 0 ]] || pytest_rc=1; }
+fi
 
 if [[ -n $matrix_pid ]]; then
   stage "version matrix (nox; what is left of it after pytest)"
