@@ -22,6 +22,10 @@ ask before any pod moves:
   autoscaler's safe-to-evict "false", Cluster API's drain label), with what the drain does about
   it (``_pod_rules.opt_outs`` decides, as for the drain). Pods the drain skips or waits for by their
   label need no room elsewhere.
+- replacement_first: the Deployments the drain's replacement first (``_replacement_first``, the same
+  rule) would restart before evicting their pods here, opted in by the run or their pods'
+  annotation, and those it wants to but cannot (Recreate, maxSurge 0, paused). Their Deployments are
+  read by ``preflight`` after the lists (one list call each, by name), only for opted-in pods.
 - max_unavailable (only when a limit is given, and always refusing): the nodes out of service once
   these go (those NotReady or cordoned already, and these) within the limit.
 
@@ -40,7 +44,7 @@ import re
 import threading
 import time
 
-from ansible_collections.kubeops.node_maintenance.plugins.module_utils import _pod_rules
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils import _pod_rules, _replacement_first
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils._api_objects import controller_of
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_client import (
     ApiException,
@@ -71,6 +75,7 @@ CHECKS = (
     "unmanaged_pods",
     "pull_concentration",
     "opt_outs",
+    "replacement_first",
 )
 DEFAULT_FAIL_ON = ("capacity", "pdb")
 
@@ -109,6 +114,12 @@ _FIX = {
     "finishes: let it finish before the maintenance, raise the drain's timeout, or drain with "
     "ignore_opt_outs: [%s] to evict it",
     "opt_out_ignored": "nothing to do for the drain; correct or remove the mark if %s should read it",
+    "replacement_first": "nothing to do: the drain restarts the Deployment (as kubectl rollout restart) while the "
+    "node is cordoned and evicts its pods once the replacements are available; the cluster needs room for its "
+    "maxSurge extra pods meanwhile",
+    "replacement_first_not_possible": "give the Deployment a RollingUpdate strategy with maxSurge of at least 1 "
+    "(or resume it), or accept that it is down until its pods start elsewhere; annotate its pod template "
+    "node-maintenance.kubeops.io/replacement-first: \"false\" to stop asking",
 }
 
 
@@ -132,12 +143,12 @@ class NodeInfo:
 class PodInfo:
     __slots__ = (
         "namespace", "name", "node", "phase", "deleting", "labels", "ready", "owner", "mirror",
-        "daemonset", "requests", "constraints", "volumes", "images", "opt_outs",
+        "daemonset", "requests", "constraints", "volumes", "images", "opt_outs", "replacement_choice",
     )
 
     def __init__(self, namespace, name, node=None, phase="Running", deleting=False, labels=None,
                  ready=True, owner=None, mirror=False, daemonset=False, requests=None,
-                 constraints=None, volumes=(), images=(), opt_outs=()):
+                 constraints=None, volumes=(), images=(), opt_outs=(), replacement_choice=None):
         self.namespace = namespace
         self.name = name
         self.node = node
@@ -153,6 +164,7 @@ class PodInfo:
         self.volumes = tuple(volumes)  # (type, volume name, detail)
         self.images = tuple(images)
         self.opt_outs = tuple(opt_outs)  # _pod_rules.pod_opt_outs, none disregarded
+        self.replacement_choice = replacement_choice  # _replacement_first.annotation_choice: True, False, None
 
     @property
     def ref(self):
@@ -315,6 +327,7 @@ def pod_from_api(obj):
         volumes=_pod_volumes(metadata.get("name"), spec),
         images=images,
         opt_outs=_pod_rules.pod_opt_outs(obj),
+        replacement_choice=_replacement_first.annotation_choice(obj),
     )
 
 
@@ -388,6 +401,9 @@ class Snapshot:
         self.pdbs = []
         self.replicaset_owners = {}  # (namespace, replicaset) -> (kind, name) of its controller
         self.pvs_by_claim = {}  # (namespace, claim) -> PvInfo
+        # (namespace, name) -> Deployment (API JSON) of replacement_candidates, read by preflight()
+        # after the lists; without them check_replacement_first finds nothing
+        self.deployments = {}
 
     def clear(self, what):
         """Forget one kind of object (``nodes``, ``pods``, ``pdbs``, ``replicasets``, ``pvs``),
@@ -882,6 +898,54 @@ def check_opt_outs(snapshot, node_names):
     return findings, summary
 
 
+def replacement_candidates(snapshot, node_names, run_default):
+    """What the drain's replacement first weighs for the nodes: ``{(namespace, deployment):
+    [entries]}`` of the pods it would evict that opt in (their annotation, else ``run_default``) and
+    that a Deployment controls through its ReplicaSet, each entry ``{name, node, ready, pdb}`` as
+    ``_replacement_first.plan`` reads them (``pdb``: the budgets covering the pod)."""
+    pdbs = {}
+    for pdb in snapshot.pdbs:
+        pdbs.setdefault(pdb.namespace, []).append(pdb)
+    groups = {}
+    for pod in evicted_pods(snapshot, node_names):
+        controller = snapshot.controller_of(pod)
+        if controller is None or controller[0] != "Deployment" or pod.owner[0] != "ReplicaSet":
+            continue
+        if not _replacement_first.chooses(pod.replacement_choice, run_default):
+            continue
+        covering = [{"namespace": pdb.namespace, "name": pdb.name, "disruptions_allowed": pdb.disruptions_allowed}
+                    for pdb in pdbs.get(pod.namespace, ()) if label_selector_matches(pdb.selector, pod.labels)]
+        groups.setdefault((pod.namespace, controller[1]), []).append(
+            {"name": pod.name, "node": pod.node, "ready": pod.ready, "pdb": covering})
+    return groups
+
+
+def check_replacement_first(snapshot, node_names, run_default=False):
+    """The Deployments the drain would restart before evicting their pods (state ``would_replace``)
+    and those it would want to but cannot (``not_replaced``, with why): ``_replacement_first.plan``
+    over ``replacement_candidates`` and the snapshot's ``deployments``."""
+    groups = replacement_candidates(snapshot, node_names, run_default)
+    findings = []
+    for item in _replacement_first.plan(groups, snapshot.deployments):
+        key = (item["namespace"], item["name"])
+        nodes = sorted({entry["node"] for entry in groups[key]})
+        pods = ", ".join(item["pods"])
+        if item.get("state") == _replacement_first.STATE_NOT_POSSIBLE:
+            state, fix = item["state"], _FIX["replacement_first_not_possible"]
+            reason = ("replacement first is asked for and evicting its pod(s) %s would take it down (%s), but a "
+                      "restart cannot start the replacements first: %s" % (pods, item["reason"], item["detail"]))
+        else:
+            state, fix = _replacement_first.STATE_PLANNED, _FIX["replacement_first"]
+            reason = ("the drain restarts it before evicting (%s): its replacements start elsewhere and are "
+                      "available before its pod(s) %s leave" % (item["reason"], pods))
+        findings.append(_finding("Deployment", item["namespace"], item["name"], reason, fix,
+                                 nodes=nodes, pods=item["pods"], state=state))
+    planned = sum(1 for finding in findings if finding["state"] == _replacement_first.STATE_PLANNED)
+    summary = "%d Deployment(s) with opted-in pods on the node(s); the drain would restart %d first" % (
+        len(groups), planned)
+    return findings, summary
+
+
 def allowed_unavailable(value, ready_nodes):
     """Nodes that may be out of service at once under ``max_unavailable`` (``3`` or ``"10%"`` of
     the ``ready_nodes``, rounded down but never below 1); ValueError for a value that is not one."""
@@ -917,7 +981,8 @@ def check_max_unavailable(snapshot, node_names, max_unavailable):
                      unavailable=[name for name, _why in already], allowed=allowed, ready_nodes=ready_nodes)], summary
 
 
-def run_checks(snapshot, node_names, checks=CHECKS, fail_on=DEFAULT_FAIL_ON, pull_options=None, ignore_opt_outs=()):
+def run_checks(snapshot, node_names, checks=CHECKS, fail_on=DEFAULT_FAIL_ON, pull_options=None, ignore_opt_outs=(),
+               replacement_first=False):
     """Run the named checks; returns {check: {status, summary, findings}} and overall ok.
 
     status is ``pass`` (no findings), ``fail`` (findings and the check is in fail_on) or ``warn``.
@@ -934,6 +999,7 @@ def run_checks(snapshot, node_names, checks=CHECKS, fail_on=DEFAULT_FAIL_ON, pul
         "unmanaged_pods": check_unmanaged_pods,
         "pull_concentration": lambda s, n: check_pull_concentration(s, n, **(pull_options or {})),
         "opt_outs": check_opt_outs,
+        "replacement_first": lambda s, n: check_replacement_first(s, n, replacement_first),
     }
     results = {}
     ok = True
@@ -1136,6 +1202,23 @@ def _failure_message(names, results):
     return "preflight refuses to drain %s: %s" % (nodes_ref(names), "; ".join(parts))
 
 
+def read_replacement_deployments(raw, snapshot, names, run_default, deadline):
+    """The Deployments of ``replacement_candidates`` into ``snapshot.deployments`` (one list call
+    each, by name: the verb the drain's replacement first has); returns the calls made. None are
+    read when no pod on the nodes opts in."""
+    groups = replacement_candidates(snapshot, names, run_default)
+    if not groups:
+        return 0
+    try:
+        snapshot.deployments = _replacement_first.read_deployments(raw, sorted(groups), deadline)
+    except K8sAccessError as exc:
+        raise ModuleFailure("preflight of %s: %s" % (nodes_ref(names), exc.message), status=exc.status, changed=False)
+    except ApiException as exc:
+        raise ModuleFailure("preflight of %s: %s" % (nodes_ref(names), describe_api_error(exc, "deployments")),
+                            status=exc.status, changed=False)
+    return len(groups)
+
+
 def preflight(connect, names, params, warn, clock=time.monotonic):
     """What k8s_node_preflight does for the nodes ``names``, over the ``RawApi`` that ``connect()``
     gives (asked for only once the options are good): one snapshot within ``params["timeout"]``,
@@ -1159,23 +1242,28 @@ def preflight(connect, names, params, warn, clock=time.monotonic):
     # cyclic collector would scan them over and over (measured: 3-5x the decoding time).
     gc.disable()
     try:
+        raw = connect()
         try:
-            snapshot, calls = read_snapshot(connect(), names, params["page_size"], started + params["timeout"])
+            snapshot, calls = read_snapshot(raw, names, params["page_size"], started + params["timeout"])
         except K8sAccessError as exc:
             raise ModuleFailure("preflight of %s: %s" % (nodes_ref(names), exc.message), status=exc.status,
                                 changed=False)
-        read_seconds = clock() - started
         missing = missing_nodes(snapshot, names)
         if missing:
             raise ModuleFailure("%s: not found; `kubectl get nodes` lists the names" % nodes_ref(missing),
                                 changed=False)
+        if "replacement_first" in checks:
+            calls += read_replacement_deployments(raw, snapshot, names, params.get("replacement_first"),
+                                                  started + params["timeout"])
+        read_seconds = clock() - started
         results = {}
         if max_unavailable is not None:
             findings, summary = check_max_unavailable(snapshot, names, max_unavailable)
             results["max_unavailable"] = {"status": "fail" if findings else "pass", "summary": summary,
                                           "findings": findings}
         ok, checked = run_checks(snapshot, names, checks=checks, fail_on=fail_on,
-                                 pull_options=params["pull_estimate"], ignore_opt_outs=params.get("ignore_opt_outs"))
+                                 pull_options=params["pull_estimate"], ignore_opt_outs=params.get("ignore_opt_outs"),
+                                 replacement_first=params.get("replacement_first"))
         results.update(checked)
         ok = ok and not results.get("max_unavailable", {}).get("findings")
     finally:

@@ -50,10 +50,20 @@ STATE_TIMED_OUT = "timed_out"          # restarted, but not replaced by the drai
 STATES = (STATE_REPLACED, STATE_PLANNED, STATE_NOT_POSSIBLE, STATE_NOT_CORDONED, STATE_TIMED_OUT)
 
 
+def annotation_choice(pod):
+    """What the pod's annotation says: True ("true"), False ("false"), or None (no choice)."""
+    value = str(((pod.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION, "")).strip().lower()
+    return {"true": True, "false": False}.get(value)
+
+
+def chooses(choice, run_default):
+    """A pod's ``annotation_choice`` decides; without one, the run's option."""
+    return bool(run_default) if choice is None else choice
+
+
 def opted_in(pod, run_default):
     """The pod's annotation decides ("true"/"false"); without one, the run's option."""
-    value = str(((pod.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION, "")).strip().lower()
-    return {"true": True, "false": False}.get(value, bool(run_default))
+    return chooses(annotation_choice(pod), run_default)
 
 
 def _surge_count(value, replicas):
@@ -168,7 +178,7 @@ def owners(raw, entries, pods_by_key, deadline):
     """``({(namespace, deployment): [entries]}, {(namespace, deployment): Deployment})`` for the
     ``entries`` whose pod a Deployment controls (through its ReplicaSet). One list per distinct
     ReplicaSet and Deployment."""
-    replicasets, groups, deployments = {}, {}, {}
+    replicasets, groups = {}, {}
     for entry in entries:
         pod = pods_by_key[(entry["namespace"], entry["name"])]
         ref = controller_of(pod)
@@ -185,11 +195,17 @@ def owners(raw, entries, pods_by_key, deadline):
         key = (entry["namespace"], name)
         groups.setdefault(key, []).append(dict(entry, ready=_pod_rules.is_ready(pod),
                                                uid=(pod.get("metadata") or {}).get("uid")))
-    for key in groups:
+    return groups, read_deployments(raw, groups, deadline)
+
+
+def read_deployments(raw, keys, deadline):
+    """``{(namespace, name): Deployment}`` of those of ``keys`` that exist (one list each)."""
+    deployments = {}
+    for key in keys:
         found = _get_by_name(raw, "deployments", key[0], key[1], deadline, "deployment")
         if found is not None:
             deployments[key] = found
-    return groups, deployments
+    return deployments
 
 
 def restart(raw, namespace, name, deadline, now_text):

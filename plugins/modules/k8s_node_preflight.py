@@ -40,6 +40,15 @@ description:
     the pod stays on the node) or C(=wait-completed) (V(wait_completed), not evicted, waited for until it
     finishes), and marks that are not honoured (V(ignored), with the reason). Each finding has the
     fix.
+  - V(replacement_first) lists the Deployments that the drain's replacement first
+    (O(kubeops.node_maintenance.k8s_node_drain#module:replacement_first)) would restart before evicting
+    their pods on the nodes (C(state=would_replace)), because every ready replica is there or a
+    PodDisruptionBudget allows no disruption now, and those it would want to restart but cannot
+    (C(state=not_replaced)) because their strategy stops old pods first (C(Recreate), C(maxSurge) 0) or
+    they are paused. Only pods that opt in count, by O(replacement_first) or by the pod annotation
+    C(node-maintenance.kubeops.io/replacement-first), the same rule as the drain's. Their Deployments
+    are read (one C(list) by name each, the verb the drain needs for it) only when such pods are on the
+    nodes. Findings only warn unless O(fail_on) names the check.
   - Pods the drain leaves alone are not counted, that is mirror (static) pods, DaemonSet pods, finished
     pods, pods already terminating, and pods labelled C(cluster.x-k8s.io/drain) V(skip) or
     V(wait-completed) (unless O(ignore_opt_outs) disregards Cluster API).
@@ -78,7 +87,8 @@ options:
       - The checks to run. V(all) runs every check.
     type: list
     elements: str
-    choices: [all, capacity, pdb, single_node_workloads, local_storage, unmanaged_pods, pull_concentration, opt_outs]
+    choices: [all, capacity, pdb, single_node_workloads, local_storage, unmanaged_pods, pull_concentration, opt_outs,
+              replacement_first]
     default: [all]
   fail_on:
     description:
@@ -87,7 +97,8 @@ options:
       - V(all) makes every check fail the task; an empty list only warns.
     type: list
     elements: str
-    choices: [all, capacity, pdb, single_node_workloads, local_storage, unmanaged_pods, pull_concentration, opt_outs]
+    choices: [all, capacity, pdb, single_node_workloads, local_storage, unmanaged_pods, pull_concentration, opt_outs,
+              replacement_first]
     default: [capacity, pdb]
   ignore_opt_outs:
     description:
@@ -101,6 +112,14 @@ options:
     elements: str
     choices: [all, karpenter, cluster-autoscaler, cluster-api]
     default: []
+  replacement_first:
+    description:
+      - What the drain's O(kubeops.node_maintenance.k8s_node_drain#module:replacement_first) will be, so
+        that the V(replacement_first) check sees the pods as the drain will treat them; the pod annotation
+        C(node-maintenance.kubeops.io/replacement-first) (V(true) or V(false)) decides for its pod
+        whatever this says.
+    type: bool
+    default: false
   pull_estimate:
     description:
       - Thresholds and assumptions of the V(pull_concentration) check.
@@ -196,6 +215,13 @@ EXAMPLES = r"""
     max_unavailable: 10%
   delegate_to: localhost
 
+- name: Which Deployments will the drain restart first (replacement first on for every pod)?
+  kubeops.node_maintenance.k8s_node_preflight:
+    name: worker-3
+    checks: [replacement_first]
+    replacement_first: true
+  delegate_to: localhost
+
 - name: Only the PDB and storage checks, with a slower registry
   kubeops.node_maintenance.k8s_node_preflight:
     name: worker-3
@@ -240,7 +266,8 @@ checks:
           C(name), C(reason) and C(fix); some add C(node), C(nodes), C(pods), C(requests),
           C(volumes), C(ready_pods), C(disruptions_allowed), C(images_to_pull) or
           C(estimated_seconds); those of V(opt_outs) add C(node), C(vocabulary), C(key), C(value) and
-          C(effect) (V(block), V(skip), V(wait_completed) or V(ignored)).
+          C(effect) (V(block), V(skip), V(wait_completed) or V(ignored)); those of V(replacement_first) add
+          C(nodes), C(pods) (names) and C(state) (V(would_replace) or V(not_replaced)).
       type: list
       elements: dict
       sample:
@@ -324,6 +351,7 @@ def argument_spec():
         "page_size": {"type": "int", "default": 500},
         "ignore_opt_outs": {"type": "list", "elements": "str", "default": [],
                             "choices": ["all"] + list(_pod_rules.VOCABULARIES)},
+        "replacement_first": {"type": "bool", "default": False},
         "record": RECORD_SPEC,
         "records": RECORDS_SPEC,
         "timeout": timeout_spec(120),

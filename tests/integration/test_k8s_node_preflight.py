@@ -60,7 +60,7 @@ class Group:
             spec["nodeSelector"]["kubernetes.io/hostname"] = node
         return spec
 
-    def deployment(self, name, replicas, spread=False, **pod_kwargs):
+    def deployment(self, name, replicas, spread=False, annotations=None, strategy=None, **pod_kwargs):
         spec = self.pod_spec(**pod_kwargs)
         if spread:
             spec["topologySpreadConstraints"] = [{
@@ -69,8 +69,11 @@ class Group:
         body = {
             "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
             "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
-                     "template": {"metadata": {"labels": {"app": name}}, "spec": spec}},
+                     "template": {"metadata": {"labels": {"app": name}, "annotations": annotations or {}},
+                                  "spec": spec}},
         }
+        if strategy:
+            body["spec"]["strategy"] = strategy
         self.cluster.apps.create_namespaced_deployment(self.namespace, body)
         return self.wait_ready(name, replicas)
 
@@ -142,7 +145,8 @@ def test_healthy_group_passes_every_check_in_check_mode_and_real(group, run_modu
         assert result["ok"] is True and result["changed"] is False
         assert {c: r["status"] for c, r in result["checks"].items()} == {
             c: "pass" for c in ("capacity", "pdb", "single_node_workloads", "local_storage",
-                                "unmanaged_pods", "pull_concentration", "opt_outs")}, json.dumps(result["checks"], indent=1)
+                                "unmanaged_pods", "pull_concentration", "opt_outs",
+                                "replacement_first")}, json.dumps(result["checks"], indent=1)
         assert result["nodes"] == [target]
         assert result["snapshot"]["list_calls"] >= 5
         assert "preflight passed for node/%s" % target in result["msg"]
@@ -328,3 +332,39 @@ def test_opt_outs_are_reported_with_what_the_drain_does_and_the_fix(group, run_m
     assert dict((f["name"], f["effect"]) for f in mine(result, "opt_outs", namespace)) == {
         guarded: "block", stay: "ignored"}
     assert [f["name"] for f in mine(result, "capacity", namespace)] == [stay]
+
+
+def test_replacement_first_names_the_deployments_the_drain_restarts_first_and_those_it_cannot(
+        group, run_module, namespace):
+    crowded = group.node()
+    later = group.node(unschedulable=True)  # every replica lands on the crowded node
+    opted_in = {"node-maintenance.kubeops.io/replacement-first": "true"}
+    group.deployment("web", 2, annotations=opted_in)
+    group.deployment("batch", 1, annotations=opted_in, strategy={"type": "Recreate"})
+    group.deployment("quiet", 2)  # no annotation: only the run's option opts it in
+    group.deployment("declined", 2, annotations={"node-maintenance.kubeops.io/replacement-first": "false"})
+    group.uncordon(later)
+
+    def by_name(result):
+        return {f["name"]: f for f in mine(result, "replacement_first", namespace)}
+
+    result = run_module(MODULE, {"name": crowded, "checks": ["replacement_first"]})
+    assert not result["failed"], result.get("msg")
+    assert result["checks"]["replacement_first"]["status"] == "warn"
+    found = by_name(result)
+    assert sorted(found) == ["batch", "web"], json.dumps(result["checks"], indent=1)
+    assert found["web"]["state"] == "would_replace" and found["web"]["nodes"] == [crowded]
+    assert len(found["web"]["pods"]) == 2 and all(p.startswith("web-") for p in found["web"]["pods"])
+    assert found["batch"]["state"] == "not_replaced" and "Recreate" in found["batch"]["reason"]
+    assert "maxSurge" in found["batch"]["fix"]
+
+    # The run's option opts in the pods without an annotation; "false" still declines.
+    result = run_module(MODULE, {"name": crowded, "checks": ["replacement_first"], "replacement_first": True,
+                                 "fail_on": ["replacement_first"]})
+    assert result["failed"] and result["ok"] is False
+    assert sorted(by_name(result)) == ["batch", "quiet", "web"]
+    assert "replacement_first: " in result["msg"]
+
+    # Not asked for: no Deployment read, nothing found.
+    result = run_module(MODULE, {"name": crowded, "checks": ["capacity"]})
+    assert "replacement_first" not in result["checks"]

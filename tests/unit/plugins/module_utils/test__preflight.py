@@ -1010,3 +1010,72 @@ def test_a_bad_max_unavailable_fails_before_any_connection():
         pf.preflight(lambda: connected.append(1), ["n1"], preflight_params(max_unavailable="ten"), [].append)
     assert caught.value.msg == "max_unavailable must be a number or a percentage such as 50%, not 'ten'"
     assert connected == []
+
+
+# --------------------------------------------------------------------------------------------
+# replacement_first: the Deployments the drain would restart before evicting (its own rule)
+# --------------------------------------------------------------------------------------------
+OPT_IN = {"node-maintenance.kubeops.io/replacement-first": "true"}
+OPT_OUT = {"node-maintenance.kubeops.io/replacement-first": "false"}
+
+
+def deployment(name, ready, namespace="default", strategy=None, paused=False):
+    spec = {"replicas": ready, "strategy": strategy or {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1}}}
+    if paused:
+        spec["paused"] = True
+    return {"metadata": {"name": name, "namespace": namespace}, "spec": spec, "status": {"readyReplicas": ready}}
+
+
+def replacement_snapshot():
+    s = snap(nodes=[node("a"), node("b")],
+             pods=[pod("web-1", "a", owner=("ReplicaSet", "web-5d8"), annotations=OPT_IN, labels={"app": "web"}),
+                   pod("web-2", "a", owner=("ReplicaSet", "web-5d8"), annotations=OPT_IN, labels={"app": "web"}),
+                   # every ready replica on a, but Recreate: wanted, not possible
+                   pod("old-1", "a", owner=("ReplicaSet", "old-9"), annotations=OPT_IN),
+                   # a replica elsewhere and a budget that allows a disruption: nothing to do
+                   pod("api-1", "a", owner=("ReplicaSet", "api-77"), annotations=OPT_IN, labels={"app": "api"}),
+                   pod("api-2", "b", owner=("ReplicaSet", "api-77"), annotations=OPT_IN, labels={"app": "api"}),
+                   # a replica elsewhere, but its budget allows no disruption now: restarted first
+                   pod("pay-1", "a", owner=("ReplicaSet", "pay-3"), labels={"app": "pay"}),
+                   pod("pay-2", "b", owner=("ReplicaSet", "pay-3"), labels={"app": "pay"}),
+                   # opted out by its annotation, whatever the run says
+                   pod("cache-1", "a", owner=("ReplicaSet", "cache-1"), annotations=OPT_OUT),
+                   pod("db-0", "a", owner=("StatefulSet", "db"), annotations=OPT_IN)],
+             replicasets=[replicaset("web-5d8", "web"), replicaset("old-9", "old"), replicaset("api-77", "api"),
+                          replicaset("pay-3", "pay"), replicaset("cache-1", "cache")],
+             pdbs=[pdb("api", {"matchLabels": {"app": "api"}}, 1), pdb("pay", {"matchLabels": {"app": "pay"}}, 0)])
+    s.deployments = {("default", "web"): deployment("web", 2), ("default", "api"): deployment("api", 2),
+                     ("default", "old"): deployment("old", 1, strategy={"type": "Recreate"}),
+                     ("default", "pay"): deployment("pay", 2), ("default", "cache"): deployment("cache", 1)}
+    return s
+
+
+def test_replacement_first_lists_what_the_drain_would_restart_and_what_it_cannot():
+    s = replacement_snapshot()
+    # the run's option off: only the pods that opt in by their annotation (never a StatefulSet)
+    groups = pf.replacement_candidates(s, ["a"], False)
+    assert sorted(groups) == [("default", "api"), ("default", "old"), ("default", "web")]
+    findings, summary = pf.check_replacement_first(s, ["a"], False)
+    assert [(f["name"], f["state"]) for f in findings] == [("old", "not_replaced"), ("web", "would_replace")]
+    web = findings[1]
+    assert web["kind"] == "Deployment" and web["pods"] == ["web-1", "web-2"] and web["nodes"] == ["a"]
+    assert "every ready replica (2) is on the node" in web["reason"] and "restarts it before evicting" in web["reason"]
+    assert "Recreate" in findings[0]["reason"] and "maxSurge" in findings[0]["fix"]
+    assert summary == "3 Deployment(s) with opted-in pods on the node(s); the drain would restart 1 first"
+    # the run's option on: pay (its budget allows no disruption) joins; cache stays out by its annotation
+    findings, _summary = pf.check_replacement_first(s, ["a"], True)
+    assert [(f["name"], f["state"]) for f in findings] == [
+        ("old", "not_replaced"), ("pay", "would_replace"), ("web", "would_replace")]
+    assert "pdb default/pay allows no disruption now" in findings[1]["reason"]
+    # a batch of both nodes: api's ready replicas are all on it now
+    findings, _summary = pf.check_replacement_first(s, ["a", "b"], False)
+    assert [(f["name"], f["nodes"]) for f in findings] == [("api", ["a", "b"]), ("old", ["a"]), ("web", ["a"])]
+
+
+def test_replacement_first_finds_nothing_without_the_deployments_and_only_warns():
+    s = replacement_snapshot()
+    s.deployments = {}
+    assert pf.check_replacement_first(s, ["a"], True)[0] == []
+    ok, results = pf.run_checks(replacement_snapshot(), ["a"], checks=["replacement_first"], replacement_first=True)
+    assert ok and results["replacement_first"]["status"] == "warn"
+    assert "replacement_first" not in pf.DEFAULT_FAIL_ON

@@ -152,3 +152,34 @@ def test_records_in_check_mode_write_nothing_and_a_missing_node_stops_before_the
     args = dict(server.params, name=["n1"], records=batch_records("n1"), record=batch_records("n1")[0])
     both, _imported = run_module("k8s_node_preflight", args, tmp_path)
     assert both["failed"] is True and "mutually exclusive" in both["msg"]
+
+
+def test_replacement_first_reads_only_the_deployments_of_opted_in_pods_by_name(k8s_server, tmp_path):
+    deployments = "/apis/apps/v1/namespaces/shop/deployments"
+    web = {"metadata": {"name": "web", "namespace": "shop"},
+           "spec": {"replicas": 2, "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%"}}},
+           "status": {"readyReplicas": 2}}
+    seen = []
+
+    def deployment_list(query):
+        seen.append(query)
+        wanted = query.get("fieldSelector", "").split("=", 1)[-1]
+        items = [web] if wanted == "web" else []
+        return 200, {"kind": "DeploymentList", "metadata": {"resourceVersion": "7"}, "items": items}
+
+    pods = Pager("PodList", [api_pod("web-a", "n1"), api_pod("web-b", "n1"),
+                             api_pod("api-a", "n2", app="api", owner="api-1")])
+    server = k8s_server(by_path(cluster(pods, **{deployments: deployment_list})))
+    # off for the run and no pod annotated: no Deployment is read, the check passes
+    result, _imported = run_module("k8s_node_preflight", dict(server.params, name=["n1"], fail_on=[]), tmp_path)
+    assert result["checks"]["replacement_first"]["status"] == "pass" and seen == []
+    # on: the one Deployment with pods on n1 is read by name, and would be restarted first
+    result, _imported = run_module("k8s_node_preflight", dict(server.params, name=["n1"], fail_on=[],
+                                                              replacement_first=True), tmp_path)
+    assert not result.get("failed"), result
+    check = result["checks"]["replacement_first"]
+    (finding,) = check["findings"]
+    assert check["status"] == "warn" and (finding["name"], finding["state"]) == ("web", "would_replace")
+    assert finding["pods"] == ["web-a", "web-b"] and "every ready replica (2) is on the node" in finding["reason"]
+    assert [q.get("fieldSelector") for q in seen] == ["metadata.name=web"]
+    assert result["snapshot"]["list_calls"] == 5 + 1
