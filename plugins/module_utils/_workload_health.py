@@ -25,7 +25,7 @@ from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_clie
     retry_transient,
 )
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils._k8s_module import ModuleFailure
-from ansible_collections.kubeops.node_maintenance.plugins.module_utils._api_objects import controller_of
+from ansible_collections.kubeops.node_maintenance.plugins.module_utils._api_objects import controller_of, status_condition
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils._selectors import label_selector_matches
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils import _daemonset_placement as placement
 from ansible_collections.kubeops.node_maintenance.plugins.module_utils._pod_rules import is_ready as is_pod_ready
@@ -148,13 +148,6 @@ def _gap(have, want, what):
     return None if have == want else "%d/%d %s" % (have, want, what)
 
 
-def _condition(obj, cond_type):
-    for condition in (obj.get("status") or {}).get("conditions") or ():
-        if condition.get("type") == cond_type:
-            return condition
-    return None
-
-
 def workload_counts(kind, obj):
     """``(desired, ready, available, updated, total)`` of a controller."""
     spec = obj.get("spec") or {}
@@ -192,11 +185,11 @@ def workload_missing(kind, obj):
     elif kind != DAEMONSET and total < desired and ready == desired:
         missing.append("%d/%d replicas" % (total, desired))
     if kind == DEPLOYMENT:
-        progressing = _condition(obj, "Progressing")
+        progressing = status_condition(obj, "Progressing")
         if progressing and progressing.get("reason") == "ProgressDeadlineExceeded":
             missing.append("progress deadline exceeded: %s" % (progressing.get("message") or "no message"))
     if kind == DEPLOYMENT or kind == REPLICASET:
-        failure = _condition(obj, "ReplicaFailure")
+        failure = status_condition(obj, "ReplicaFailure")
         if failure and failure.get("status") == "True":
             missing.append("replica failure: %s" % (failure.get("message") or failure.get("reason") or ""))
     return [text for text in missing if text]
